@@ -1,0 +1,144 @@
+//! The rule model: what a marketer edits (`RuleSpec`) and what nudge stores (`Rule`, a spec with
+//! its immutable version metadata).
+
+use serde::{Deserialize, Serialize};
+
+use crate::trigger::Pattern;
+
+pub const MAX_RULE_ID_BYTES: usize = 64;
+pub const MAX_NAME_BYTES: usize = 200;
+pub const MAX_DESCRIPTION_BYTES: usize = 4_096;
+pub const MAX_TRIGGERS: usize = 32;
+
+/// The fields of a rule a person writes. Unknown fields are refused so that a typo is an error,
+/// not a silently ignored setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    pub triggers: Vec<String>,
+    /// Higher runs first; ties run in rule id order.
+    #[serde(default)]
+    pub priority: i32,
+    pub script: String,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// One immutable version of a rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    pub id: String,
+    #[serde(flatten)]
+    pub spec: RuleSpec,
+    pub version: u64,
+    pub updated_by: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// Why a rule was refused. `Invalid` names the field; `Compile` points into the script.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("script:{line}:{column}: {message}")]
+    Compile {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl RuleError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        RuleError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Rule ids become NATS KV key tokens and URL path segments.
+pub fn validate_rule_id(id: &str) -> Result<(), RuleError> {
+    let ok_chars = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if id.is_empty() || id.len() > MAX_RULE_ID_BYTES || !ok_chars {
+        return Err(RuleError::invalid(
+            "id",
+            format!(
+                "\"{id}\" must be 1 to {MAX_RULE_ID_BYTES} letters, digits, `-` or `_`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl RuleSpec {
+    /// Checks everything but the script, which only the sandbox can judge.
+    pub fn validate(&self) -> Result<Vec<Pattern>, RuleError> {
+        if self.name.trim().is_empty() || self.name.len() > MAX_NAME_BYTES {
+            return Err(RuleError::invalid(
+                "name",
+                format!("must be 1 to {MAX_NAME_BYTES} bytes"),
+            ));
+        }
+        if self.description.len() > MAX_DESCRIPTION_BYTES {
+            return Err(RuleError::invalid(
+                "description",
+                format!("must be at most {MAX_DESCRIPTION_BYTES} bytes"),
+            ));
+        }
+        if self.triggers.is_empty() || self.triggers.len() > MAX_TRIGGERS {
+            return Err(RuleError::invalid(
+                "triggers",
+                format!("must list 1 to {MAX_TRIGGERS} event-type patterns, e.g. [\"cart.*\"]"),
+            ));
+        }
+        self.triggers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Pattern::parse(t).map_err(|m| RuleError::invalid(format!("triggers[{i}]"), m)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> RuleSpec {
+        serde_json::from_str(r#"{"name":"n","triggers":["cart.*"],"script":"1"}"#).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_unknown_fields() {
+        let s = spec();
+        assert!(s.enabled);
+        assert_eq!(s.priority, 0);
+        let err = serde_json::from_str::<RuleSpec>(
+            r#"{"name":"n","triggers":["a"],"script":"1","trigger":["b"]}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `trigger`"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut s = spec();
+        s.triggers = vec!["cart.*".into(), "cart..x".into()];
+        assert!(matches!(s.validate(), Err(RuleError::Invalid { field, .. }) if field == "triggers[1]"));
+        s.triggers.clear();
+        assert!(matches!(s.validate(), Err(RuleError::Invalid { field, .. }) if field == "triggers"));
+        assert!(validate_rule_id("abandoned-cart_2").is_ok());
+        assert!(validate_rule_id("no/slash").is_err());
+        assert!(validate_rule_id("").is_err());
+    }
+}

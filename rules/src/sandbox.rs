@@ -1,0 +1,349 @@
+//! The Rhai sandbox: one engine with hard limits, the rule-language functions, and the mapping of
+//! Rhai errors to failures that name the limit that was hit.
+//!
+//! Actions and `print` output are collected in a thread-local sink. Evaluation never awaits, so
+//! one evaluation runs start to end on one thread and the sink cannot mix two evaluations.
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use rhai::{AST, Dynamic, Engine, EvalAltResult, Map, Position, Scope};
+use serde::{Deserialize, Serialize};
+
+use crate::action::Channel;
+use crate::event::CloudEvent;
+use crate::profile::Profile;
+use crate::rule::RuleError;
+
+/// Bounds on one rule's evaluation of one event. Every field is a documented setting
+/// (`NUDGE_RULE_*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Rhai operations (roughly: expressions evaluated) per evaluation.
+    pub max_operations: u64,
+    /// Nested function calls.
+    pub max_call_depth: usize,
+    /// Expression nesting, checked when the script compiles.
+    pub max_expr_depth: usize,
+    pub max_string_bytes: usize,
+    pub max_array_len: usize,
+    pub max_map_len: usize,
+    /// Variables alive at once.
+    pub max_variables: usize,
+    /// Functions a script may define.
+    pub max_functions: usize,
+    /// Actions one rule may fire for one event.
+    pub max_actions: usize,
+    /// Wall-clock bound, for what the operation count does not see (large native calls).
+    pub deadline_ms: u64,
+    pub max_script_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_operations: 100_000,
+            max_call_depth: 32,
+            max_expr_depth: 64,
+            max_string_bytes: 16 * 1024,
+            max_array_len: 1_024,
+            max_map_len: 256,
+            max_variables: 256,
+            max_functions: 64,
+            max_actions: 16,
+            deadline_ms: 20,
+            max_script_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Why one rule failed on one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// A limit was hit; the payload names the setting.
+    Limit(&'static str),
+    /// The script raised an error (bad type, missing function, `throw`).
+    Error,
+}
+
+impl FailureKind {
+    /// `limit` or `error`, as the decision trace and metrics label it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            FailureKind::Limit(_) => "limit",
+            FailureKind::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunFailure {
+    pub kind: FailureKind,
+    pub message: String,
+    pub line: Option<usize>,
+}
+
+/// What a successful evaluation of one rule produced.
+#[derive(Debug, Default)]
+pub struct RunOutput {
+    pub actions: Vec<(Channel, serde_json::Value)>,
+    pub logs: Vec<String>,
+}
+
+#[derive(Default)]
+struct Sink {
+    actions: Vec<(Channel, Map)>,
+    logs: Vec<String>,
+    max_actions: usize,
+    max_map_len: usize,
+    deadline: Option<Instant>,
+}
+
+thread_local! {
+    static SINK: RefCell<Sink> = RefCell::new(Sink::default());
+}
+
+const MAX_LOG_LINES: usize = 32;
+const DEADLINE_CHECK_EVERY_OPS: u64 = 1_024;
+
+pub struct Sandbox {
+    engine: Engine,
+    limits: Limits,
+}
+
+impl Sandbox {
+    pub fn new(limits: Limits) -> Sandbox {
+        let mut engine = Engine::new();
+        engine
+            .set_max_operations(limits.max_operations)
+            .set_max_call_levels(limits.max_call_depth)
+            .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth)
+            .set_max_string_size(limits.max_string_bytes)
+            .set_max_array_size(limits.max_array_len)
+            .set_max_map_size(limits.max_map_len)
+            .set_max_variables(limits.max_variables)
+            .set_max_functions(limits.max_functions)
+            .set_strict_variables(true);
+        engine.disable_symbol("eval");
+        engine.on_print(|text| log_line(text.to_owned()));
+        engine.on_debug(|text, _, pos| log_line(format!("line {}: {text}", pos.line().unwrap_or(0))));
+        engine.on_progress(|ops| {
+            if ops % DEADLINE_CHECK_EVERY_OPS != 0 {
+                return None;
+            }
+            let expired = SINK.with_borrow(|s| s.deadline.is_some_and(|d| Instant::now() >= d));
+            expired.then(|| Dynamic::from("deadline"))
+        });
+        register_actions(&mut engine);
+        Sandbox { engine, limits }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compiles a script once; the AST is then evaluated for every matching event.
+    pub fn compile(&self, script: &str) -> Result<AST, RuleError> {
+        if script.len() > self.limits.max_script_bytes {
+            return Err(RuleError::invalid(
+                "script",
+                format!(
+                    "is {} bytes; the limit is {} (rule_max_script_bytes)",
+                    script.len(),
+                    self.limits.max_script_bytes
+                ),
+            ));
+        }
+        let scope = Self::declared_scope();
+        self.engine
+            .compile_with_scope(&scope, script)
+            .map_err(|e| RuleError::Compile {
+                line: e.1.line().unwrap_or(0),
+                column: e.1.position().unwrap_or(0),
+                message: e.0.to_string(),
+            })
+    }
+
+    /// What the rule language defines before the script runs; strict variables make any other
+    /// free name a compile error with a position.
+    fn declared_scope() -> Scope<'static> {
+        let mut scope = Scope::new();
+        scope.push_constant("event", Dynamic::UNIT);
+        scope.push_constant("profile", Dynamic::UNIT);
+        scope
+    }
+
+    /// Builds the scope every rule matching `event` runs in; built once per event.
+    pub fn scope_for(event: &CloudEvent, profile: &Profile) -> Result<Scope<'static>, String> {
+        #[derive(Serialize)]
+        struct EventView<'a> {
+            #[serde(rename = "type")]
+            event_type: &'a str,
+            subject: &'a str,
+            id: &'a str,
+            source: &'a str,
+            time: Option<&'a str>,
+            data: &'a serde_json::Value,
+        }
+        let event_view = EventView {
+            event_type: &event.event_type,
+            subject: &event.subject,
+            id: &event.id,
+            source: &event.source,
+            time: event.time.as_deref(),
+            data: &event.data,
+        };
+        let mut scope = Scope::new();
+        scope.push_constant(
+            "event",
+            rhai::serde::to_dynamic(&event_view).map_err(|e| e.to_string())?,
+        );
+        scope.push_constant(
+            "profile",
+            rhai::serde::to_dynamic(profile).map_err(|e| e.to_string())?,
+        );
+        Ok(scope)
+    }
+
+    /// Runs one compiled script in `scope`, leaving the scope as it found it.
+    pub fn run(&self, scope: &mut Scope<'static>, ast: &AST) -> Result<RunOutput, RunFailure> {
+        let scope_len = scope.len();
+        SINK.with_borrow_mut(|s| {
+            *s = Sink {
+                max_actions: self.limits.max_actions,
+                max_map_len: self.limits.max_map_len,
+                deadline: Some(Instant::now() + Duration::from_millis(self.limits.deadline_ms)),
+                ..Sink::default()
+            }
+        });
+        let result = self.engine.run_ast_with_scope(scope, ast);
+        scope.rewind(scope_len);
+        let sink = SINK.take();
+        if let Err(err) = result {
+            return Err(self.failure(*err));
+        }
+        let actions = sink
+            .actions
+            .into_iter()
+            .map(|(channel, map)| {
+                rhai::serde::from_dynamic::<serde_json::Value>(&Dynamic::from_map(map))
+                    .map(|value| (channel, value))
+                    .map_err(|e| RunFailure {
+                        kind: FailureKind::Error,
+                        message: format!("{} action payload is not plain data: {e}", channel.as_str()),
+                        line: None,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(RunOutput {
+            actions,
+            logs: sink.logs,
+        })
+    }
+
+    fn failure(&self, err: EvalAltResult) -> RunFailure {
+        let line = err.position().line();
+        let root = root_cause(err);
+        let l = &self.limits;
+        let (kind, message) = match &root {
+            EvalAltResult::ErrorTooManyOperations(_) => (
+                FailureKind::Limit("rule_max_operations"),
+                format!("exceeded {} operations (rule_max_operations)", l.max_operations),
+            ),
+            EvalAltResult::ErrorStackOverflow(_) => (
+                FailureKind::Limit("rule_max_call_depth"),
+                format!("exceeded call depth {} (rule_max_call_depth)", l.max_call_depth),
+            ),
+            EvalAltResult::ErrorTooManyVariables(_) => (
+                FailureKind::Limit("rule_max_variables"),
+                format!("exceeded {} variables (rule_max_variables)", l.max_variables),
+            ),
+            EvalAltResult::ErrorTerminated(..) => (
+                FailureKind::Limit("rule_deadline_ms"),
+                format!("ran longer than {} ms (rule_deadline_ms)", l.deadline_ms),
+            ),
+            EvalAltResult::ErrorDataTooLarge(what, _) => {
+                let setting = if what.contains("string") || what.contains("String") {
+                    "rule_max_string_bytes"
+                } else if what.contains("rray") {
+                    "rule_max_array_len"
+                } else {
+                    "rule_max_map_len"
+                };
+                (FailureKind::Limit(setting), format!("{what} exceeds {setting}"))
+            }
+            EvalAltResult::ErrorRuntime(value, _) if value.is::<ActionLimit>() => (
+                FailureKind::Limit("rule_max_actions"),
+                format!("fired more than {} actions (rule_max_actions)", l.max_actions),
+            ),
+            other => (FailureKind::Error, other.to_string()),
+        };
+        RunFailure {
+            kind,
+            message,
+            line,
+        }
+    }
+}
+
+fn root_cause(err: EvalAltResult) -> EvalAltResult {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => root_cause(*inner),
+        other => other,
+    }
+}
+
+fn log_line(line: String) {
+    SINK.with_borrow_mut(|s| {
+        if s.logs.len() < MAX_LOG_LINES {
+            s.logs.push(line);
+        }
+    });
+}
+
+/// Marker raised when a rule fires more than `max_actions`.
+#[derive(Debug, Clone)]
+struct ActionLimit;
+
+fn emit(channel: Channel, payload: Map) -> Result<(), Box<EvalAltResult>> {
+    SINK.with_borrow_mut(|s| {
+        if payload.len() > s.max_map_len {
+            return Err(Box::new(EvalAltResult::ErrorDataTooLarge(
+                "Size of object map".into(),
+                Position::NONE,
+            )));
+        }
+        if s.actions.len() >= s.max_actions {
+            return Err(Box::new(EvalAltResult::ErrorRuntime(
+                Dynamic::from(ActionLimit),
+                Position::NONE,
+            )));
+        }
+        s.actions.push((channel, payload));
+        Ok(())
+    })
+}
+
+fn keyed(key: &str, value: Dynamic, mut payload: Map) -> Map {
+    payload.insert(key.into(), value);
+    payload
+}
+
+/// The action functions of the rule language (PRODUCT.md, "The rule language").
+fn register_actions(engine: &mut Engine) {
+    engine.register_fn("push", |payload: Map| emit(Channel::Push, payload));
+    engine.register_fn("personalize", |slot: &str, payload: Map| {
+        emit(Channel::Personalize, keyed("slot", slot.into(), payload))
+    });
+    engine.register_fn("price", |product_id: Dynamic, payload: Map| {
+        emit(Channel::Price, keyed("product_id", product_id, payload))
+    });
+    engine.register_fn("webhook", |name: &str, payload: Map| {
+        let mut data = Map::new();
+        data.insert("webhook".into(), name.into());
+        data.insert("payload".into(), payload.into());
+        emit(Channel::Webhook, data)
+    });
+}
