@@ -1,0 +1,237 @@
+//! Settings: defaults, then a TOML file, then `NUDGE_*` environment variables, then flags.
+//! Every limit nudge enforces is one of these fields; README.md lists them.
+
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use nudge_rules::Limits;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// NATS server URL. `nudge up` starts its own `nats-server` when this is unset.
+    pub nats_url: Option<String>,
+    /// HTTP address of the API, ingest and metrics.
+    pub listen: String,
+    /// Bearer token with admin rights over the management API (and ingest).
+    pub admin_token: Option<String>,
+    /// Segment-style write key accepted by ingest (HTTP Basic user name).
+    pub write_key: Option<String>,
+    /// Where `nudge up` keeps its `nats-server` store.
+    pub data_dir: PathBuf,
+    /// The `nats-server` executable `nudge up` runs.
+    pub nats_server_bin: String,
+
+    /// Durable consumer name; instances sharing it share the work.
+    pub consumer_name: String,
+    /// Concurrent per-profile lanes; events of one profile always use the same lane.
+    pub lanes: usize,
+    /// Events queued per lane before fetching pauses.
+    pub lane_queue: usize,
+    /// Messages per pull request.
+    pub fetch_batch: usize,
+    /// Events delivered but not yet acked, across the consumer.
+    pub max_ack_pending: i64,
+    /// How long JetStream waits for an ack before redelivering (e.g. after a crash).
+    pub ack_wait_ms: u64,
+    /// Deliveries of one event before it goes to the DLQ.
+    pub max_deliver: i64,
+    /// Nak delays for successive transient failures; the last one repeats.
+    pub nak_backoff_ms: Vec<u64>,
+    /// Largest accepted event; larger ones go to the DLQ (NATS) or get 413 (HTTP).
+    pub max_event_bytes: usize,
+
+    /// JetStream dedupe window of `NUDGE_ACTIONS`: a redelivered event never duplicates an
+    /// action published within this window.
+    pub actions_duplicate_window_s: u64,
+    /// JetStream dedupe window of `NUDGE_EVENTS` for events ingested over HTTP.
+    pub events_duplicate_window_s: u64,
+    pub events_max_age_s: u64,
+    pub events_max_bytes: i64,
+    pub actions_max_age_s: u64,
+    pub actions_max_bytes: i64,
+    pub dlq_max_age_s: u64,
+    pub dlq_max_bytes: i64,
+    /// Versions kept per rule are unbounded; this caps the rules bucket as a whole.
+    pub rules_max_bytes: i64,
+
+    /// Largest HTTP request body.
+    pub max_body_bytes: usize,
+    /// Most events in one ingest batch.
+    pub max_batch_events: usize,
+    /// Time allowed to finish in-flight events on shutdown.
+    pub shutdown_grace_ms: u64,
+
+    pub rule_max_operations: u64,
+    pub rule_max_call_depth: usize,
+    pub rule_max_expr_depth: usize,
+    pub rule_max_string_bytes: usize,
+    pub rule_max_array_len: usize,
+    pub rule_max_map_len: usize,
+    pub rule_max_variables: usize,
+    pub rule_max_functions: usize,
+    pub rule_max_actions: usize,
+    pub rule_deadline_ms: u64,
+    pub rule_max_script_bytes: usize,
+}
+
+const DAY_S: u64 = 86_400;
+const GIB: i64 = 1 << 30;
+
+impl Default for Settings {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Settings {
+            nats_url: None,
+            listen: "127.0.0.1:8080".into(),
+            admin_token: None,
+            write_key: None,
+            data_dir: PathBuf::from("nudge-data"),
+            nats_server_bin: "nats-server".into(),
+            consumer_name: "nudge".into(),
+            lanes: 64,
+            lane_queue: 32,
+            fetch_batch: 256,
+            max_ack_pending: 4_096,
+            ack_wait_ms: 30_000,
+            max_deliver: 5,
+            nak_backoff_ms: vec![1_000, 5_000, 30_000, 120_000],
+            max_event_bytes: 64 * 1024,
+            actions_duplicate_window_s: 2 * 3_600,
+            events_duplicate_window_s: 2 * 3_600,
+            events_max_age_s: 14 * DAY_S,
+            events_max_bytes: 10 * GIB,
+            actions_max_age_s: 7 * DAY_S,
+            actions_max_bytes: 10 * GIB,
+            dlq_max_age_s: 30 * DAY_S,
+            dlq_max_bytes: GIB,
+            rules_max_bytes: 256 * 1024 * 1024,
+            max_body_bytes: 1024 * 1024,
+            max_batch_events: 500,
+            shutdown_grace_ms: 10_000,
+            rule_max_operations: limits.max_operations,
+            rule_max_call_depth: limits.max_call_depth,
+            rule_max_expr_depth: limits.max_expr_depth,
+            rule_max_string_bytes: limits.max_string_bytes,
+            rule_max_array_len: limits.max_array_len,
+            rule_max_map_len: limits.max_map_len,
+            rule_max_variables: limits.max_variables,
+            rule_max_functions: limits.max_functions,
+            rule_max_actions: limits.max_actions,
+            rule_deadline_ms: limits.deadline_ms,
+            rule_max_script_bytes: limits.max_script_bytes,
+        }
+    }
+}
+
+/// Settings given as command-line flags; unset flags leave lower layers alone.
+#[derive(Debug, Default, Clone, Serialize, clap::Args)]
+pub struct SettingsFlags {
+    /// TOML settings file [env: NUDGE_CONFIG; default: ./nudge.toml when it exists]
+    #[arg(long, env = "NUDGE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// NATS server URL [env: NUDGE_NATS_URL]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_url: Option<String>,
+    /// HTTP listen address [env: NUDGE_LISTEN]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Admin bearer token [env: NUDGE_ADMIN_TOKEN]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
+    /// Data directory for `nudge up` [env: NUDGE_DATA_DIR]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn load(flags: &SettingsFlags) -> Result<Settings, figment::Error> {
+        let file = flags
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("nudge.toml"));
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("NUDGE_").ignore(&["config"]))
+            .merge(Serialized::defaults(flags))
+            .extract()?;
+        Ok(settings)
+    }
+
+    pub fn rule_limits(&self) -> Limits {
+        Limits {
+            max_operations: self.rule_max_operations,
+            max_call_depth: self.rule_max_call_depth,
+            max_expr_depth: self.rule_max_expr_depth,
+            max_string_bytes: self.rule_max_string_bytes,
+            max_array_len: self.rule_max_array_len,
+            max_map_len: self.rule_max_map_len,
+            max_variables: self.rule_max_variables,
+            max_functions: self.rule_max_functions,
+            max_actions: self.rule_max_actions,
+            deadline_ms: self.rule_deadline_ms,
+            max_script_bytes: self.rule_max_script_bytes,
+        }
+    }
+
+    /// Nak delay before delivery `delivered + 1` of an event that failed transiently.
+    pub fn nak_delay(&self, delivered: i64) -> std::time::Duration {
+        let step = usize::try_from(delivered.max(1) - 1).unwrap_or(usize::MAX);
+        let ms = self
+            .nak_backoff_ms
+            .get(step)
+            .or(self.nak_backoff_ms.last())
+            .copied()
+            .unwrap_or(1_000);
+        std::time::Duration::from_millis(ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("nudge.toml", "listen = \"0.0.0.0:1\"\nlanes = 8\n")?;
+            jail.set_env("NUDGE_LISTEN", "0.0.0.0:2");
+            jail.set_env("NUDGE_RULE_MAX_OPERATIONS", "7");
+            let from_env = Settings::load(&SettingsFlags::default())?;
+            assert_eq!(from_env.listen, "0.0.0.0:2");
+            assert_eq!(from_env.lanes, 8);
+            assert_eq!(from_env.rule_limits().max_operations, 7);
+            let flags = SettingsFlags {
+                listen: Some("0.0.0.0:3".into()),
+                ..SettingsFlags::default()
+            };
+            assert_eq!(Settings::load(&flags)?.listen, "0.0.0.0:3");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_setting_is_an_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("nudge.toml", "lanez = 8\n")?;
+            let err = Settings::load(&SettingsFlags::default()).unwrap_err();
+            assert!(err.to_string().contains("lanez"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn nak_backoff_repeats_its_last_step() {
+        let s = Settings::default();
+        assert_eq!(s.nak_delay(1).as_millis(), 1_000);
+        assert_eq!(s.nak_delay(2).as_millis(), 5_000);
+        assert_eq!(s.nak_delay(99).as_millis(), 120_000);
+    }
+}

@@ -1,0 +1,67 @@
+//! The HTTP surface: management API (`/api`), ingest (`/v1`), health and metrics, all on one
+//! `axum` router built by [`app`] so tests can drive it without a socket.
+
+mod auth;
+mod error;
+mod ingest;
+mod ops;
+mod rules;
+pub mod segment;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use async_nats::jetstream::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use error::ApiError;
+
+use crate::config::Settings;
+use crate::rulestore::RuleStore;
+use crate::rulesync::LiveRules;
+
+pub struct AppState {
+    pub js: Context,
+    pub store: RuleStore,
+    pub rules: LiveRules,
+    pub settings: Arc<Settings>,
+    pub metrics: Option<PrometheusHandle>,
+    /// True once every stored rule is loaded and the consumer runs.
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn app(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/api/rules", get(rules::list))
+        .route(
+            "/api/rules/{id}",
+            get(rules::get).put(rules::put).delete(rules::delete),
+        )
+        .route("/api/rules/{id}/versions", get(rules::versions))
+        .route("/api/rules/{id}/versions/{version}", get(rules::version))
+        .route("/api/rules/{id}/restore", post(rules::restore))
+        .route("/api/rules/{id}/test", post(rules::test))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_admin));
+    let ingest = Router::new()
+        .route("/v1/events", post(ingest::events))
+        .route("/v1/track", post(ingest::track))
+        .route("/v1/identify", post(ingest::identify))
+        .route("/v1/page", post(ingest::page))
+        .route("/v1/screen", post(ingest::screen))
+        .route("/v1/batch", post(ingest::batch))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_ingest));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .merge(api)
+        .merge(ingest)
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,173 @@
+//! `/api/rules`: read, write (each write a new immutable version), delete, list versions,
+//! restore, and dry-run a rule or a draft against an event.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use nudge_rules::ruleset::evaluate_rules;
+use nudge_rules::{CloudEvent, CompiledRule, Profile, Rule, RuleSpec};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Actor;
+use super::error::parse_json;
+use super::{ApiError, AppState};
+use crate::rulestore::now_rfc3339;
+
+const MAX_VERSIONS_LISTED: u64 = 1_000;
+
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Rule>>, ApiError> {
+    Ok(Json(state.store.list().await?))
+}
+
+pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Rule>, ApiError> {
+    Ok(Json(state.store.get(&id).await?))
+}
+
+/// Metadata a client may send back unchanged after a GET; `version`, when present, is the
+/// version the edit was based on (optimistic concurrency: 409 if someone saved in between).
+fn split_metadata(id: &str, body: &mut Value) -> Result<Option<u64>, ApiError> {
+    let Value::Object(fields) = body else {
+        return Err(ApiError::bad_request("body", "a rule is a JSON object"));
+    };
+    if let Some(body_id) = fields.remove("id")
+        && body_id.as_str() != Some(id)
+    {
+        return Err(ApiError::bad_request("id", format!("does not match the id in the path ({id})")));
+    }
+    fields.remove("updated_by");
+    fields.remove("updated_at");
+    fields.remove("deleted");
+    match fields.remove("version") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request("version", "must be a whole number")),
+    }
+}
+
+pub async fn put(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Extension(actor): Extension<Actor>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Rule>), ApiError> {
+    let mut value: Value = parse_json(&body)?;
+    let expected_version = split_metadata(&id, &mut value)?;
+    let spec: RuleSpec = parse_json(value.to_string().as_bytes())?;
+    let rule = state.store.put(&id, spec, &actor.0, expected_version).await?;
+    let status = if rule.version == 1 { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(rule)))
+}
+
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Extension(actor): Extension<Actor>,
+) -> Result<Json<Value>, ApiError> {
+    let rule = state.store.delete(&id, &actor.0).await?;
+    Ok(Json(json!({ "id": rule.id, "deleted": true, "version": rule.version })))
+}
+
+#[derive(Deserialize)]
+pub struct VersionsQuery {
+    limit: Option<u64>,
+}
+
+pub async fn versions(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<VersionsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_VERSIONS_LISTED);
+    let heads = state.store.versions(&id, limit).await?;
+    Ok(Json(serde_json::to_value(heads).unwrap_or_default()))
+}
+
+pub async fn version(
+    State(state): State<Arc<AppState>>,
+    Path((id, version)): Path<(String, u64)>,
+) -> Result<Json<Value>, ApiError> {
+    let head = state.store.version(&id, version).await?;
+    Ok(Json(serde_json::to_value(head).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreBody {
+    version: u64,
+}
+
+pub async fn restore(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Extension(actor): Extension<Actor>,
+    body: Bytes,
+) -> Result<Json<Rule>, ApiError> {
+    let RestoreBody { version } = parse_json(&body)?;
+    Ok(Json(state.store.restore(&id, version, &actor.0).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestBody {
+    event: Value,
+    #[serde(default)]
+    profile: Option<Profile>,
+    /// An unsaved draft to test instead of the stored rule.
+    #[serde(default)]
+    rule: Option<RuleSpec>,
+}
+
+/// Dry run: the actions the rule would fire for the event (as the CloudEvents that would be
+/// published), its failures and `print` output. Publishes nothing.
+pub async fn test(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let raw: Value = parse_json(&body)?;
+    let body_is_the_event = raw.get("specversion").is_some();
+    let body: TestBody = if body_is_the_event {
+        TestBody { event: raw, profile: None, rule: None }
+    } else {
+        parse_json(&body)?
+    };
+    let prefix = if body_is_the_event { "" } else { "event." };
+    let event = CloudEvent::from_value(body.event).map_err(|e| ApiError::event(prefix, e))?;
+    let profile = body.profile.unwrap_or_else(|| Profile::new(&event.subject));
+    let rules = state.rules.load();
+    let rule = match body.rule {
+        Some(spec) => Rule {
+            id: id.clone(),
+            spec,
+            version: 0,
+            updated_by: "draft".into(),
+            updated_at: now_rfc3339(),
+        },
+        None => state.store.get(&id).await?,
+    };
+    let compiled = Arc::new(CompiledRule::compile(rules.sandbox(), rule)?);
+    let triggered = compiled.rule.spec.enabled
+        && compiled.rule.spec.triggers.iter().any(|t| {
+            nudge_rules::Pattern::parse(t).is_ok_and(|p| p.matches(&event.event_type))
+        });
+    let evaluation = if triggered {
+        evaluate_rules(rules.sandbox(), &[&compiled], &event, &profile)
+    } else {
+        Default::default()
+    };
+    let time = now_rfc3339();
+    let actions: Vec<Value> = evaluation.actions.iter().map(|a| a.to_cloudevent(&event, &time)).collect();
+    Ok(Json(json!({
+        "rule": format!("{}@v{}", compiled.rule.id, compiled.rule.version),
+        "triggered": triggered,
+        "actions": actions,
+        "failures": evaluation.failures,
+        "logs": evaluation.logs,
+    })))
+}

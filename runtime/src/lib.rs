@@ -1,0 +1,15 @@
+//! The nudge service: adapters between the pure rule core (`nudge-rules`) and the world —
+//! NATS JetStream in and out, the HTTP API, configuration, metrics, and the `nudge` commands.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod http;
+pub mod pipeline;
+pub mod rule_test;
+pub mod rulestore;
+pub mod rulesync;
+pub mod service;
+pub mod telemetry;
+pub mod topology;
+pub mod up;

@@ -1,0 +1,130 @@
+//! The `nudge` command line: `serve`, `up`, and the offline `rule test`.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use nudge::config::{Settings, SettingsFlags};
+use nudge::{rule_test, service, telemetry, up};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "nudge", version, about = "Real-time marketing triggers on NATS JetStream")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service against the NATS server in NUDGE_NATS_URL.
+    Serve(SettingsFlags),
+    /// Start locally: runs its own nats-server unless NUDGE_NATS_URL is set, seeds example rules.
+    Up(SettingsFlags),
+    /// Work with rule files offline.
+    Rule {
+        #[command(subcommand)]
+        command: RuleCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RuleCommand {
+    /// Evaluate a rule file (.toml or .rhai) against a CloudEvent file; needs no server.
+    Test {
+        rule: PathBuf,
+        #[arg(long)]
+        event: PathBuf,
+        #[arg(long)]
+        profile: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    telemetry::init_logs();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Rule { command: RuleCommand::Test { rule, event, profile } } => {
+            Settings::load(&SettingsFlags::default())
+                .map_err(anyhow::Error::from)
+                .and_then(|settings| rule_test::run(&settings, &rule, &event, profile.as_deref()))
+        }
+        Command::Serve(flags) => run_async(serve(flags)),
+        Command::Up(flags) => run_async(up(flags)),
+    };
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(error) => {
+            eprintln!("nudge: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_async(future: impl Future<Output = anyhow::Result<i32>>) -> anyhow::Result<i32> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(future)
+}
+
+async fn listen(settings: &Settings) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on {}: {e}", settings.listen))?;
+    Ok(listener)
+}
+
+async fn serve(flags: SettingsFlags) -> anyhow::Result<i32> {
+    let settings = Settings::load(&flags)?;
+    let metrics = telemetry::init_metrics()?;
+    let listener = listen(&settings).await?;
+    let address = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    service::cancel_on_signals(shutdown.clone());
+    service::run(settings, listener, Some(metrics), shutdown, async |_| {
+        println!("nudge listening on http://{address}");
+        Ok(())
+    })
+    .await?;
+    Ok(0)
+}
+
+async fn up(flags: SettingsFlags) -> anyhow::Result<i32> {
+    let mut settings = Settings::load(&flags)?;
+    let metrics = telemetry::init_metrics()?;
+    let shutdown = CancellationToken::new();
+    service::cancel_on_signals(shutdown.clone());
+    let mut nats_supervisor = None;
+    if settings.nats_url.is_none() {
+        let (url, supervisor) = up::start_local_nats(&settings, shutdown.clone()).await?;
+        settings.nats_url = Some(url);
+        nats_supervisor = Some(supervisor);
+    }
+    let admin_token = settings.admin_token.get_or_insert_with(|| up::random_secret("admin")).clone();
+    let write_key = settings.write_key.get_or_insert_with(|| up::random_secret("wk")).clone();
+    let nats_url = settings.nats_url.clone().unwrap_or_default();
+    let listener = listen(&settings).await?;
+    let address = listener.local_addr()?;
+    let result = service::run(settings, listener, Some(metrics), shutdown.clone(), async |started| {
+        let seeded = up::seed_examples(&started.store).await?;
+        println!("nudge listening on http://{address}");
+        println!();
+        println!("  nudge is up");
+        println!("  API, ingest, metrics  http://{address}   (GET /api/rules, POST /v1/events, /metrics)");
+        println!("  NATS                  {nats_url}   (publish CloudEvents on events.<type>, read actions.>)");
+        println!("  admin token           {admin_token}");
+        println!("  write key             {write_key}");
+        if !seeded.is_empty() {
+            println!("  example rules loaded  {}", seeded.join(", "));
+        }
+        println!();
+        Ok(())
+    })
+    .await;
+    shutdown.cancel();
+    if let Some(supervisor) = nats_supervisor {
+        supervisor.await.ok();
+    }
+    result.map(|()| 0)
+}

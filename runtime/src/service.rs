@@ -1,0 +1,101 @@
+//! `nudge serve`: wires NATS, the rule store, hot reload, the pipeline and the HTTP server, and
+//! runs them until `shutdown`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_nats::jetstream::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use nudge_rules::{RuleSet, Sandbox};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::http::{AppState, app};
+use crate::pipeline::{self, Processor};
+use crate::rulestore::RuleStore;
+use crate::rulesync::{LiveRules, sync_rules};
+use crate::topology;
+
+/// What the service has set up before it starts consuming; `nudge up` uses it to seed rules.
+pub struct Started {
+    pub js: Context,
+    pub store: RuleStore,
+}
+
+/// Runs until `shutdown` is cancelled, then drains in-flight events and returns.
+/// `on_started` runs once the HTTP server listens and the topology exists.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    metrics: Option<PrometheusHandle>,
+    shutdown: CancellationToken,
+    on_started: impl AsyncFnOnce(&Started) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let url = settings
+        .nats_url
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no NATS URL: set NUDGE_NATS_URL or use `nudge up`"))?;
+    let (_client, js) = topology::connect(&url).await?;
+    topology::ensure_streams(&js, &settings).await?;
+    let heads = topology::ensure_bucket(&js, topology::RULES_BUCKET, &settings).await?;
+    let versions = topology::ensure_bucket(&js, topology::RULE_VERSIONS_BUCKET, &settings).await?;
+    let consumer = topology::ensure_consumer(&js, &settings).await?;
+
+    let sandbox = Arc::new(Sandbox::new(settings.rule_limits()));
+    let live: LiveRules = Arc::new(ArcSwap::from_pointee(RuleSet::new(sandbox.clone())));
+    let store = RuleStore::new(heads.clone(), versions, sandbox);
+    let rules_loaded = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let watcher = tokio::spawn(sync_rules(heads, live.clone(), rules_loaded.clone(), shutdown.clone()));
+    let state = Arc::new(AppState {
+        js: js.clone(),
+        store: store.clone(),
+        rules: live.clone(),
+        settings: settings.clone(),
+        metrics,
+        ready: ready.clone(),
+    });
+    let http_shutdown = shutdown.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await
+    });
+
+    on_started(&Started { js: js.clone(), store }).await?;
+
+    // Consume only once every stored rule is loaded, so no event meets a partial rule set.
+    while !rules_loaded.load(Ordering::Acquire) {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    ready.store(true, Ordering::Release);
+    let processor = Arc::new(Processor::new(js, live, settings.clone()));
+    let consumed = pipeline::run(processor, consumer, settings, shutdown.clone()).await;
+    ready.store(false, Ordering::Release);
+    shutdown.cancel();
+    watcher.await.ok();
+    http.await??;
+    consumed
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down: finishing in-flight events");
+        token.cancel();
+    });
+}

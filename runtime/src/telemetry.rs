@@ -1,0 +1,71 @@
+//! Logs (`tracing`, `RUST_LOG`) and Prometheus metrics: the names of every metric live here so
+//! dashboards have one place to look.
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const EVENTS_IN: &str = "nudge_events_in_total";
+pub const EVENTS_PROCESSED: &str = "nudge_events_processed_total";
+pub const EVENTS_INGESTED: &str = "nudge_events_ingested_total";
+pub const ACTIONS_OUT: &str = "nudge_actions_out_total";
+pub const ACTIONS_DEDUPLICATED: &str = "nudge_actions_deduplicated_total";
+pub const RULE_ERRORS: &str = "nudge_rule_errors_total";
+pub const DLQ: &str = "nudge_dlq_total";
+pub const NAKS: &str = "nudge_naks_total";
+pub const PROCESSING_SECONDS: &str = "nudge_event_processing_seconds";
+pub const RULE_EVAL_SECONDS: &str = "nudge_rule_eval_seconds";
+pub const CONSUMER_PENDING: &str = "nudge_consumer_pending_events";
+pub const CONSUMER_ACK_PENDING: &str = "nudge_consumer_ack_pending_events";
+pub const RULES_LOADED: &str = "nudge_rules_loaded";
+
+pub fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .ok();
+}
+
+/// Installs the global recorder; the handle renders `/metrics`.
+pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
+    let latency_buckets = [
+        0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)?
+        .install_recorder()?;
+    describe_counter!(EVENTS_IN, "Events delivered to nudge by JetStream (redeliveries included).");
+    describe_counter!(EVENTS_PROCESSED, "Events finished, by outcome: acked, dlq or nak.");
+    describe_counter!(EVENTS_INGESTED, "Events accepted over HTTP, by endpoint.");
+    describe_counter!(ACTIONS_OUT, "Actions published, by channel.");
+    describe_counter!(ACTIONS_DEDUPLICATED, "Action publishes JetStream dropped as duplicates.");
+    describe_counter!(RULE_ERRORS, "Rule failures, by rule and reason (error or the limit hit).");
+    describe_counter!(DLQ, "Events moved to the dead-letter stream, by reason.");
+    describe_counter!(NAKS, "Events handed back for redelivery after a transient failure.");
+    describe_histogram!(PROCESSING_SECONDS, "From delivery to ack, per event.");
+    describe_histogram!(RULE_EVAL_SECONDS, "Evaluation of all rules an event triggered.");
+    describe_gauge!(CONSUMER_PENDING, "Events in the stream not yet delivered to the consumer (lag).");
+    describe_gauge!(CONSUMER_ACK_PENDING, "Events delivered and not yet acked.");
+    describe_gauge!(RULES_LOADED, "Rules in the running rule set.");
+    Ok(handle)
+}
+
+pub fn rule_failed(rule: &str, reason: &'static str, limit: Option<&'static str>) {
+    counter!(RULE_ERRORS, "rule" => rule.to_owned(), "reason" => reason, "limit" => limit.unwrap_or("")).increment(1);
+}
+
+pub fn dead_lettered(reason_kind: &'static str) {
+    counter!(DLQ, "reason" => reason_kind).increment(1);
+}
+
+pub fn processed(outcome: &'static str, seconds: f64) {
+    counter!(EVENTS_PROCESSED, "outcome" => outcome).increment(1);
+    histogram!(PROCESSING_SECONDS).record(seconds);
+}
+
+pub fn consumer_lag(pending: u64, ack_pending: usize) {
+    gauge!(CONSUMER_PENDING).set(pending as f64);
+    gauge!(CONSUMER_ACK_PENDING).set(ack_pending as f64);
+}

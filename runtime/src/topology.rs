@@ -1,0 +1,111 @@
+//! The JetStream objects nudge relies on, created when missing and brought in line with the
+//! settings when present: the events, actions and dead-letter streams, the rule buckets and the
+//! durable pull consumer.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, Context, consumer, kv, stream};
+
+use crate::config::Settings;
+
+pub const EVENTS_STREAM: &str = "NUDGE_EVENTS";
+pub const ACTIONS_STREAM: &str = "NUDGE_ACTIONS";
+pub const DLQ_STREAM: &str = "NUDGE_DLQ";
+/// Current version of every rule, one key per rule id.
+pub const RULES_BUCKET: &str = "NUDGE_RULES";
+/// Every version ever written, key `<rule id>.<version>`; never overwritten.
+pub const RULE_VERSIONS_BUCKET: &str = "NUDGE_RULE_VERSIONS";
+
+fn seconds(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+pub async fn ensure_streams(js: &Context, s: &Settings) -> anyhow::Result<()> {
+    let streams = [
+        stream::Config {
+            name: EVENTS_STREAM.into(),
+            subjects: vec!["events.>".into()],
+            max_age: seconds(s.events_max_age_s),
+            max_bytes: s.events_max_bytes,
+            duplicate_window: seconds(s.events_duplicate_window_s),
+            max_message_size: i32::try_from(s.max_event_bytes).unwrap_or(i32::MAX),
+            ..Default::default()
+        },
+        stream::Config {
+            name: ACTIONS_STREAM.into(),
+            subjects: vec!["actions.>".into()],
+            max_age: seconds(s.actions_max_age_s),
+            max_bytes: s.actions_max_bytes,
+            duplicate_window: seconds(s.actions_duplicate_window_s),
+            ..Default::default()
+        },
+        stream::Config {
+            name: DLQ_STREAM.into(),
+            subjects: vec!["dlq.>".into()],
+            max_age: seconds(s.dlq_max_age_s),
+            max_bytes: s.dlq_max_bytes,
+            duplicate_window: seconds(s.events_duplicate_window_s),
+            ..Default::default()
+        },
+    ];
+    for config in streams {
+        let name = config.name.clone();
+        js.create_or_update_stream(config)
+            .await
+            .with_context(|| format!("creating or updating stream {name}"))?;
+    }
+    Ok(())
+}
+
+pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::Result<kv::Store> {
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    js.create_key_value(kv::Config {
+        bucket: bucket.into(),
+        history: 1,
+        max_bytes: s.rules_max_bytes,
+        max_value_size: i32::try_from(s.rule_max_script_bytes * 2).unwrap_or(i32::MAX),
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating key-value bucket {bucket}"))
+}
+
+pub fn consumer_config(s: &Settings) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(s.consumer_name.clone()),
+        description: Some("nudge rule engine".into()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_millis(s.ack_wait_ms),
+        max_deliver: s.max_deliver,
+        max_ack_pending: s.max_ack_pending,
+        filter_subject: "events.>".into(),
+        ..Default::default()
+    }
+}
+
+pub async fn ensure_consumer(
+    js: &Context,
+    s: &Settings,
+) -> anyhow::Result<consumer::Consumer<consumer::pull::Config>> {
+    let stream = js.get_stream(EVENTS_STREAM).await?;
+    let config = consumer_config(s);
+    match stream.create_consumer(config.clone()).await {
+        Ok(consumer) => Ok(consumer),
+        Err(create_error) => stream.update_consumer(config).await.with_context(|| {
+            format!("creating consumer {} failed ({create_error}); updating it", s.consumer_name)
+        }),
+    }
+}
+
+pub async fn connect(url: &str) -> anyhow::Result<(async_nats::Client, Context)> {
+    let client = async_nats::ConnectOptions::new()
+        .name("nudge")
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))?;
+    let js = jetstream::new(client.clone());
+    Ok((client, js))
+}

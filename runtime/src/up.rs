@@ -1,0 +1,122 @@
+//! `nudge up`: the one-command local start. Without a NATS URL it runs and supervises a local
+//! `nats-server` (JetStream, store under the data directory), seeds the example rules, and
+//! prints where everything is.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use nudge_rules::file::{EXAMPLES, parse_rule_file};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::rulestore::{RuleStore, StoreError};
+
+const PREFERRED_NATS_PORT: u16 = 4222;
+const NATS_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn free_port(preferred: u16) -> anyhow::Result<u16> {
+    if std::net::TcpListener::bind(("127.0.0.1", preferred)).is_ok() {
+        return Ok(preferred);
+    }
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+fn spawn_nats(settings: &Settings, port: u16, store_dir: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(settings.data_dir.join("nats-server.log"))?;
+    Command::new(&settings.nats_server_bin)
+        .args(["--jetstream", "--addr", "127.0.0.1", "--port", &port.to_string(), "--store_dir"])
+        .arg(store_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting `{}` (install nats-server, e.g. `apt-get install nats-server`, or set NUDGE_NATS_URL)",
+                settings.nats_server_bin
+            )
+        })
+}
+
+async fn stop(mut child: Child) {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        kill(Pid::from_raw(pid), Signal::SIGTERM).ok();
+    }
+    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+        child.kill().await.ok();
+    }
+}
+
+/// Starts `nats-server` and restarts it if it dies, until `shutdown`. Returns its URL once it
+/// accepts connections.
+pub async fn start_local_nats(
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(String, JoinHandle<()>)> {
+    let store_dir = settings.data_dir.join("nats");
+    std::fs::create_dir_all(&store_dir)
+        .with_context(|| format!("creating {}", store_dir.display()))?;
+    let port = free_port(PREFERRED_NATS_PORT)?;
+    let mut child = spawn_nats(settings, port, &store_dir)?;
+    let deadline = tokio::time::Instant::now() + NATS_START_TIMEOUT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            anyhow::bail!("nats-server exited with {status}; see {}", settings.data_dir.join("nats-server.log").display());
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "nats-server did not start within {NATS_START_TIMEOUT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let settings = settings.clone();
+    let supervisor = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    stop(child).await;
+                    return;
+                }
+                status = child.wait() => {
+                    tracing::error!(?status, "nats-server stopped; restarting it");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    match spawn_nats(&settings, port, &store_dir) {
+                        Ok(next) => child = next,
+                        Err(error) => {
+                            tracing::error!(%error, "could not restart nats-server");
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Ok((format!("nats://127.0.0.1:{port}"), supervisor))
+}
+
+/// Stores each example rule unless a rule of that id exists or existed (a deleted example stays
+/// deleted).
+pub async fn seed_examples(store: &RuleStore) -> anyhow::Result<Vec<String>> {
+    let mut seeded = Vec::new();
+    for (file, text) in EXAMPLES {
+        let (id, spec) = parse_rule_file(file, text)?;
+        match store.put(&id, spec, "nudge up", Some(0)).await {
+            Ok(_) => seeded.push(id),
+            Err(StoreError::Conflict { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(seeded)
+}
+
+/// A fresh random secret for settings left unset by `nudge up`.
+pub fn random_secret(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
