@@ -58,19 +58,30 @@ pub async fn ensure_streams(js: &Context, s: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates a KV bucket's backing stream directly (the layout `create_key_value` would make) because
+/// async-nats' own helper needs an account-info reply that nats-server 2.9 does not send.
 pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::Result<kv::Store> {
     if let Ok(store) = js.get_key_value(bucket).await {
         return Ok(store);
     }
-    js.create_key_value(kv::Config {
-        bucket: bucket.into(),
-        history: 1,
+    js.create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(format!("nudge key-value bucket {bucket}")),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
         max_bytes: s.rules_max_bytes,
-        max_value_size: i32::try_from(s.rule_max_script_bytes * 2).unwrap_or(i32::MAX),
+        max_message_size: i32::try_from(s.rule_max_script_bytes * 2).unwrap_or(i32::MAX),
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
         ..Default::default()
     })
     .await
-    .with_context(|| format!("creating key-value bucket {bucket}"))
+    .with_context(|| format!("creating key-value bucket {bucket}"))?;
+    js.get_key_value(bucket)
+        .await
+        .with_context(|| format!("opening key-value bucket {bucket}"))
 }
 
 pub fn consumer_config(s: &Settings) -> consumer::pull::Config {

@@ -1,1 +1,273 @@
+//! Test harness: a real `nats-server` per test (random port, temp store, killed on drop — the
+//! pattern of the async-nats repository's own test helper) and the real `nudge` binary as a child
+//! process that tests can SIGKILL.
 
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const WRITE_KEY: &str = "test-write-key";
+
+/// A `nats-server` with JetStream, private to one test.
+pub struct NatsServer {
+    child: std::process::Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts the binary named by `NUDGE_TEST_NATS_SERVER`, else `nats-server` from PATH.
+    pub fn start() -> NatsServer {
+        let binary = std::env::var("NUDGE_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let child = std::process::Command::new(&binary)
+            .args(["--jetstream", "--addr", "127.0.0.1", "--port", "-1", "--store_dir"])
+            .arg(dir.path().join("store"))
+            .arg("--ports_file_dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {binary}: {e} (install nats-server or set NUDGE_TEST_NATS_SERVER)"));
+        let ports_file = dir.path().join(format!("{}_{}.ports", binary.rsplit('/').next().unwrap_or("nats-server"), child.id()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let url = loop {
+            if let Ok(text) = std::fs::read_to_string(&ports_file)
+                && let Ok(ports) = serde_json::from_str::<Value>(&text)
+                && let Some(url) = ports["nats"][0].as_str()
+            {
+                break url.to_owned();
+            }
+            assert!(Instant::now() < deadline, "nats-server wrote no ports file at {}", ports_file.display());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        NatsServer { child, url, _dir: dir }
+    }
+
+    pub async fn jetstream(&self) -> jetstream::Context {
+        let client = async_nats::connect(&self.url).await.expect("connecting to the test nats-server");
+        jetstream::new(client)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// The `nudge` binary built by `cargo build` next to the test executable, or `NUDGE_BIN`.
+pub fn nudge_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("NUDGE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let binary = profile_dir.join("nudge");
+    assert!(binary.exists(), "{} is missing: run `cargo build --bins` first (scripts/test does)", binary.display());
+    binary
+}
+
+/// A running `nudge serve` child process.
+pub struct Nudge {
+    child: Child,
+    pub base_url: String,
+    pub log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Nudge {
+    /// Starts `nudge serve` against `nats` and waits until `/readyz` says ready.
+    pub async fn start(nats: &NatsServer, env: &[(&str, &str)]) -> Nudge {
+        Self::start_command(&["serve"], Some(&nats.url), env).await
+    }
+
+    pub async fn start_command(args: &[&str], nats_url: Option<&str>, env: &[(&str, &str)]) -> Nudge {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_path = dir.path().join("nudge.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = Command::new(nudge_binary());
+        command
+            .args(args)
+            .current_dir(dir.path())
+            .env("NUDGE_LISTEN", "127.0.0.1:0")
+            .env("NUDGE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("NUDGE_WRITE_KEY", WRITE_KEY)
+            .env("NUDGE_ACK_WAIT_MS", "2000")
+            .env("NUDGE_DATA_DIR", dir.path().join("data"))
+            .env("RUST_LOG", "info")
+            .env_remove("NUDGE_NATS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(url) = nats_url {
+            command.env("NUDGE_NATS_URL", url);
+        }
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("starting nudge");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base_url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("nudge listening on ") {
+                    return Some(url.trim().to_owned());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("nudge did not start; log:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default()));
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let nudge = Nudge { child, base_url, log_path, _dir: dir };
+        nudge.wait_ready().await;
+        nudge
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = client.get(format!("{}/readyz", self.base_url)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nudge never became ready; log:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id().expect("running child") as i32)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub async fn kill(mut self) {
+        kill(self.pid(), Signal::SIGKILL).expect("SIGKILL nudge");
+        self.child.wait().await.ok();
+    }
+
+    /// SIGTERM and wait for a graceful exit; returns whether it exited successfully.
+    pub async fn stop(mut self) -> bool {
+        kill(self.pid(), Signal::SIGTERM).expect("SIGTERM nudge");
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
+        matches!(status, Ok(Ok(s)) if s.success())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// `PUT /api/rules/{id}` with the admin token; panics unless it is stored.
+    pub async fn put_rule(&self, id: &str, rule: Value) -> Value {
+        let response = reqwest::Client::new()
+            .put(self.url(&format!("/api/rules/{id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&rule)
+            .send()
+            .await
+            .expect("PUT rule");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON answer");
+        assert!(status.is_success(), "PUT /api/rules/{id} answered {status}: {body}");
+        body
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics")).await.expect("GET /metrics").text().await.expect("metrics text")
+    }
+}
+
+/// A CloudEvent as a shop would publish it, padded to a realistic size.
+pub fn event(id: &str, event_type: &str, subject: &str, data: Value) -> Value {
+    serde_json::json!({
+        "specversion": "1.0", "id": id, "source": "https://shop.example/checkout",
+        "type": event_type, "subject": subject, "time": "2026-11-27T10:00:00Z",
+        "datacontenttype": "application/json", "data": data,
+    })
+}
+
+/// Publishes a CloudEvent on `events.<type>` and waits for JetStream's ack.
+pub async fn publish(js: &jetstream::Context, event: &Value) {
+    let subject = format!("events.{}", event["type"].as_str().expect("type"));
+    js.publish(subject, serde_json::to_vec(event).expect("json").into())
+        .await
+        .expect("publish")
+        .await
+        .expect("publish ack");
+}
+
+/// Number of messages stored in a stream.
+pub async fn stream_len(js: &jetstream::Context, name: &str) -> u64 {
+    let mut stream = js.get_stream(name).await.expect("stream exists");
+    stream.info().await.expect("stream info").state.messages
+}
+
+/// Reads every message of a stream from the start (up to `max`), with its headers.
+pub async fn read_stream(js: &jetstream::Context, name: &str, max: usize) -> Vec<async_nats::Message> {
+    let stream: stream::Stream = js.get_stream(name).await.expect("stream exists");
+    let consumer = stream
+        .create_consumer(consumer::pull::Config { ack_policy: consumer::AckPolicy::None, ..Default::default() })
+        .await
+        .expect("ephemeral consumer");
+    let mut out = Vec::new();
+    let mut batch = consumer.fetch().max_messages(max).expires(Duration::from_secs(1)).messages().await.expect("fetch");
+    while let Some(Ok(message)) = batch.next().await {
+        out.push(message.split().0);
+        if out.len() >= max {
+            break;
+        }
+    }
+    out
+}
+
+/// Waits until a stream holds at least `count` messages; panics with `context` after `timeout`.
+pub async fn wait_for_len(js: &jetstream::Context, name: &str, count: u64, timeout: Duration, context: &str) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let len = stream_len(js, name).await;
+        if len >= count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} holds {len} messages, expected {count}: {context}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits until the nudge consumer has acked every event in `NUDGE_EVENTS`.
+pub async fn wait_drained(js: &jetstream::Context, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let stream = js.get_stream("NUDGE_EVENTS").await.expect("events stream");
+        let last = stream.cached_info().state.last_sequence;
+        let info = stream.consumer_info("nudge").await.expect("consumer info");
+        if info.ack_floor.stream_sequence >= last && info.num_ack_pending == 0 && info.num_pending == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "consumer not drained: ack floor {} of {last}, {} pending acks", info.ack_floor.stream_sequence, info.num_ack_pending);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn json_payload(message: &async_nats::Message) -> Value {
+    serde_json::from_slice(&message.payload).expect("JSON payload")
+}

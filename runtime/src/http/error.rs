@@ -122,3 +122,23 @@ mod tests {
         assert_eq!(field(r#"{"name":"n","#), "body");
     }
 }
+
+/// The raw request body, with body-limit and read failures answered in the JSON error shape.
+pub struct Body(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        axum::body::Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(|rejection| {
+                let message = match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => "the body exceeds max_body_bytes".to_owned(),
+                    _ => rejection.body_text(),
+                };
+                ApiError::new(rejection.status(), Some("body"), message)
+            })
+    }
+}

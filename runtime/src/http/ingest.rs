@@ -5,34 +5,28 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use async_nats::jetstream::message::PublishMessage as Publish;
 use nudge_rules::CloudEvent;
 use serde_json::{Value, json};
 
 use super::segment::{self, Call};
+use super::error::Body;
 use super::{ApiError, AppState};
 use crate::rulestore::now_rfc3339;
 use crate::telemetry;
 
-const CONTENT_TYPES: [&str; 3] = [
-    "application/json",
-    "application/cloudevents+json",
-    "application/cloudevents-batch+json",
-];
-
+/// Bodies are parsed as JSON whatever their Content-Type claims (Segment libraries and curl
+/// differ), but a binary-mode CloudEvent (`ce-specversion` header) is refused rather than
+/// misread: nudge takes structured mode only.
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
-    if let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-        let essence = content_type.split(';').next().unwrap_or("").trim();
-        if !CONTENT_TYPES.contains(&essence) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Some("Content-Type"),
-                format!("{essence} is not accepted; send one of {}", CONTENT_TYPES.join(", ")),
-            ));
-        }
+    if headers.contains_key("ce-specversion") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Some("ce-specversion"),
+            "binary-mode CloudEvents are not accepted; send structured mode (application/cloudevents+json)",
+        ));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request("body", format!("not valid JSON: {e}")))
 }
@@ -90,7 +84,7 @@ fn check_batch_size(state: &AppState, count: usize, field: &str) -> Result<(), A
 }
 
 /// `POST /v1/events`: one CloudEvent or a JSON array of them.
-pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (events, batched) = match parse_body(&headers, &body)? {
         Value::Array(items) => {
             check_batch_size(&state, items.len(), "body")?;
@@ -121,7 +115,7 @@ fn segment_events(calls: &[(Call, &Value)], prefix: impl Fn(usize) -> String) ->
         .collect()
 }
 
-async fn segment_single(state: Arc<AppState>, headers: HeaderMap, body: Bytes, call: Call, endpoint: &'static str) -> Result<Json<Value>, ApiError> {
+async fn segment_single(state: Arc<AppState>, headers: HeaderMap, body: axum::body::Bytes, call: Call, endpoint: &'static str) -> Result<Json<Value>, ApiError> {
     let value = parse_body(&headers, &body)?;
     let events = segment_events(&[(call, &value)], |_| String::new())?;
     publish_events(&state, &events, |_| "body".to_owned()).await?;
@@ -129,24 +123,24 @@ async fn segment_single(state: Arc<AppState>, headers: HeaderMap, body: Bytes, c
     Ok(Json(json!({ "success": true })))
 }
 
-pub async fn track(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn track(State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body) -> Result<Json<Value>, ApiError> {
     segment_single(state, headers, body, Call::Track, "track").await
 }
 
-pub async fn identify(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn identify(State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body) -> Result<Json<Value>, ApiError> {
     segment_single(state, headers, body, Call::Identify, "identify").await
 }
 
-pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body) -> Result<Json<Value>, ApiError> {
     segment_single(state, headers, body, Call::Page, "page").await
 }
 
-pub async fn screen(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn screen(State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body) -> Result<Json<Value>, ApiError> {
     segment_single(state, headers, body, Call::Screen, "screen").await
 }
 
 /// `POST /v1/batch`: `{"batch": [{"type": "track", …}, …]}`.
-pub async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let value = parse_body(&headers, &body)?;
     let Some(Value::Array(items)) = value.get("batch") else {
         return Err(ApiError::bad_request("batch", "must be an array of Segment calls"));

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -13,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Actor;
-use super::error::parse_json;
+use super::error::{Body, parse_json};
 use super::{ApiError, AppState};
 use crate::rulestore::now_rfc3339;
 
@@ -54,7 +53,7 @@ pub async fn put(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Extension(actor): Extension<Actor>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Rule>), ApiError> {
     let mut value: Value = parse_json(&body)?;
     let expected_version = split_metadata(&id, &mut value)?;
@@ -106,7 +105,7 @@ pub async fn restore(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Extension(actor): Extension<Actor>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Rule>, ApiError> {
     let RestoreBody { version } = parse_json(&body)?;
     Ok(Json(state.store.restore(&id, version, &actor.0).await?))
@@ -128,7 +127,7 @@ struct TestBody {
 pub async fn test(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let raw: Value = parse_json(&body)?;
     let body_is_the_event = raw.get("specversion").is_some();
