@@ -1,1 +1,117 @@
-fn main(){}
+//! Criterion benchmarks of the rule core: one compiled rule in a prepared scope (the per-rule
+//! cost), building that scope from an event (paid once per event), and a whole 10-rule set.
+//!
+//! Run: `cargo bench -p nudge-rules --bench eval`
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use nudge_rules::{CloudEvent, CompiledRule, Limits, Profile, Rule, RuleSet, RuleSpec, Sandbox};
+use serde_json::json;
+
+fn rule(id: &str, trigger: &str, script: &str) -> Rule {
+    Rule {
+        id: id.into(),
+        spec: RuleSpec {
+            name: id.into(),
+            description: String::new(),
+            enabled: true,
+            triggers: vec![trigger.into()],
+            priority: 0,
+            script: script.into(),
+        },
+        version: 1,
+        updated_by: "bench".into(),
+        updated_at: "2026-11-27T10:00:00Z".into(),
+    }
+}
+
+fn cart_event() -> CloudEvent {
+    CloudEvent::from_value(json!({
+        "specversion": "1.0", "id": "evt-123456", "source": "https://shop.example/cart",
+        "type": "cart.updated", "subject": "user-42", "time": "2026-11-27T10:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {"cart_id": "c-981", "currency": "EUR", "total": 128.5, "items": [
+            {"sku": "sku-1", "qty": 1, "price": 99.0}, {"sku": "sku-2", "qty": 2, "price": 14.75}],
+            "channel": "web", "campaign": "autumn-sale"}
+    }))
+    .expect("valid event")
+}
+
+const CART_RULE: &str = r#"
+if event.data.total >= 100 {
+    push(#{ title: "Free shipping unlocked", cart: event.data.cart_id });
+}
+"#;
+
+fn benches(c: &mut Criterion) {
+    let sandbox = Arc::new(Sandbox::new(Limits::default()));
+    let event = cart_event();
+    let profile = Profile::new("user-42");
+    let compiled = Arc::new(
+        CompiledRule::compile(&sandbox, rule("cart", "cart.*", CART_RULE)).expect("compiles"),
+    );
+
+    let mut scope = Sandbox::scope_for(&event, &profile).expect("scope");
+    c.bench_function("one compiled rule, prepared scope", |b| {
+        b.iter(|| black_box(sandbox.run(&mut scope, compiled.ast()).expect("runs")))
+    });
+    let quiet = Arc::new(
+        CompiledRule::compile(
+            &sandbox,
+            rule(
+                "quiet",
+                "cart.*",
+                "if event.data.total >= 1000 { push(#{}) }",
+            ),
+        )
+        .expect("compiles"),
+    );
+    c.bench_function(
+        "one compiled rule that fires nothing, prepared scope",
+        |b| b.iter(|| black_box(sandbox.run(&mut scope, quiet.ast()).expect("runs"))),
+    );
+    let empty =
+        Arc::new(CompiledRule::compile(&sandbox, rule("empty", "cart.*", "1")).expect("compiles"));
+    c.bench_function("empty script, prepared scope", |b| {
+        b.iter(|| black_box(sandbox.run(&mut scope, empty.ast()).expect("runs")))
+    });
+    c.bench_function("scope for one event (once per event)", |b| {
+        b.iter(|| black_box(Sandbox::scope_for(black_box(&event), &profile).expect("scope")))
+    });
+
+    let wire = serde_json::to_vec(&event).expect("json");
+    c.bench_function("decode one CloudEvent from JSON bytes", |b| {
+        b.iter(|| black_box(CloudEvent::from_slice(black_box(&wire)).expect("valid")))
+    });
+
+    let mut set = RuleSet::new(sandbox.clone());
+    let triggers = [
+        "cart.*",
+        "cart.updated",
+        "order.>",
+        "product.viewed",
+        "user.registered",
+        "*.viewed",
+        "checkout.*",
+        "cart.abandoned",
+        "order.placed",
+        "page.>",
+    ];
+    for (i, trigger) in triggers.iter().enumerate() {
+        let compiled = CompiledRule::compile(&sandbox, rule(&format!("r{i}"), trigger, CART_RULE))
+            .expect("compiles");
+        set = set.with_rule(Arc::new(compiled));
+    }
+    c.bench_function(
+        "10-rule set, event matching 2 (scope + eval + actions)",
+        |b| b.iter(|| black_box(set.evaluate(black_box(&event), &profile))),
+    );
+    c.bench_function("trigger lookup in 10-rule set", |b| {
+        b.iter(|| black_box(set.matching(black_box("cart.updated")).len()))
+    });
+}
+
+criterion_group!(eval, benches);
+criterion_main!(eval);

@@ -1,7 +1,8 @@
 //! Actions: what rules decide, and their CloudEvent form on `actions.<channel>`.
 
+use rhai::Dynamic;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::event::{CloudEvent, digest};
 
@@ -31,6 +32,16 @@ impl Channel {
             Channel::Webhook => "webhook",
         }
     }
+
+    /// The CloudEvent `type` of this channel's actions.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Channel::Push => "nudge.action.push",
+            Channel::Personalize => "nudge.action.personalize",
+            Channel::Price => "nudge.action.price",
+            Channel::Webhook => "nudge.action.webhook",
+        }
+    }
 }
 
 /// What produced an action: a rule version (plugins join later).
@@ -47,11 +58,13 @@ impl Origin {
     }
 }
 
-/// One action decided for one event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One action decided for one event. `data` stays the script's own value until it is
+/// serialized for publishing: converting it to an intermediate JSON tree would cost more than
+/// evaluating the rule.
+#[derive(Debug, Clone, Serialize)]
 pub struct Action {
     pub channel: Channel,
-    pub data: Value,
+    pub data: Dynamic,
     pub origin: Origin,
     /// Index among the actions the same rule produced for the same event.
     pub position: u32,
@@ -76,19 +89,48 @@ impl Action {
     }
 
     /// The CloudEvent published for this action. `time` is when nudge decided (RFC 3339).
-    pub fn to_cloudevent(&self, cause: &CloudEvent, time: &str) -> Value {
-        json!({
-            "specversion": "1.0",
-            "id": self.id(cause),
-            "source": "nudge",
-            "type": format!("nudge.action.{}", self.channel.as_str()),
-            "subject": cause.subject,
-            "time": time,
-            "datacontenttype": "application/json",
-            "causationid": cause.id,
-            "causationsource": cause.source,
-            "rule": self.origin.label(),
-            "data": self.data,
-        })
+    pub fn envelope<'a>(&'a self, cause: &'a CloudEvent, time: &'a str) -> ActionEvent<'a> {
+        ActionEvent {
+            specversion: "1.0",
+            id: self.id(cause),
+            source: "nudge",
+            event_type: self.channel.event_type(),
+            subject: &cause.subject,
+            time,
+            datacontenttype: "application/json",
+            causationid: &cause.id,
+            causationsource: &cause.source,
+            rule: self.origin.label(),
+            data: &self.data,
+        }
     }
+
+    /// The action's CloudEvent as a JSON value (for APIs and tests; publishing serializes the
+    /// envelope straight to bytes).
+    pub fn to_cloudevent(&self, cause: &CloudEvent, time: &str) -> Value {
+        serde_json::to_value(self.envelope(cause, time)).unwrap_or(Value::Null)
+    }
+
+    /// The payload as JSON.
+    pub fn data_json(&self) -> Value {
+        serde_json::to_value(&self.data).unwrap_or(Value::Null)
+    }
+}
+
+/// The CloudEvent form of an action, with the `causationid`/`causationsource`/`rule`
+/// extension attributes that say why it exists.
+#[derive(Debug, Serialize)]
+pub struct ActionEvent<'a> {
+    pub specversion: &'static str,
+    pub id: String,
+    pub source: &'static str,
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+    pub subject: &'a str,
+    pub time: &'a str,
+    pub datacontenttype: &'static str,
+    pub causationid: &'a str,
+    pub causationsource: &'a str,
+    pub rule: String,
+    pub data: &'a Dynamic,
 }

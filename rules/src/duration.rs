@@ -21,7 +21,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => 3_600,
         "d" => 86_400,
         "w" => 604_800,
-        _ => return Err(format!("`{text}` has unknown unit `{unit}` (use s, m, h, d or w)")),
+        _ => {
+            return Err(format!(
+                "`{text}` has unknown unit `{unit}` (use s, m, h, d or w)"
+            ));
+        }
     };
     count
         .checked_mul(unit_seconds)
@@ -44,7 +48,16 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for bad in ["", "30", "m", "0m", "3x", "-1h", "1.5h", "99999999999999999999w"] {
+        for bad in [
+            "",
+            "30",
+            "m",
+            "0m",
+            "3x",
+            "-1h",
+            "1.5h",
+            "99999999999999999999w",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
         }
     }

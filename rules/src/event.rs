@@ -60,7 +60,10 @@ impl CloudEvent {
     /// Validates a decoded JSON value as a CloudEvent.
     pub fn from_value(value: Value) -> Result<Self, EventError> {
         let Value::Object(mut fields) = value else {
-            return Err(EventError::new("body", "a CloudEvent must be a JSON object"));
+            return Err(EventError::new(
+                "body",
+                "a CloudEvent must be a JSON object",
+            ));
         };
         let specversion = take_string(&mut fields, "specversion", 8)?;
         if specversion != "1.0" {
@@ -210,7 +213,10 @@ mod tests {
         }
         let mut missing = valid();
         missing.as_object_mut().unwrap().remove("subject");
-        assert_eq!(CloudEvent::from_value(missing).unwrap_err().field, "subject");
+        assert_eq!(
+            CloudEvent::from_value(missing).unwrap_err().field,
+            "subject"
+        );
         assert_eq!(CloudEvent::from_slice(b"{oops").unwrap_err().field, "body");
     }
 

@@ -11,9 +11,8 @@ pub fn parse_rule_file(file_name: &str, text: &str) -> Result<(String, RuleSpec)
     let id = stem.rsplit('/').next().unwrap_or(stem).to_owned();
     validate_rule_id(&id)?;
     let spec = match extension {
-        "toml" => toml::from_str::<RuleSpec>(text).map_err(|e| {
-            RuleError::invalid("file", format!("{file_name}: {}", e.message()))
-        })?,
+        "toml" => toml::from_str::<RuleSpec>(text)
+            .map_err(|e| RuleError::invalid("file", format!("{file_name}: {}", e.message())))?,
         "rhai" => RuleSpec {
             name: id.clone(),
             description: String::new(),
@@ -35,8 +34,14 @@ pub fn parse_rule_file(file_name: &str, text: &str) -> Result<(String, RuleSpec)
 /// The example rules shipped with nudge and loaded by `nudge up`: (file name, contents).
 pub const EXAMPLES: &[(&str, &str)] = &[
     ("welcome.toml", include_str!("../examples/welcome.toml")),
-    ("big-cart-banner.toml", include_str!("../examples/big-cart-banner.toml")),
-    ("order-thanks.toml", include_str!("../examples/order-thanks.toml")),
+    (
+        "big-cart-banner.toml",
+        include_str!("../examples/big-cart-banner.toml"),
+    ),
+    (
+        "order-thanks.toml",
+        include_str!("../examples/order-thanks.toml"),
+    ),
 ];
 
 #[cfg(test)]
@@ -51,7 +56,9 @@ mod tests {
             let (id, spec) = parse_rule_file(name, text).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(name.starts_with(&id));
             spec.validate().unwrap();
-            sandbox.compile(&spec.script).unwrap_or_else(|e| panic!("{name}: {e}"));
+            sandbox
+                .compile(&spec.script)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
 

@@ -73,9 +73,7 @@ pub fn validate_rule_id(id: &str) -> Result<(), RuleError> {
     if id.is_empty() || id.len() > MAX_RULE_ID_BYTES || !ok_chars {
         return Err(RuleError::invalid(
             "id",
-            format!(
-                "\"{id}\" must be 1 to {MAX_RULE_ID_BYTES} letters, digits, `-` or `_`"
-            ),
+            format!("\"{id}\" must be 1 to {MAX_RULE_ID_BYTES} letters, digits, `-` or `_`"),
         ));
     }
     Ok(())
@@ -105,7 +103,9 @@ impl RuleSpec {
         self.triggers
             .iter()
             .enumerate()
-            .map(|(i, t)| Pattern::parse(t).map_err(|m| RuleError::invalid(format!("triggers[{i}]"), m)))
+            .map(|(i, t)| {
+                Pattern::parse(t).map_err(|m| RuleError::invalid(format!("triggers[{i}]"), m))
+            })
             .collect()
     }
 }
@@ -134,9 +134,13 @@ mod tests {
     fn validation_names_the_field() {
         let mut s = spec();
         s.triggers = vec!["cart.*".into(), "cart..x".into()];
-        assert!(matches!(s.validate(), Err(RuleError::Invalid { field, .. }) if field == "triggers[1]"));
+        assert!(
+            matches!(s.validate(), Err(RuleError::Invalid { field, .. }) if field == "triggers[1]")
+        );
         s.triggers.clear();
-        assert!(matches!(s.validate(), Err(RuleError::Invalid { field, .. }) if field == "triggers"));
+        assert!(
+            matches!(s.validate(), Err(RuleError::Invalid { field, .. }) if field == "triggers")
+        );
         assert!(validate_rule_id("abandoned-cart_2").is_ok());
         assert!(validate_rule_id("no/slash").is_err());
         assert!(validate_rule_id("").is_err());

@@ -30,6 +30,11 @@ impl CompiledRule {
         Ok(CompiledRule { rule, ast })
     }
 
+    /// The compiled script, for running it in a prepared scope (benchmarks, tools).
+    pub fn ast(&self) -> &AST {
+        &self.ast
+    }
+
     fn origin(&self) -> Origin {
         Origin {
             id: self.rule.id.clone(),
@@ -145,7 +150,12 @@ impl RuleSet {
     /// Evaluates every enabled rule `event` triggers. A failing rule contributes a failure and no
     /// actions; the others run regardless.
     pub fn evaluate(&self, event: &CloudEvent, profile: &Profile) -> Evaluation {
-        evaluate_rules(&self.sandbox, &self.matching(&event.event_type), event, profile)
+        evaluate_rules(
+            &self.sandbox,
+            &self.matching(&event.event_type),
+            event,
+            profile,
+        )
     }
 }
 
@@ -184,14 +194,16 @@ pub fn evaluate_rules(
             Ok(output) => {
                 evaluation.logs.extend(output.logs);
                 let origin = compiled.origin();
-                evaluation.actions.extend(output.actions.into_iter().enumerate().map(
-                    |(position, (channel, data))| Action {
-                        channel,
-                        data,
-                        origin: origin.clone(),
-                        position: position as u32,
-                    },
-                ));
+                evaluation
+                    .actions
+                    .extend(output.actions.into_iter().enumerate().map(
+                        |(position, (channel, data))| Action {
+                            channel,
+                            data,
+                            origin: origin.clone(),
+                            position: position as u32,
+                        },
+                    ));
             }
             Err(failure) => evaluation.failures.push(RuleFailure {
                 rule: compiled.rule.id.clone(),

@@ -88,7 +88,7 @@ pub struct RunFailure {
 /// What a successful evaluation of one rule produced.
 #[derive(Debug, Default)]
 pub struct RunOutput {
-    pub actions: Vec<(Channel, serde_json::Value)>,
+    pub actions: Vec<(Channel, Dynamic)>,
     pub logs: Vec<String>,
 }
 
@@ -128,7 +128,8 @@ impl Sandbox {
             .set_strict_variables(true);
         engine.disable_symbol("eval");
         engine.on_print(|text| log_line(text.to_owned()));
-        engine.on_debug(|text, _, pos| log_line(format!("line {}: {text}", pos.line().unwrap_or(0))));
+        engine
+            .on_debug(|text, _, pos| log_line(format!("line {}: {text}", pos.line().unwrap_or(0))));
         engine.on_progress(|ops| {
             if ops % DEADLINE_CHECK_EVERY_OPS != 0 {
                 return None;
@@ -227,16 +228,8 @@ impl Sandbox {
         let actions = sink
             .actions
             .into_iter()
-            .map(|(channel, map)| {
-                rhai::serde::from_dynamic::<serde_json::Value>(&Dynamic::from_map(map))
-                    .map(|value| (channel, value))
-                    .map_err(|e| RunFailure {
-                        kind: FailureKind::Error,
-                        message: format!("{} action payload is not plain data: {e}", channel.as_str()),
-                        line: None,
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+            .map(|(channel, map)| (channel, Dynamic::from_map(map)))
+            .collect();
         Ok(RunOutput {
             actions,
             logs: sink.logs,
@@ -250,15 +243,24 @@ impl Sandbox {
         let (kind, message) = match &root {
             EvalAltResult::ErrorTooManyOperations(_) => (
                 FailureKind::Limit("rule_max_operations"),
-                format!("exceeded {} operations (rule_max_operations)", l.max_operations),
+                format!(
+                    "exceeded {} operations (rule_max_operations)",
+                    l.max_operations
+                ),
             ),
             EvalAltResult::ErrorStackOverflow(_) => (
                 FailureKind::Limit("rule_max_call_depth"),
-                format!("exceeded call depth {} (rule_max_call_depth)", l.max_call_depth),
+                format!(
+                    "exceeded call depth {} (rule_max_call_depth)",
+                    l.max_call_depth
+                ),
             ),
             EvalAltResult::ErrorTooManyVariables(_) => (
                 FailureKind::Limit("rule_max_variables"),
-                format!("exceeded {} variables (rule_max_variables)", l.max_variables),
+                format!(
+                    "exceeded {} variables (rule_max_variables)",
+                    l.max_variables
+                ),
             ),
             EvalAltResult::ErrorTerminated(..) => (
                 FailureKind::Limit("rule_deadline_ms"),
@@ -272,11 +274,17 @@ impl Sandbox {
                 } else {
                     "rule_max_map_len"
                 };
-                (FailureKind::Limit(setting), format!("{what} exceeds {setting}"))
+                (
+                    FailureKind::Limit(setting),
+                    format!("{what} exceeds {setting}"),
+                )
             }
             EvalAltResult::ErrorRuntime(value, _) if value.is::<ActionLimit>() => (
                 FailureKind::Limit("rule_max_actions"),
-                format!("fired more than {} actions (rule_max_actions)", l.max_actions),
+                format!(
+                    "fired more than {} actions (rule_max_actions)",
+                    l.max_actions
+                ),
             ),
             other => (FailureKind::Error, other.to_string()),
         };

@@ -152,16 +152,24 @@ pub struct SettingsFlags {
 }
 
 impl Settings {
-    pub fn load(flags: &SettingsFlags) -> Result<Settings, figment::Error> {
+    pub fn load(flags: &SettingsFlags) -> Result<Settings, Box<figment::Error>> {
         let file = flags
             .config
             .clone()
             .unwrap_or_else(|| PathBuf::from("nudge.toml"));
+        // Only known names are read from the environment: other NUDGE_* variables (of tools and
+        // tests around nudge) are not settings. The TOML file, in contrast, refuses unknown keys.
+        let known: Vec<String> = match serde_json::to_value(Settings::default()) {
+            Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
         let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed("NUDGE_").ignore(&["config"]))
+            .merge(Env::prefixed("NUDGE_").only(&known))
             .merge(Serialized::defaults(flags))
-            .extract()?;
+            .extract()
+            .map_err(Box::new)?;
         Ok(settings)
     }
 
@@ -195,6 +203,7 @@ impl Settings {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
 
@@ -204,7 +213,8 @@ mod tests {
             jail.create_file("nudge.toml", "listen = \"0.0.0.0:1\"\nlanes = 8\n")?;
             jail.set_env("NUDGE_LISTEN", "0.0.0.0:2");
             jail.set_env("NUDGE_RULE_MAX_OPERATIONS", "7");
-            let from_env = Settings::load(&SettingsFlags::default())?;
+            jail.set_env("NUDGE_SOMETHING_ELSE", "not a setting");
+            let from_env = Settings::load(&SettingsFlags::default()).map_err(|e| *e)?;
             assert_eq!(from_env.listen, "0.0.0.0:2");
             assert_eq!(from_env.lanes, 8);
             assert_eq!(from_env.rule_limits().max_operations, 7);
@@ -212,7 +222,7 @@ mod tests {
                 listen: Some("0.0.0.0:3".into()),
                 ..SettingsFlags::default()
             };
-            assert_eq!(Settings::load(&flags)?.listen, "0.0.0.0:3");
+            assert_eq!(Settings::load(&flags).map_err(|e| *e)?.listen, "0.0.0.0:3");
             Ok(())
         });
     }

@@ -10,8 +10,17 @@ use nudge::config::{Settings, SettingsFlags};
 use nudge::{rule_test, service, telemetry, up};
 use tokio_util::sync::CancellationToken;
 
+/// Rule evaluation allocates many small maps and strings; mimalloc handles that churn with
+/// less CPU than the system allocator (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
-#[command(name = "nudge", version, about = "Real-time marketing triggers on NATS JetStream")]
+#[command(
+    name = "nudge",
+    version,
+    about = "Real-time marketing triggers on NATS JetStream"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,11 +55,16 @@ fn main() -> ExitCode {
     telemetry::init_logs();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Rule { command: RuleCommand::Test { rule, event, profile } } => {
-            Settings::load(&SettingsFlags::default())
-                .map_err(anyhow::Error::from)
-                .and_then(|settings| rule_test::run(&settings, &rule, &event, profile.as_deref()))
-        }
+        Command::Rule {
+            command:
+                RuleCommand::Test {
+                    rule,
+                    event,
+                    profile,
+                },
+        } => Settings::load(&SettingsFlags::default())
+            .map_err(anyhow::Error::from)
+            .and_then(|settings| rule_test::run(&settings, &rule, &event, profile.as_deref())),
         Command::Serve(flags) => run_async(serve(flags)),
         Command::Up(flags) => run_async(up(flags)),
     };
@@ -65,7 +79,10 @@ fn main() -> ExitCode {
 }
 
 fn run_async(future: impl Future<Output = anyhow::Result<i32>>) -> anyhow::Result<i32> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(future)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
 }
 
 async fn listen(settings: &Settings) -> anyhow::Result<tokio::net::TcpListener> {
@@ -101,8 +118,14 @@ async fn up(flags: SettingsFlags) -> anyhow::Result<i32> {
         settings.nats_url = Some(url);
         nats_supervisor = Some(supervisor);
     }
-    let admin_token = settings.admin_token.get_or_insert_with(|| up::random_secret("admin")).clone();
-    let write_key = settings.write_key.get_or_insert_with(|| up::random_secret("wk")).clone();
+    let admin_token = settings
+        .admin_token
+        .get_or_insert_with(|| up::random_secret("admin"))
+        .clone();
+    let write_key = settings
+        .write_key
+        .get_or_insert_with(|| up::random_secret("wk"))
+        .clone();
     let nats_url = settings.nats_url.clone().unwrap_or_default();
     let listener = listen(&settings).await?;
     let address = listener.local_addr()?;

@@ -13,8 +13,14 @@ use crate::config::Settings;
 use crate::rulestore::now_rfc3339;
 
 /// Returns the process exit code: 0 when the rule ran (fired or not), 1 when it failed.
-pub fn run(settings: &Settings, rule_path: &Path, event_path: &Path, profile_path: Option<&Path>) -> anyhow::Result<i32> {
-    let text = std::fs::read_to_string(rule_path).with_context(|| format!("reading {}", rule_path.display()))?;
+pub fn run(
+    settings: &Settings,
+    rule_path: &Path,
+    event_path: &Path,
+    profile_path: Option<&Path>,
+) -> anyhow::Result<i32> {
+    let text = std::fs::read_to_string(rule_path)
+        .with_context(|| format!("reading {}", rule_path.display()))?;
     let shown = rule_path.display();
     let (id, spec) = match parse_rule_file(&rule_path.to_string_lossy(), &text) {
         Ok(parsed) => parsed,
@@ -23,17 +29,30 @@ pub fn run(settings: &Settings, rule_path: &Path, event_path: &Path, profile_pat
             return Ok(1);
         }
     };
-    let event_text = std::fs::read(event_path).with_context(|| format!("reading {}", event_path.display()))?;
-    let event = CloudEvent::from_slice(&event_text).map_err(|e| anyhow::anyhow!("{}: {e}", event_path.display()))?;
+    let event_text =
+        std::fs::read(event_path).with_context(|| format!("reading {}", event_path.display()))?;
+    let event = CloudEvent::from_slice(&event_text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", event_path.display()))?;
     let profile = match profile_path {
-        Some(path) => serde_json::from_slice(&std::fs::read(path)?).with_context(|| format!("{} is not a profile", path.display()))?,
+        Some(path) => serde_json::from_slice(&std::fs::read(path)?)
+            .with_context(|| format!("{} is not a profile", path.display()))?,
         None => Profile::new(&event.subject),
     };
     let sandbox = Arc::new(Sandbox::new(settings.rule_limits()));
-    let rule = Rule { id, spec, version: 0, updated_by: "local".into(), updated_at: now_rfc3339() };
+    let rule = Rule {
+        id,
+        spec,
+        version: 0,
+        updated_by: "local".into(),
+        updated_at: now_rfc3339(),
+    };
     let compiled = match CompiledRule::compile(&sandbox, rule) {
         Ok(compiled) => Arc::new(compiled),
-        Err(RuleError::Compile { line, column, message }) => {
+        Err(RuleError::Compile {
+            line,
+            column,
+            message,
+        }) => {
             eprintln!("{shown}: script line {line}, column {column}: {message}");
             return Ok(1);
         }
@@ -42,9 +61,19 @@ pub fn run(settings: &Settings, rule_path: &Path, event_path: &Path, profile_pat
             return Ok(1);
         }
     };
-    let triggered = compiled.rule.spec.triggers.iter().any(|t| nudge_rules::Pattern::parse(t).is_ok_and(|p| p.matches(&event.event_type)));
+    let triggered = compiled
+        .rule
+        .spec
+        .triggers
+        .iter()
+        .any(|t| nudge_rules::Pattern::parse(t).is_ok_and(|p| p.matches(&event.event_type)));
     if !triggered {
-        println!("rule {} does not trigger on {} (triggers: {})", compiled.rule.id, event.event_type, compiled.rule.spec.triggers.join(", "));
+        println!(
+            "rule {} does not trigger on {} (triggers: {})",
+            compiled.rule.id,
+            event.event_type,
+            compiled.rule.spec.triggers.join(", ")
+        );
         return Ok(0);
     }
     let evaluation = evaluate_rules(&sandbox, &[&compiled], &event, &profile);
@@ -53,10 +82,17 @@ pub fn run(settings: &Settings, rule_path: &Path, event_path: &Path, profile_pat
     }
     let time = now_rfc3339();
     for action in &evaluation.actions {
-        println!("{}", serde_json::to_string_pretty(&action.to_cloudevent(&event, &time))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&action.to_cloudevent(&event, &time))?
+        );
     }
     if let Some(failure) = evaluation.failures.first() {
-        let line = failure.failure.line.map(|l| format!(" at script line {l}")).unwrap_or_default();
+        let line = failure
+            .failure
+            .line
+            .map(|l| format!(" at script line {l}"))
+            .unwrap_or_default();
         eprintln!("{shown}: rule failed{line}: {}", failure.failure.message);
         return Ok(1);
     }

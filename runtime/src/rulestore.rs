@@ -130,8 +130,15 @@ impl RuleStore {
         };
         // Compiling here refuses a broken script before anything is stored.
         CompiledRule::compile(&self.sandbox, rule.clone())?;
-        self.commit(Head { rule, deleted: false }, current.map(|(_, r)| r), current_version)
-            .await
+        self.commit(
+            Head {
+                rule,
+                deleted: false,
+            },
+            current.map(|(_, r)| r),
+            current_version,
+        )
+        .await
     }
 
     /// Marks a rule deleted; its versions stay readable and restorable.
@@ -145,8 +152,15 @@ impl RuleStore {
         rule.version += 1;
         rule.updated_by = actor.into();
         rule.updated_at = now_rfc3339();
-        self.commit(Head { rule, deleted: true }, Some(revision), version)
-            .await
+        self.commit(
+            Head {
+                rule,
+                deleted: true,
+            },
+            Some(revision),
+            version,
+        )
+        .await
     }
 
     /// Compare-and-set on the head, then record the version. The head is the commit point: a
@@ -161,8 +175,18 @@ impl RuleStore {
         let id = head.rule.id.clone();
         let value = Bytes::from(serde_json::to_vec(&head).map_err(nats)?);
         let written = match revision {
-            Some(revision) => self.heads.update(&id, value.clone(), revision).await.map(|_| ()).map_err(|e| e.to_string()),
-            None => self.heads.create(&id, value.clone()).await.map(|_| ()).map_err(|e| e.to_string()),
+            Some(revision) => self
+                .heads
+                .update(&id, value.clone(), revision)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => self
+                .heads
+                .create(&id, value.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
         };
         if let Err(error) = written {
             let actual = self.head(&id).await?.map_or(0, |(h, _)| h.rule.version);
@@ -185,7 +209,12 @@ impl RuleStore {
     /// One version of a rule, deleted versions included.
     pub async fn version(&self, id: &str, version: u64) -> Result<Head, StoreError> {
         validate_rule_id(id)?;
-        if let Some(value) = self.versions.get(version_key(id, version)).await.map_err(nats)? {
+        if let Some(value) = self
+            .versions
+            .get(version_key(id, version))
+            .await
+            .map_err(nats)?
+        {
             return serde_json::from_slice(&value).map_err(nats);
         }
         match self.head(id).await? {

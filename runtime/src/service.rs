@@ -51,7 +51,12 @@ pub async fn run(
     let rules_loaded = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicBool::new(false));
 
-    let watcher = tokio::spawn(sync_rules(heads, live.clone(), rules_loaded.clone(), shutdown.clone()));
+    let watcher = tokio::spawn(sync_rules(
+        heads,
+        live.clone(),
+        rules_loaded.clone(),
+        shutdown.clone(),
+    ));
     let state = Arc::new(AppState {
         js: js.clone(),
         store: store.clone(),
@@ -67,7 +72,11 @@ pub async fn run(
             .await
     });
 
-    on_started(&Started { js: js.clone(), store }).await?;
+    on_started(&Started {
+        js: js.clone(),
+        store,
+    })
+    .await?;
 
     // Consume only once every stored rule is loaded, so no event meets a partial rule set.
     while !rules_loaded.load(Ordering::Acquire) {
@@ -89,8 +98,9 @@ pub async fn run(
 /// Cancels `token` on SIGINT or SIGTERM.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate.recv() => {}

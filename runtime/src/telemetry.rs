@@ -36,17 +36,38 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)?
         .install_recorder()?;
-    describe_counter!(EVENTS_IN, "Events delivered to nudge by JetStream (redeliveries included).");
-    describe_counter!(EVENTS_PROCESSED, "Events finished, by outcome: acked, dlq or nak.");
+    describe_counter!(
+        EVENTS_IN,
+        "Events delivered to nudge by JetStream (redeliveries included)."
+    );
+    describe_counter!(
+        EVENTS_PROCESSED,
+        "Events finished, by outcome: acked, dlq or nak."
+    );
     describe_counter!(EVENTS_INGESTED, "Events accepted over HTTP, by endpoint.");
     describe_counter!(ACTIONS_OUT, "Actions published, by channel.");
-    describe_counter!(ACTIONS_DEDUPLICATED, "Action publishes JetStream dropped as duplicates.");
-    describe_counter!(RULE_ERRORS, "Rule failures, by rule and reason (error or the limit hit).");
+    describe_counter!(
+        ACTIONS_DEDUPLICATED,
+        "Action publishes JetStream dropped as duplicates."
+    );
+    describe_counter!(
+        RULE_ERRORS,
+        "Rule failures, by rule and reason (error or the limit hit)."
+    );
     describe_counter!(DLQ, "Events moved to the dead-letter stream, by reason.");
-    describe_counter!(NAKS, "Events handed back for redelivery after a transient failure.");
+    describe_counter!(
+        NAKS,
+        "Events handed back for redelivery after a transient failure."
+    );
     describe_histogram!(PROCESSING_SECONDS, "From delivery to ack, per event.");
-    describe_histogram!(RULE_EVAL_SECONDS, "Evaluation of all rules an event triggered.");
-    describe_gauge!(CONSUMER_PENDING, "Events in the stream not yet delivered to the consumer (lag).");
+    describe_histogram!(
+        RULE_EVAL_SECONDS,
+        "Evaluation of all rules an event triggered."
+    );
+    describe_gauge!(
+        CONSUMER_PENDING,
+        "Events in the stream not yet delivered to the consumer (lag)."
+    );
     describe_gauge!(CONSUMER_ACK_PENDING, "Events delivered and not yet acked.");
     describe_gauge!(RULES_LOADED, "Rules in the running rule set.");
     Ok(handle)

@@ -106,7 +106,10 @@ pub async fn ensure_consumer(
     match stream.create_consumer(config.clone()).await {
         Ok(consumer) => Ok(consumer),
         Err(create_error) => stream.update_consumer(config).await.with_context(|| {
-            format!("creating consumer {} failed ({create_error}); updating it", s.consumer_name)
+            format!(
+                "creating consumer {} failed ({create_error}); updating it",
+                s.consumer_name
+            )
         }),
     }
 }

@@ -24,7 +24,9 @@ fn free_port(preferred: u16) -> anyhow::Result<u16> {
     if std::net::TcpListener::bind(("127.0.0.1", preferred)).is_ok() {
         return Ok(preferred);
     }
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
 }
 
 fn spawn_nats(settings: &Settings, port: u16, store_dir: &Path) -> anyhow::Result<Child> {
@@ -52,7 +54,10 @@ async fn stop(mut child: Child) {
     if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
         kill(Pid::from_raw(pid), Signal::SIGTERM).ok();
     }
-    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .is_err()
+    {
         child.kill().await.ok();
     }
 }
@@ -69,11 +74,20 @@ pub async fn start_local_nats(
     let port = free_port(PREFERRED_NATS_PORT)?;
     let mut child = spawn_nats(settings, port, &store_dir)?;
     let deadline = tokio::time::Instant::now() + NATS_START_TIMEOUT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
         if let Ok(Some(status)) = child.try_wait() {
-            anyhow::bail!("nats-server exited with {status}; see {}", settings.data_dir.join("nats-server.log").display());
+            anyhow::bail!(
+                "nats-server exited with {status}; see {}",
+                settings.data_dir.join("nats-server.log").display()
+            );
         }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "nats-server did not start within {NATS_START_TIMEOUT:?}");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "nats-server did not start within {NATS_START_TIMEOUT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let settings = settings.clone();

@@ -27,18 +27,32 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts the binary named by `NUDGE_TEST_NATS_SERVER`, else `nats-server` from PATH.
     pub fn start() -> NatsServer {
-        let binary = std::env::var("NUDGE_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let binary =
+            std::env::var("NUDGE_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
         let dir = tempfile::tempdir().expect("temp dir");
         let child = std::process::Command::new(&binary)
-            .args(["--jetstream", "--addr", "127.0.0.1", "--port", "-1", "--store_dir"])
+            .args([
+                "--jetstream",
+                "--addr",
+                "127.0.0.1",
+                "--port",
+                "-1",
+                "--store_dir",
+            ])
             .arg(dir.path().join("store"))
             .arg("--ports_file_dir")
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {binary}: {e} (install nats-server or set NUDGE_TEST_NATS_SERVER)"));
-        let ports_file = dir.path().join(format!("{}_{}.ports", binary.rsplit('/').next().unwrap_or("nats-server"), child.id()));
+            .unwrap_or_else(|e| {
+                panic!("starting {binary}: {e} (install nats-server or set NUDGE_TEST_NATS_SERVER)")
+            });
+        let ports_file = dir.path().join(format!(
+            "{}_{}.ports",
+            binary.rsplit('/').next().unwrap_or("nats-server"),
+            child.id()
+        ));
         let deadline = Instant::now() + Duration::from_secs(20);
         let url = loop {
             if let Ok(text) = std::fs::read_to_string(&ports_file)
@@ -47,14 +61,24 @@ impl NatsServer {
             {
                 break url.to_owned();
             }
-            assert!(Instant::now() < deadline, "nats-server wrote no ports file at {}", ports_file.display());
+            assert!(
+                Instant::now() < deadline,
+                "nats-server wrote no ports file at {}",
+                ports_file.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
-        NatsServer { child, url, _dir: dir }
+        NatsServer {
+            child,
+            url,
+            _dir: dir,
+        }
     }
 
     pub async fn jetstream(&self) -> jetstream::Context {
-        let client = async_nats::connect(&self.url).await.expect("connecting to the test nats-server");
+        let client = async_nats::connect(&self.url)
+            .await
+            .expect("connecting to the test nats-server");
         jetstream::new(client)
     }
 }
@@ -72,9 +96,16 @@ pub fn nudge_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
     let binary = profile_dir.join("nudge");
-    assert!(binary.exists(), "{} is missing: run `cargo build --bins` first (scripts/test does)", binary.display());
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build --bins` first (scripts/test does)",
+        binary.display()
+    );
     binary
 }
 
@@ -92,7 +123,11 @@ impl Nudge {
         Self::start_command(&["serve"], Some(&nats.url), env).await
     }
 
-    pub async fn start_command(args: &[&str], nats_url: Option<&str>, env: &[(&str, &str)]) -> Nudge {
+    pub async fn start_command(
+        args: &[&str],
+        nats_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Nudge {
         let dir = tempfile::tempdir().expect("temp dir");
         let log_path = dir.path().join("nudge.log");
         let log = std::fs::File::create(&log_path).expect("log file");
@@ -131,10 +166,20 @@ impl Nudge {
         .await
         .ok()
         .flatten()
-        .unwrap_or_else(|| panic!("nudge did not start; log:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default()));
+        .unwrap_or_else(|| {
+            panic!(
+                "nudge did not start; log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            )
+        });
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let nudge = Nudge { child, base_url, log_path, _dir: dir };
+        let nudge = Nudge {
+            child,
+            base_url,
+            log_path,
+            _dir: dir,
+        };
         nudge.wait_ready().await;
         nudge
     }
@@ -147,7 +192,11 @@ impl Nudge {
             if ready.is_ok_and(|r| r.status().is_success()) {
                 return;
             }
-            assert!(Instant::now() < deadline, "nudge never became ready; log:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "nudge never became ready; log:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -188,12 +237,20 @@ impl Nudge {
             .expect("PUT rule");
         let status = response.status();
         let body: Value = response.json().await.expect("JSON answer");
-        assert!(status.is_success(), "PUT /api/rules/{id} answered {status}: {body}");
+        assert!(
+            status.is_success(),
+            "PUT /api/rules/{id} answered {status}: {body}"
+        );
         body
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(self.url("/metrics")).await.expect("GET /metrics").text().await.expect("metrics text")
+        reqwest::get(self.url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
     }
 }
 
@@ -223,14 +280,27 @@ pub async fn stream_len(js: &jetstream::Context, name: &str) -> u64 {
 }
 
 /// Reads every message of a stream from the start (up to `max`), with its headers.
-pub async fn read_stream(js: &jetstream::Context, name: &str, max: usize) -> Vec<async_nats::Message> {
+pub async fn read_stream(
+    js: &jetstream::Context,
+    name: &str,
+    max: usize,
+) -> Vec<async_nats::Message> {
     let stream: stream::Stream = js.get_stream(name).await.expect("stream exists");
     let consumer = stream
-        .create_consumer(consumer::pull::Config { ack_policy: consumer::AckPolicy::None, ..Default::default() })
+        .create_consumer(consumer::pull::Config {
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
         .await
         .expect("ephemeral consumer");
     let mut out = Vec::new();
-    let mut batch = consumer.fetch().max_messages(max).expires(Duration::from_secs(1)).messages().await.expect("fetch");
+    let mut batch = consumer
+        .fetch()
+        .max_messages(max)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .expect("fetch");
     while let Some(Ok(message)) = batch.next().await {
         out.push(message.split().0);
         if out.len() >= max {
@@ -241,14 +311,23 @@ pub async fn read_stream(js: &jetstream::Context, name: &str, max: usize) -> Vec
 }
 
 /// Waits until a stream holds at least `count` messages; panics with `context` after `timeout`.
-pub async fn wait_for_len(js: &jetstream::Context, name: &str, count: u64, timeout: Duration, context: &str) {
+pub async fn wait_for_len(
+    js: &jetstream::Context,
+    name: &str,
+    count: u64,
+    timeout: Duration,
+    context: &str,
+) {
     let deadline = Instant::now() + timeout;
     loop {
         let len = stream_len(js, name).await;
         if len >= count {
             return;
         }
-        assert!(Instant::now() < deadline, "{name} holds {len} messages, expected {count}: {context}");
+        assert!(
+            Instant::now() < deadline,
+            "{name} holds {len} messages, expected {count}: {context}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -260,10 +339,18 @@ pub async fn wait_drained(js: &jetstream::Context, timeout: Duration) {
         let stream = js.get_stream("NUDGE_EVENTS").await.expect("events stream");
         let last = stream.cached_info().state.last_sequence;
         let info = stream.consumer_info("nudge").await.expect("consumer info");
-        if info.ack_floor.stream_sequence >= last && info.num_ack_pending == 0 && info.num_pending == 0 {
+        if info.ack_floor.stream_sequence >= last
+            && info.num_ack_pending == 0
+            && info.num_pending == 0
+        {
             return;
         }
-        assert!(Instant::now() < deadline, "consumer not drained: ack floor {} of {last}, {} pending acks", info.ack_floor.stream_sequence, info.num_ack_pending);
+        assert!(
+            Instant::now() < deadline,
+            "consumer not drained: ack floor {} of {last}, {} pending acks",
+            info.ack_floor.stream_sequence,
+            info.num_ack_pending
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -17,11 +17,21 @@ async fn a_rule_fires_and_the_action_arrives_as_a_cloudevent() {
     let nudge = Nudge::start(&nats, &[]).await;
     let js = nats.jetstream().await;
     let stored = nudge
-        .put_rule("cart-push", push_rule(&["cart.*"], r#"push(#{ title: `Cart at ${event.data.total}`, body: "Come back" })"#))
+        .put_rule(
+            "cart-push",
+            push_rule(
+                &["cart.*"],
+                r#"push(#{ title: `Cart at ${event.data.total}`, body: "Come back" })"#,
+            ),
+        )
         .await;
     assert_eq!(stored["version"], 1);
 
-    publish(&js, &event("evt-1", "cart.updated", "user-42", json!({"total": 80}))).await;
+    publish(
+        &js,
+        &event("evt-1", "cart.updated", "user-42", json!({"total": 80})),
+    )
+    .await;
     wait_for_len(&js, "NUDGE_ACTIONS", 1, WAIT, &nudge.logs()).await;
 
     let messages = read_stream(&js, "NUDGE_ACTIONS", 10).await;
@@ -33,9 +43,20 @@ async fn a_rule_fires_and_the_action_arrives_as_a_cloudevent() {
     assert_eq!(action["subject"], "user-42");
     assert_eq!(action["causationid"], "evt-1");
     assert_eq!(action["rule"], "cart-push@v1");
-    assert_eq!(action["data"], json!({"title": "Cart at 80", "body": "Come back"}));
-    let msg_id = messages[0].headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string());
-    assert_eq!(msg_id.as_deref(), action["id"].as_str(), "Nats-Msg-Id is the action id");
+    assert_eq!(
+        action["data"],
+        json!({"title": "Cart at 80", "body": "Come back"})
+    );
+    let msg_id = messages[0]
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Msg-Id"))
+        .map(|v| v.to_string());
+    assert_eq!(
+        msg_id.as_deref(),
+        action["id"].as_str(),
+        "Nats-Msg-Id is the action id"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -43,16 +64,37 @@ async fn the_same_event_twice_stores_one_action() {
     let nats = NatsServer::start();
     let nudge = Nudge::start(&nats, &[]).await;
     let js = nats.jetstream().await;
-    nudge.put_rule("once", push_rule(&["order.placed"], r#"push(#{ title: "thanks" }); webhook("crm", #{})"#)).await;
+    nudge
+        .put_rule(
+            "once",
+            push_rule(
+                &["order.placed"],
+                r#"push(#{ title: "thanks" }); webhook("crm", #{})"#,
+            ),
+        )
+        .await;
 
     let duplicate = event("evt-dup", "order.placed", "user-7", json!({}));
     publish(&js, &duplicate).await;
     publish(&js, &duplicate).await;
     wait_drained(&js, WAIT).await;
 
-    assert_eq!(stream_len(&js, "NUDGE_EVENTS").await, 2, "both copies reached the stream");
-    assert_eq!(stream_len(&js, "NUDGE_ACTIONS").await, 2, "one push and one webhook, not four");
-    assert!(nudge.metrics().await.contains("nudge_actions_deduplicated_total 2"));
+    assert_eq!(
+        stream_len(&js, "NUDGE_EVENTS").await,
+        2,
+        "both copies reached the stream"
+    );
+    assert_eq!(
+        stream_len(&js, "NUDGE_ACTIONS").await,
+        2,
+        "one push and one webhook, not four"
+    );
+    assert!(
+        nudge
+            .metrics()
+            .await
+            .contains("nudge_actions_deduplicated_total 2")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -62,22 +104,60 @@ async fn malformed_messages_land_in_the_dlq_with_their_reason() {
     let js = nats.jetstream().await;
     nudge.put_rule("r", push_rule(&[">"], r#"push(#{})"#)).await;
 
-    js.publish("events.cart.updated", "not json at all".into()).await.unwrap().await.unwrap();
+    js.publish("events.cart.updated", "not json at all".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let no_subject = json!({"specversion":"1.0","id":"x","source":"s","type":"cart.updated"});
-    js.publish("events.cart.updated", no_subject.to_string().into()).await.unwrap().await.unwrap();
+    js.publish("events.cart.updated", no_subject.to_string().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     publish(&js, &event("fine", "cart.updated", "user-1", json!({}))).await;
     wait_drained(&js, WAIT).await;
 
     let dead = read_stream(&js, "NUDGE_DLQ", 10).await;
     assert_eq!(dead.len(), 2);
-    let reason = |i: usize| dead[i].headers.as_ref().unwrap().get("Nudge-Dlq-Reason").unwrap().to_string();
+    let reason = |i: usize| {
+        dead[i]
+            .headers
+            .as_ref()
+            .unwrap()
+            .get("Nudge-Dlq-Reason")
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(dead[0].subject.as_str(), "dlq.events.cart.updated");
-    assert_eq!(&dead[0].payload[..], b"not json at all", "the original payload is kept");
+    assert_eq!(
+        &dead[0].payload[..],
+        b"not json at all",
+        "the original payload is kept"
+    );
     assert!(reason(0).contains("not valid JSON"), "{}", reason(0));
     assert!(reason(1).contains("subject: is required"), "{}", reason(1));
-    assert_eq!(dead[1].headers.as_ref().unwrap().get("Nudge-Original-Sequence").unwrap().as_str(), "2");
-    assert_eq!(stream_len(&js, "NUDGE_ACTIONS").await, 1, "poison events do not block the good one");
-    assert!(nudge.metrics().await.contains("nudge_dlq_total{reason=\"invalid_event\"} 2"));
+    assert_eq!(
+        dead[1]
+            .headers
+            .as_ref()
+            .unwrap()
+            .get("Nudge-Original-Sequence")
+            .unwrap()
+            .as_str(),
+        "2"
+    );
+    assert_eq!(
+        stream_len(&js, "NUDGE_ACTIONS").await,
+        1,
+        "poison events do not block the good one"
+    );
+    assert!(
+        nudge
+            .metrics()
+            .await
+            .contains("nudge_dlq_total{reason=\"invalid_event\"} 2")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -86,7 +166,12 @@ async fn a_looping_rule_fails_alone_and_the_failure_is_visible() {
     let nudge = Nudge::start(&nats, &[]).await;
     let js = nats.jetstream().await;
     nudge.put_rule("looper", json!({"name": "loops", "triggers": ["cart.updated"], "priority": 10, "script": "loop {}"})).await;
-    nudge.put_rule("fine", push_rule(&["cart.updated"], r#"push(#{ title: "still fires" })"#)).await;
+    nudge
+        .put_rule(
+            "fine",
+            push_rule(&["cart.updated"], r#"push(#{ title: "still fires" })"#),
+        )
+        .await;
 
     publish(&js, &event("evt-loop", "cart.updated", "user-3", json!({}))).await;
     wait_drained(&js, WAIT).await;
@@ -96,11 +181,18 @@ async fn a_looping_rule_fails_alone_and_the_failure_is_visible() {
     assert_eq!(json_payload(&actions[0])["rule"], "fine@v1");
     let metrics = nudge.metrics().await;
     assert!(
-        metrics.contains(r#"nudge_rule_errors_total{rule="looper",reason="limit",limit="rule_max_operations"} 1"#),
+        metrics.contains(
+            r#"nudge_rule_errors_total{rule="looper",reason="limit",limit="rule_max_operations"} 1"#
+        ),
         "{metrics}"
     );
     let logs = nudge.logs();
-    assert!(logs.contains("rule failed on event") && logs.contains("evt-loop") && logs.contains("rule_max_operations"), "{logs}");
+    assert!(
+        logs.contains("rule failed on event")
+            && logs.contains("evt-loop")
+            && logs.contains("rule_max_operations"),
+        "{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -108,19 +200,38 @@ async fn a_rule_change_is_picked_up_live_by_every_instance() {
     let nats = NatsServer::start();
     let editor = Nudge::start(&nats, &[]).await;
     let js = nats.jetstream().await;
-    editor.put_rule("live", push_rule(&["page.viewed"], r#"push(#{ title: "one" })"#)).await;
+    editor
+        .put_rule(
+            "live",
+            push_rule(&["page.viewed"], r#"push(#{ title: "one" })"#),
+        )
+        .await;
     // A second instance shares the consumer and must see the edit made through the first.
     let _other = Nudge::start(&nats, &[]).await;
 
     publish(&js, &event("before", "page.viewed", "user-1", json!({}))).await;
     wait_for_len(&js, "NUDGE_ACTIONS", 1, WAIT, "first version").await;
-    let changed = editor.put_rule("live", push_rule(&["page.viewed"], r#"push(#{ title: "two" })"#)).await;
+    let changed = editor
+        .put_rule(
+            "live",
+            push_rule(&["page.viewed"], r#"push(#{ title: "two" })"#),
+        )
+        .await;
     assert_eq!(changed["version"], 2);
 
     // Propagation is a KV watch away; give it a moment, then every new event sees version 2.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for i in 0..20 {
-        publish(&js, &event(&format!("after-{i}"), "page.viewed", &format!("user-{i}"), json!({}))).await;
+        publish(
+            &js,
+            &event(
+                &format!("after-{i}"),
+                "page.viewed",
+                &format!("user-{i}"),
+                json!({}),
+            ),
+        )
+        .await;
     }
     wait_drained(&js, WAIT).await;
     let actions = read_stream(&js, "NUDGE_ACTIONS", 100).await;
@@ -139,11 +250,33 @@ async fn graceful_shutdown_finishes_in_flight_events() {
     let js = nats.jetstream().await;
     nudge.put_rule("r", push_rule(&[">"], r#"push(#{})"#)).await;
     for i in 0..200 {
-        publish(&js, &event(&format!("e{i}"), "cart.updated", &format!("u{}", i % 20), json!({}))).await;
+        publish(
+            &js,
+            &event(
+                &format!("e{i}"),
+                "cart.updated",
+                &format!("u{}", i % 20),
+                json!({}),
+            ),
+        )
+        .await;
     }
     assert!(nudge.stop().await, "nudge exits 0 on SIGTERM");
-    let info = js.get_stream("NUDGE_EVENTS").await.unwrap().consumer_info("nudge").await.unwrap();
-    assert_eq!(info.num_ack_pending, 0, "nothing delivered was left unacked");
+    let info = js
+        .get_stream("NUDGE_EVENTS")
+        .await
+        .unwrap()
+        .consumer_info("nudge")
+        .await
+        .unwrap();
+    assert_eq!(
+        info.num_ack_pending, 0,
+        "nothing delivered was left unacked"
+    );
     let acked = info.ack_floor.stream_sequence;
-    assert_eq!(stream_len(&js, "NUDGE_ACTIONS").await, acked, "every acked event has its action");
+    assert_eq!(
+        stream_len(&js, "NUDGE_ACTIONS").await,
+        acked,
+        "every acked event has its action"
+    );
 }

@@ -21,9 +21,10 @@ pub struct Actor(pub String);
 fn unauthorized(message: &str) -> Response {
     let mut response =
         ApiError::new(StatusCode::UNAUTHORIZED, Some("Authorization"), message).into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        "Bearer".parse().expect("static header"),
+    );
     response
 }
 
@@ -51,7 +52,11 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
         .decode(encoded.trim())
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    Some(text.split_once(':').map_or(text.as_str(), |(user, _)| user).to_owned())
+    Some(
+        text.split_once(':')
+            .map_or(text.as_str(), |(user, _)| user)
+            .to_owned(),
+    )
 }
 
 fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
@@ -88,7 +93,9 @@ pub async fn require_ingest(
         return next.run(request).await;
     }
     let Some(expected) = &state.settings.write_key else {
-        return unauthorized("send the admin bearer token (no write key is configured: set NUDGE_WRITE_KEY)");
+        return unauthorized(
+            "send the admin bearer token (no write key is configured: set NUDGE_WRITE_KEY)",
+        );
     };
     if let Some(user) = basic_user(request.headers()) {
         if same_secret(&user, expected) {
@@ -107,17 +114,25 @@ pub async fn require_ingest(
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 Some("body"),
-                format!("the body exceeds {} bytes (max_body_bytes)", state.settings.max_body_bytes),
+                format!(
+                    "the body exceeds {} bytes (max_body_bytes)",
+                    state.settings.max_body_bytes
+                ),
             )
             .into_response();
         }
     };
     let body_key = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
-        .and_then(|v| v.get("writeKey").and_then(|k| k.as_str()).map(str::to_owned));
+        .and_then(|v| {
+            v.get("writeKey")
+                .and_then(|k| k.as_str())
+                .map(str::to_owned)
+        });
     match body_key {
         Some(key) if same_secret(&key, expected) => {
-            next.run(Request::from_parts(parts, Body::from(bytes))).await
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
         }
         Some(_) => unauthorized("the write key is not valid"),
         None => unauthorized("send the write key as the HTTP Basic user name, or a bearer token"),

@@ -66,7 +66,9 @@ impl From<RuleError> for ApiError {
                 message,
             } => ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
-                message: format!("script does not compile at line {line}, column {column}: {message}"),
+                message: format!(
+                    "script does not compile at line {line}, column {column}: {message}"
+                ),
                 field: Some("script".into()),
                 line: Some(line),
                 column: Some(column),
@@ -78,7 +80,9 @@ impl From<RuleError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, None, error.to_string()),
+            StoreError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, None, error.to_string())
+            }
             StoreError::Conflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, Some("version"), error.to_string())
             }
@@ -94,10 +98,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let message = error.inner().to_string();
-        let named = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.starts_with("missing field") || message.starts_with("unknown field"));
+        let named = message.split('`').nth(1).filter(|_| {
+            message.starts_with("missing field") || message.starts_with("unknown field")
+        });
         let field = match (path.as_str(), named) {
             (".", Some(name)) => name.to_owned(),
             (".", None) | ("?", _) => "body".to_owned(),
@@ -106,21 +109,6 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::bad_request(&field, message)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use nudge_rules::RuleSpec;
-
-    #[test]
-    fn json_errors_name_the_field() {
-        let field = |body: &str| parse_json::<RuleSpec>(body.as_bytes()).unwrap_err().field.unwrap();
-        assert_eq!(field(r#"{"name":"n","script":"1"}"#), "triggers");
-        assert_eq!(field(r#"{"name":"n","script":"1","triggers":[3]}"#), "triggers[0]");
-        assert_eq!(field(r#"{"name":"n","script":"1","triggers":[],"colour":1}"#), "colour");
-        assert_eq!(field(r#"{"name":"n","#), "body");
-    }
 }
 
 /// The raw request body, with body-limit and read failures answered in the JSON error shape.
@@ -140,5 +128,31 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
                 };
                 ApiError::new(rejection.status(), Some("body"), message)
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nudge_rules::RuleSpec;
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let field = |body: &str| {
+            parse_json::<RuleSpec>(body.as_bytes())
+                .unwrap_err()
+                .field
+                .unwrap()
+        };
+        assert_eq!(field(r#"{"name":"n","script":"1"}"#), "triggers");
+        assert_eq!(
+            field(r#"{"name":"n","script":"1","triggers":[3]}"#),
+            "triggers[0]"
+        );
+        assert_eq!(
+            field(r#"{"name":"n","script":"1","triggers":[],"colour":1}"#),
+            "colour"
+        );
+        assert_eq!(field(r#"{"name":"n","#), "body");
     }
 }

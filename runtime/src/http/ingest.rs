@@ -4,15 +4,15 @@
 
 use std::sync::Arc;
 
+use async_nats::jetstream::message::PublishMessage as Publish;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use async_nats::jetstream::message::PublishMessage as Publish;
 use nudge_rules::CloudEvent;
 use serde_json::{Value, json};
 
-use super::segment::{self, Call};
 use super::error::Body;
+use super::segment::{self, Call};
 use super::{ApiError, AppState};
 use crate::rulestore::now_rfc3339;
 use crate::telemetry;
@@ -28,20 +28,30 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             "binary-mode CloudEvents are not accepted; send structured mode (application/cloudevents+json)",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("body", format!("not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("body", format!("not valid JSON: {e}")))
 }
 
 /// Publishes validated events on `events.<type>` with `Nats-Msg-Id` = digest of source + id, so
 /// a retried request is deduplicated by JetStream. Returns (stored, duplicates).
-async fn publish_events(state: &AppState, events: &[CloudEvent], prefix: impl Fn(usize) -> String) -> Result<(usize, usize), ApiError> {
+async fn publish_events(
+    state: &AppState,
+    events: &[CloudEvent],
+    prefix: impl Fn(usize) -> String,
+) -> Result<(usize, usize), ApiError> {
     let mut payloads = Vec::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
-        let payload = serde_json::to_vec(event).map_err(|e| ApiError::bad_request(&prefix(i), e.to_string()))?;
+        let payload = serde_json::to_vec(event)
+            .map_err(|e| ApiError::bad_request(&prefix(i), e.to_string()))?;
         if payload.len() > state.settings.max_event_bytes {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 Some(&prefix(i)),
-                format!("the event is {} bytes; the limit is {} (max_event_bytes)", payload.len(), state.settings.max_event_bytes),
+                format!(
+                    "the event is {} bytes; the limit is {} (max_event_bytes)",
+                    payload.len(),
+                    state.settings.max_event_bytes
+                ),
             ));
         }
         payloads.push(payload);
@@ -61,9 +71,9 @@ async fn publish_events(state: &AppState, events: &[CloudEvent], prefix: impl Fn
     }
     let mut duplicates = 0;
     for ack in acks {
-        let ack = ack
-            .await
-            .map_err(|e| ApiError::unavailable(format!("JetStream did not store the event: {e}")))?;
+        let ack = ack.await.map_err(|e| {
+            ApiError::unavailable(format!("JetStream did not store the event: {e}"))
+        })?;
         duplicates += usize::from(ack.duplicate);
     }
     Ok((events.len() - duplicates, duplicates))
@@ -77,45 +87,78 @@ fn check_batch_size(state: &AppState, count: usize, field: &str) -> Result<(), A
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             Some(field),
-            format!("{count} events; the limit is {} (max_batch_events)", state.settings.max_batch_events),
+            format!(
+                "{count} events; the limit is {} (max_batch_events)",
+                state.settings.max_batch_events
+            ),
         ));
     }
     Ok(())
 }
 
 /// `POST /v1/events`: one CloudEvent or a JSON array of them.
-pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (events, batched) = match parse_body(&headers, &body)? {
         Value::Array(items) => {
             check_batch_size(&state, items.len(), "body")?;
             let events = items
                 .into_iter()
                 .enumerate()
-                .map(|(i, item)| CloudEvent::from_value(item).map_err(|e| ApiError::event(&format!("[{i}]."), e)))
+                .map(|(i, item)| {
+                    CloudEvent::from_value(item).map_err(|e| ApiError::event(&format!("[{i}]."), e))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             (events, true)
         }
-        single => (vec![CloudEvent::from_value(single).map_err(|e| ApiError::event("", e))?], false),
+        single => (
+            vec![CloudEvent::from_value(single).map_err(|e| ApiError::event("", e))?],
+            false,
+        ),
     };
-    let prefix = |i: usize| if batched { format!("[{i}]") } else { "body".to_owned() };
+    let prefix = |i: usize| {
+        if batched {
+            format!("[{i}]")
+        } else {
+            "body".to_owned()
+        }
+    };
     let (accepted, duplicates) = publish_events(&state, &events, prefix).await?;
-    metrics::counter!(telemetry::EVENTS_INGESTED, "endpoint" => "events").increment(accepted as u64);
-    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted, "duplicates": duplicates }))))
+    metrics::counter!(telemetry::EVENTS_INGESTED, "endpoint" => "events")
+        .increment(accepted as u64);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "accepted": accepted, "duplicates": duplicates })),
+    ))
 }
 
-fn segment_events(calls: &[(Call, &Value)], prefix: impl Fn(usize) -> String) -> Result<Vec<CloudEvent>, ApiError> {
+fn segment_events(
+    calls: &[(Call, &Value)],
+    prefix: impl Fn(usize) -> String,
+) -> Result<Vec<CloudEvent>, ApiError> {
     let received_at = now_rfc3339();
     calls
         .iter()
         .enumerate()
         .map(|(i, (call, body))| {
-            segment::to_cloudevent(*call, body, &received_at, || uuid::Uuid::now_v7().to_string())
-                .map_err(|e| ApiError::event(&prefix(i), e))
+            segment::to_cloudevent(*call, body, &received_at, || {
+                uuid::Uuid::now_v7().to_string()
+            })
+            .map_err(|e| ApiError::event(&prefix(i), e))
         })
         .collect()
 }
 
-async fn segment_single(state: Arc<AppState>, headers: HeaderMap, body: axum::body::Bytes, call: Call, endpoint: &'static str) -> Result<Json<Value>, ApiError> {
+async fn segment_single(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+    call: Call,
+    endpoint: &'static str,
+) -> Result<Json<Value>, ApiError> {
     let value = parse_body(&headers, &body)?;
     let events = segment_events(&[(call, &value)], |_| String::new())?;
     publish_events(&state, &events, |_| "body".to_owned()).await?;
@@ -123,27 +166,50 @@ async fn segment_single(state: Arc<AppState>, headers: HeaderMap, body: axum::bo
     Ok(Json(json!({ "success": true })))
 }
 
-pub async fn track(State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body) -> Result<Json<Value>, ApiError> {
+pub async fn track(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
     segment_single(state, headers, body, Call::Track, "track").await
 }
 
-pub async fn identify(State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body) -> Result<Json<Value>, ApiError> {
+pub async fn identify(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
     segment_single(state, headers, body, Call::Identify, "identify").await
 }
 
-pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body) -> Result<Json<Value>, ApiError> {
+pub async fn page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
     segment_single(state, headers, body, Call::Page, "page").await
 }
 
-pub async fn screen(State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body) -> Result<Json<Value>, ApiError> {
+pub async fn screen(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
     segment_single(state, headers, body, Call::Screen, "screen").await
 }
 
 /// `POST /v1/batch`: `{"batch": [{"type": "track", …}, …]}`.
-pub async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body) -> Result<Json<Value>, ApiError> {
+pub async fn batch(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
     let value = parse_body(&headers, &body)?;
     let Some(Value::Array(items)) = value.get("batch") else {
-        return Err(ApiError::bad_request("batch", "must be an array of Segment calls"));
+        return Err(ApiError::bad_request(
+            "batch",
+            "must be an array of Segment calls",
+        ));
     };
     check_batch_size(&state, items.len(), "batch")?;
     let calls = items
@@ -153,7 +219,12 @@ pub async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, Body(
             let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
             Call::from_batch_type(kind)
                 .map(|call| (call, item))
-                .ok_or_else(|| ApiError::bad_request(&format!("batch[{i}].type"), format!("\"{kind}\" is not one of track, identify, page, screen")))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        &format!("batch[{i}].type"),
+                        format!("\"{kind}\" is not one of track, identify, page, screen"),
+                    )
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let events = segment_events(&calls, |i| format!("batch[{i}]."))?;

@@ -17,15 +17,27 @@ pub async fn healthz() -> &'static str {
 /// Ready once every stored rule is loaded and events are being consumed.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let ready = state.ready.load(Ordering::Acquire);
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(serde_json::json!({ "ready": ready })))
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    let body = state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
     ([("content-type", "text/plain; version=0.0.4")], body)
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, Some("path"), format!("no route for {}", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        Some("path"),
+        format!("no route for {}", uri.path()),
+    )
 }

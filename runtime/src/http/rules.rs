@@ -22,7 +22,10 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Rule>>,
     Ok(Json(state.store.list().await?))
 }
 
-pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Rule>, ApiError> {
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Rule>, ApiError> {
     Ok(Json(state.store.get(&id).await?))
 }
 
@@ -35,7 +38,10 @@ fn split_metadata(id: &str, body: &mut Value) -> Result<Option<u64>, ApiError> {
     if let Some(body_id) = fields.remove("id")
         && body_id.as_str() != Some(id)
     {
-        return Err(ApiError::bad_request("id", format!("does not match the id in the path ({id})")));
+        return Err(ApiError::bad_request(
+            "id",
+            format!("does not match the id in the path ({id})"),
+        ));
     }
     fields.remove("updated_by");
     fields.remove("updated_at");
@@ -58,8 +64,15 @@ pub async fn put(
     let mut value: Value = parse_json(&body)?;
     let expected_version = split_metadata(&id, &mut value)?;
     let spec: RuleSpec = parse_json(value.to_string().as_bytes())?;
-    let rule = state.store.put(&id, spec, &actor.0, expected_version).await?;
-    let status = if rule.version == 1 { StatusCode::CREATED } else { StatusCode::OK };
+    let rule = state
+        .store
+        .put(&id, spec, &actor.0, expected_version)
+        .await?;
+    let status = if rule.version == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(rule)))
 }
 
@@ -69,7 +82,9 @@ pub async fn delete(
     Extension(actor): Extension<Actor>,
 ) -> Result<Json<Value>, ApiError> {
     let rule = state.store.delete(&id, &actor.0).await?;
-    Ok(Json(json!({ "id": rule.id, "deleted": true, "version": rule.version })))
+    Ok(Json(
+        json!({ "id": rule.id, "deleted": true, "version": rule.version }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -132,7 +147,11 @@ pub async fn test(
     let raw: Value = parse_json(&body)?;
     let body_is_the_event = raw.get("specversion").is_some();
     let body: TestBody = if body_is_the_event {
-        TestBody { event: raw, profile: None, rule: None }
+        TestBody {
+            event: raw,
+            profile: None,
+            rule: None,
+        }
     } else {
         parse_json(&body)?
     };
@@ -151,17 +170,22 @@ pub async fn test(
         None => state.store.get(&id).await?,
     };
     let compiled = Arc::new(CompiledRule::compile(rules.sandbox(), rule)?);
-    let triggered = compiled.rule.spec.enabled
-        && compiled.rule.spec.triggers.iter().any(|t| {
-            nudge_rules::Pattern::parse(t).is_ok_and(|p| p.matches(&event.event_type))
-        });
+    let triggered =
+        compiled.rule.spec.enabled
+            && compiled.rule.spec.triggers.iter().any(|t| {
+                nudge_rules::Pattern::parse(t).is_ok_and(|p| p.matches(&event.event_type))
+            });
     let evaluation = if triggered {
         evaluate_rules(rules.sandbox(), &[&compiled], &event, &profile)
     } else {
         Default::default()
     };
     let time = now_rfc3339();
-    let actions: Vec<Value> = evaluation.actions.iter().map(|a| a.to_cloudevent(&event, &time)).collect();
+    let actions: Vec<Value> = evaluation
+        .actions
+        .iter()
+        .map(|a| a.to_cloudevent(&event, &time))
+        .collect();
     Ok(Json(json!({
         "rule": format!("{}@v{}", compiled.rule.id, compiled.rule.version),
         "triggered": triggered,

@@ -83,13 +83,20 @@ pub fn to_cloudevent(
             };
             (event_type_for(name), object_field(body, "properties")?)
         }
-        Call::Identify => ("profile.identified".to_owned(), object_field(body, "traits")?),
+        Call::Identify => (
+            "profile.identified".to_owned(),
+            object_field(body, "traits")?,
+        ),
         Call::Page | Call::Screen => {
             let mut properties = object_field(body, "properties")?;
             if let Some(name) = string_field(body, "name") {
                 properties["name"] = Value::String(name);
             }
-            let kind = if call == Call::Page { "page.viewed" } else { "screen.viewed" };
+            let kind = if call == Call::Page {
+                "page.viewed"
+            } else {
+                "screen.viewed"
+            };
             (kind.to_owned(), properties)
         }
     };
@@ -125,7 +132,10 @@ mod tests {
     #[test]
     fn segment_event_names_become_dotted_types() {
         assert_eq!(event_type_for("Order Completed"), "order.completed");
-        assert_eq!(event_type_for("Product Added to Wishlist"), "product.added_to_wishlist");
+        assert_eq!(
+            event_type_for("Product Added to Wishlist"),
+            "product.added_to_wishlist"
+        );
         assert_eq!(event_type_for("signup"), "signup");
         assert_eq!(event_type_for("cart.updated"), "cart.updated");
         assert_eq!(event_type_for("  Checkout   Started "), "checkout.started");
@@ -133,8 +143,12 @@ mod tests {
 
     #[test]
     fn track_maps_every_field() {
-        let event = map(Call::Track, json!({"userId":"u1","anonymousId":"a1","event":"Order Completed",
-            "properties":{"total":30},"messageId":"m1","timestamp":"2026-11-27T09:00:00Z"})).unwrap();
+        let event = map(
+            Call::Track,
+            json!({"userId":"u1","anonymousId":"a1","event":"Order Completed",
+            "properties":{"total":30},"messageId":"m1","timestamp":"2026-11-27T09:00:00Z"}),
+        )
+        .unwrap();
         assert_eq!(event.event_type, "order.completed");
         assert_eq!(event.subject, "u1");
         assert_eq!(event.id, "m1");
@@ -145,8 +159,15 @@ mod tests {
 
     #[test]
     fn identify_page_and_fallbacks() {
-        let identify = map(Call::Identify, json!({"anonymousId":"a1","traits":{"email":"x@y"}})).unwrap();
-        assert_eq!((identify.event_type.as_str(), identify.subject.as_str()), ("profile.identified", "a1"));
+        let identify = map(
+            Call::Identify,
+            json!({"anonymousId":"a1","traits":{"email":"x@y"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            (identify.event_type.as_str(), identify.subject.as_str()),
+            ("profile.identified", "a1")
+        );
         assert_eq!(identify.id, "generated");
         let page = map(Call::Page, json!({"userId":"u","name":"Home"})).unwrap();
         assert_eq!(page.event_type, "page.viewed");
@@ -158,7 +179,19 @@ mod tests {
         let field = |call, body| map(call, body).unwrap_err().field;
         assert_eq!(field(Call::Track, json!({"event":"X"})), "userId");
         assert_eq!(field(Call::Track, json!({"userId":"u"})), "event");
-        assert_eq!(field(Call::Track, json!({"userId":"u","event":"X","properties":[1]})), "properties");
-        assert_eq!(field(Call::Track, json!({"userId":"u","event":"X","timestamp":"soon"})), "timestamp");
+        assert_eq!(
+            field(
+                Call::Track,
+                json!({"userId":"u","event":"X","properties":[1]})
+            ),
+            "properties"
+        );
+        assert_eq!(
+            field(
+                Call::Track,
+                json!({"userId":"u","event":"X","timestamp":"soon"})
+            ),
+            "timestamp"
+        );
     }
 }

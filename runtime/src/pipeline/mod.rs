@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use process::{Processor, decode, publish_actions};
+pub use process::{InFlight, Processor, decode, send_actions};
 
 use crate::config::Settings;
 use crate::telemetry;
@@ -42,9 +42,19 @@ pub async fn run(
         let (sender, mut receiver) = mpsc::channel::<Work>(settings.lane_queue.max(1));
         senders.push(sender);
         let processor = processor.clone();
+        let lane_batch = settings.lane_queue.max(1);
         workers.spawn(async move {
-            while let Some((message, decoded)) = receiver.recv().await {
-                processor.handle(message, decoded).await;
+            // Take what is queued at once: send every event's actions, then confirm them in
+            // order. The lane stays sequential per profile without waiting a round trip per event.
+            let mut batch = Vec::with_capacity(lane_batch);
+            let mut in_flight = Vec::with_capacity(lane_batch);
+            while receiver.recv_many(&mut batch, lane_batch).await > 0 {
+                for (message, decoded) in batch.drain(..) {
+                    in_flight.push(processor.start(message, decoded).await);
+                }
+                for sent in in_flight.drain(..) {
+                    processor.finish(sent).await;
+                }
             }
         });
     }
@@ -92,18 +102,19 @@ pub async fn run(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(?grace, "in-flight events not finished in time; JetStream will redeliver them");
+        tracing::warn!(
+            ?grace,
+            "in-flight events not finished in time; JetStream will redeliver them"
+        );
     }
     Ok(())
 }
 
 /// FNV-1a: stable across processes and versions, so every instance maps a profile alike.
 pub fn lane_of(profile_key: &str, lanes: usize) -> usize {
-    let hash = profile_key
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+    let hash = profile_key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     (hash % lanes as u64) as usize
 }
 
@@ -126,8 +137,9 @@ mod tests {
     #[test]
     fn lanes_are_stable_and_spread() {
         assert_eq!(lane_of("user-42", 64), lane_of("user-42", 64));
-        let used: std::collections::HashSet<usize> =
-            (0..1_000).map(|i| lane_of(&format!("user-{i}"), 16)).collect();
+        let used: std::collections::HashSet<usize> = (0..1_000)
+            .map(|i| lane_of(&format!("user-{i}"), 16))
+            .collect();
         assert_eq!(used.len(), 16);
     }
 }

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::{AckKind, Context, Message};
-use nudge_rules::{Action, CloudEvent, Profile};
+use metrics::{Counter, Histogram};
+use nudge_rules::{Action, Channel, CloudEvent, Profile};
 
 use crate::config::Settings;
-use crate::rulesync::LiveRules;
 use crate::rulestore::now_rfc3339;
+use crate::rulesync::LiveRules;
 use crate::telemetry;
 
 /// Decodes a NATS payload as a CloudEvent; the error is the DLQ reason.
@@ -26,49 +28,163 @@ pub fn decode(payload: &[u8], max_event_bytes: usize) -> Result<CloudEvent, Stri
     CloudEvent::from_slice(payload).map_err(|e| format!("invalid CloudEvent: {e}"))
 }
 
+/// Metric handles resolved once, not per event.
+struct Meters {
+    events_in: Counter,
+    acked: Counter,
+    processing_seconds: Histogram,
+    rule_eval_seconds: Histogram,
+    actions_out: [Counter; 4],
+    deduplicated: Counter,
+}
+
+impl Meters {
+    fn new() -> Self {
+        Meters {
+            events_in: metrics::counter!(telemetry::EVENTS_IN),
+            acked: metrics::counter!(telemetry::EVENTS_PROCESSED, "outcome" => "acked"),
+            processing_seconds: metrics::histogram!(telemetry::PROCESSING_SECONDS),
+            rule_eval_seconds: metrics::histogram!(telemetry::RULE_EVAL_SECONDS),
+            actions_out: Channel::ALL
+                .map(|c| metrics::counter!(telemetry::ACTIONS_OUT, "channel" => c.as_str())),
+            deduplicated: metrics::counter!(telemetry::ACTIONS_DEDUPLICATED),
+        }
+    }
+}
+
+/// An event whose actions were sent and whose fate (ack, nak, DLQ) waits for JetStream.
+pub struct InFlight {
+    message: Message,
+    started: Instant,
+    delivered: i64,
+    stage: Stage,
+}
+
+enum Stage {
+    Invalid(String),
+    Sent {
+        event_id: String,
+        acks: Vec<(Channel, PublishAckFuture)>,
+    },
+    SendFailed {
+        event_id: String,
+        error: anyhow::Error,
+    },
+}
+
 pub struct Processor {
     js: Context,
     rules: LiveRules,
     settings: Arc<Settings>,
+    meters: Meters,
 }
 
 impl Processor {
     pub fn new(js: Context, rules: LiveRules, settings: Arc<Settings>) -> Self {
-        Processor { js, rules, settings }
+        Processor {
+            js,
+            rules,
+            settings,
+            meters: Meters::new(),
+        }
     }
 
-    pub async fn handle(&self, message: Message, decoded: Result<CloudEvent, String>) {
+    /// Evaluates the event and sends its actions without waiting for JetStream, so a lane can
+    /// send the actions of the next events while these acks travel.
+    pub async fn start(&self, message: Message, decoded: Result<CloudEvent, String>) -> InFlight {
         let started = Instant::now();
-        metrics::counter!(telemetry::EVENTS_IN).increment(1);
+        self.meters.events_in.increment(1);
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-        let outcome = match decoded {
-            Err(reason) => self.dead_letter(&message, "invalid_event", &reason).await,
-            Ok(event) => match self.process(&event).await {
-                Ok(()) => {
-                    if let Err(error) = message.ack().await {
-                        tracing::warn!(event = %event.id, %error, "ack failed; the event will be redelivered and its actions deduplicated");
-                    }
-                    "acked"
+        let stage = match decoded {
+            Err(reason) => Stage::Invalid(reason),
+            Ok(event) => {
+                let actions = self.evaluate(&event);
+                match send_actions(&self.js, &event, &actions).await {
+                    Ok(acks) => Stage::Sent {
+                        event_id: event.id,
+                        acks,
+                    },
+                    Err(error) => Stage::SendFailed {
+                        event_id: event.id,
+                        error,
+                    },
                 }
-                Err(error) if delivered >= self.settings.max_deliver => {
-                    let reason = format!("publishing actions failed on delivery {delivered}: {error:#}");
-                    self.dead_letter(&message, "publish_failed", &reason).await
+            }
+        };
+        InFlight {
+            message,
+            started,
+            delivered,
+            stage,
+        }
+    }
+
+    /// Waits for the acks of every action, then acks the event; or naks it, or moves it to the
+    /// DLQ once it has used up `max_deliver`.
+    pub async fn finish(&self, in_flight: InFlight) {
+        let InFlight {
+            message,
+            started,
+            delivered,
+            stage,
+        } = in_flight;
+        let (event_id, result) = match stage {
+            Stage::Invalid(reason) => {
+                let outcome = self.dead_letter(&message, "invalid_event", &reason).await;
+                telemetry::processed(outcome, started.elapsed().as_secs_f64());
+                return;
+            }
+            Stage::SendFailed { event_id, error } => (event_id, Err(error)),
+            Stage::Sent { event_id, acks } => (event_id, self.confirm(acks).await),
+        };
+        let outcome = match result {
+            Ok(()) => {
+                if let Err(error) = message.ack().await {
+                    tracing::warn!(event = %event_id, %error, "ack failed; the event will be redelivered and its actions deduplicated");
                 }
-                Err(error) => {
-                    tracing::warn!(event = %event.id, delivered, error = format!("{error:#}"), "publishing actions failed; retrying");
-                    self.nak(&message, delivered).await
-                }
-            },
+                self.meters.acked.increment(1);
+                self.meters
+                    .processing_seconds
+                    .record(started.elapsed().as_secs_f64());
+                return;
+            }
+            Err(error) if delivered >= self.settings.max_deliver => {
+                let reason =
+                    format!("publishing actions failed on delivery {delivered}: {error:#}");
+                self.dead_letter(&message, "publish_failed", &reason).await
+            }
+            Err(error) => {
+                tracing::warn!(event = %event_id, delivered, error = format!("{error:#}"), "publishing actions failed; retrying");
+                self.nak(&message, delivered).await
+            }
         };
         telemetry::processed(outcome, started.elapsed().as_secs_f64());
     }
 
-    async fn process(&self, event: &CloudEvent) -> anyhow::Result<()> {
+    /// Processes one event start to end.
+    pub async fn handle(&self, message: Message, decoded: Result<CloudEvent, String>) {
+        let in_flight = self.start(message, decoded).await;
+        self.finish(in_flight).await;
+    }
+
+    async fn confirm(&self, acks: Vec<(Channel, PublishAckFuture)>) -> anyhow::Result<()> {
+        for (channel, ack) in acks {
+            if ack.await?.duplicate {
+                self.meters.deduplicated.increment(1);
+            } else {
+                self.meters.actions_out[channel as usize].increment(1);
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&self, event: &CloudEvent) -> Vec<Action> {
         let rules = self.rules.load();
         let evaluated_at = Instant::now();
         let evaluation = rules.evaluate(event, &Profile::new(&event.subject));
         if !evaluation.matched.is_empty() {
-            metrics::histogram!(telemetry::RULE_EVAL_SECONDS)
+            self.meters
+                .rule_eval_seconds
                 .record(evaluated_at.elapsed().as_secs_f64());
         }
         for failure in &evaluation.failures {
@@ -85,7 +201,7 @@ impl Processor {
             );
             telemetry::rule_failed(&failure.rule, failure.reason(), failure.limit());
         }
-        publish_actions(&self.js, event, &evaluation.actions).await
+        evaluation.actions
     }
 
     async fn nak(&self, message: &Message, delivered: i64) -> &'static str {
@@ -99,7 +215,12 @@ impl Processor {
 
     /// Publishes the original payload to `dlq.<subject>` with the reason in headers, then acks
     /// the original so it stops blocking. If the DLQ itself is unreachable, nak: nothing is lost.
-    async fn dead_letter(&self, message: &Message, kind: &'static str, reason: &str) -> &'static str {
+    async fn dead_letter(
+        &self,
+        message: &Message,
+        kind: &'static str,
+        reason: &str,
+    ) -> &'static str {
         let info = message.info().ok();
         let (stream, sequence, delivered) = info
             .as_ref()
@@ -148,28 +269,28 @@ fn header_safe(text: &str) -> String {
     line
 }
 
-/// Publishes the actions of one event and waits until JetStream stored every one of them.
-/// Publishes are pipelined; only then are the acks awaited.
-pub async fn publish_actions(js: &Context, event: &CloudEvent, actions: &[Action]) -> anyhow::Result<()> {
+/// Sends the actions of one event with their deterministic `Nats-Msg-Id`s; the returned futures
+/// resolve when JetStream stored each one.
+pub async fn send_actions(
+    js: &Context,
+    event: &CloudEvent,
+    actions: &[Action],
+) -> anyhow::Result<Vec<(Channel, PublishAckFuture)>> {
+    let mut pending = Vec::with_capacity(actions.len());
     if actions.is_empty() {
-        return Ok(());
+        return Ok(pending);
     }
     let time = now_rfc3339();
-    let mut pending = Vec::with_capacity(actions.len());
     for action in actions {
-        let body = serde_json::to_vec(&action.to_cloudevent(event, &time))?;
+        let body = serde_json::to_vec(&action.envelope(event, &time))?;
         let publish = Publish::build()
             .payload(body.into())
             .message_id(action.id(event))
             .header("Content-Type", "application/cloudevents+json");
-        pending.push((action.channel, js.send_publish(action.nats_subject(), publish).await?));
+        pending.push((
+            action.channel,
+            js.send_publish(action.nats_subject(), publish).await?,
+        ));
     }
-    for (channel, ack) in pending {
-        if ack.await?.duplicate {
-            metrics::counter!(telemetry::ACTIONS_DEDUPLICATED).increment(1);
-        } else {
-            metrics::counter!(telemetry::ACTIONS_OUT, "channel" => channel.as_str()).increment(1);
-        }
-    }
-    Ok(())
+    Ok(pending)
 }

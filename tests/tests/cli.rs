@@ -1,0 +1,124 @@
+//! The `nudge` command line: offline `rule test`, and `nudge up` with its own nats-server.
+
+use std::process::Command;
+
+use nudge_tests::*;
+use serde_json::{Value, json};
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn rule_test_prints_the_actions_without_any_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = write(
+        dir.path(),
+        "big-cart.toml",
+        "name = \"Big cart\"\ntriggers = [\"cart.*\"]\nscript = '''\nif event.data.total > 100 { push(#{ title: \"Big!\" }) }\n'''\n",
+    );
+    let event = write(
+        dir.path(),
+        "event.json",
+        &event("e1", "cart.updated", "user-1", json!({"total": 150})).to_string(),
+    );
+    let output = Command::new(nudge_binary())
+        .args(["rule", "test"])
+        .arg(&rule)
+        .arg("--event")
+        .arg(&event)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let action: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(action["type"], "nudge.action.push");
+    assert_eq!(action["data"]["title"], "Big!");
+    assert_eq!(action["causationid"], "e1");
+}
+
+#[test]
+fn rule_test_points_at_the_broken_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = write(
+        dir.path(),
+        "event.json",
+        &event("e1", "cart.updated", "user-1", json!({})).to_string(),
+    );
+    let broken = write(dir.path(), "broken.rhai", "let a = 1;\nlet b = a +;\n");
+    let output = Command::new(nudge_binary())
+        .args(["rule", "test"])
+        .arg(&broken)
+        .arg("--event")
+        .arg(&event)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 2"), "{stderr}");
+
+    let looping = write(dir.path(), "looping.rhai", "loop {}");
+    let output = Command::new(nudge_binary())
+        .args(["rule", "test"])
+        .arg(&looping)
+        .arg("--event")
+        .arg(&event)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("rule_max_operations"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nudge_up_runs_its_own_nats_server_and_loads_the_examples() {
+    let nudge = Nudge::start_command(&["up"], None, &[]).await;
+    let rules: Value = reqwest::Client::new()
+        .get(nudge.url("/api/rules"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["big-cart-banner", "order-thanks", "welcome"]);
+
+    let response = reqwest::Client::new()
+        .post(nudge.url("/v1/track"))
+        .basic_auth(WRITE_KEY, Some(""))
+        .json(
+            &json!({"userId": "u1", "event": "Order Completed", "properties": {"order_id": "o1"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let children = Command::new("pgrep")
+        .args(["-P", &nudge.pid().to_string(), "nats-server"])
+        .output()
+        .unwrap();
+    let nats_pid = String::from_utf8(children.stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        !nats_pid.is_empty(),
+        "nudge up runs nats-server as its child"
+    );
+    assert!(nudge.stop().await, "nudge up exits cleanly on SIGTERM");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{nats_pid}")).exists(),
+        "nats-server was stopped with nudge"
+    );
+}
