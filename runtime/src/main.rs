@@ -78,6 +78,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a line for the person at the terminal; a closed stdout is not worth failing over.
+fn say(line: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 fn run_async(future: impl Future<Output = anyhow::Result<i32>>) -> anyhow::Result<i32> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -100,7 +106,7 @@ async fn serve(flags: SettingsFlags) -> anyhow::Result<i32> {
     let shutdown = CancellationToken::new();
     service::cancel_on_signals(shutdown.clone());
     service::run(settings, listener, Some(metrics), shutdown, async |_| {
-        println!("nudge listening on http://{address}");
+        say(format!("nudge listening on http://{address}"));
         Ok(())
     })
     .await?;
@@ -131,17 +137,17 @@ async fn up(flags: SettingsFlags) -> anyhow::Result<i32> {
     let address = listener.local_addr()?;
     let result = service::run(settings, listener, Some(metrics), shutdown.clone(), async |started| {
         let seeded = up::seed_examples(&started.store).await?;
-        println!("nudge listening on http://{address}");
-        println!();
-        println!("  nudge is up");
-        println!("  API, ingest, metrics  http://{address}   (GET /api/rules, POST /v1/events, /metrics)");
-        println!("  NATS                  {nats_url}   (publish CloudEvents on events.<type>, read actions.>)");
-        println!("  admin token           {admin_token}");
-        println!("  write key             {write_key}");
+        say(format!("nudge listening on http://{address}"));
+        say("");
+        say("  nudge is up");
+        say(format!("  API, ingest, metrics  http://{address}   (GET /api/rules, POST /v1/events, /metrics)"));
+        say(format!("  NATS                  {nats_url}   (publish CloudEvents on events.<type>, read actions.>)"));
+        say(format!("  admin token           {admin_token}"));
+        say(format!("  write key             {write_key}"));
         if !seeded.is_empty() {
-            println!("  example rules loaded  {}", seeded.join(", "));
+            say(format!("  example rules loaded  {}", seeded.join(", ")));
         }
-        println!();
+        say("");
         Ok(())
     })
     .await;

@@ -1,6 +1,7 @@
 //! `nudge rule test <rule> --event <file>`: evaluate a rule file against an event file, offline.
 //! Prints the actions as the CloudEvents nudge would publish; errors carry the script line.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,6 +20,8 @@ pub fn run(
     event_path: &Path,
     profile_path: Option<&Path>,
 ) -> anyhow::Result<i32> {
+    // writeln! rather than println!: a closed pipe (`| head`) is an error to report, not a panic.
+    let mut out = std::io::stdout().lock();
     let text = std::fs::read_to_string(rule_path)
         .with_context(|| format!("reading {}", rule_path.display()))?;
     let shown = rule_path.display();
@@ -68,12 +71,13 @@ pub fn run(
         .iter()
         .any(|t| nudge_rules::Pattern::parse(t).is_ok_and(|p| p.matches(&event.event_type)));
     if !triggered {
-        println!(
+        writeln!(
+            out,
             "rule {} does not trigger on {} (triggers: {})",
             compiled.rule.id,
             event.event_type,
             compiled.rule.spec.triggers.join(", ")
-        );
+        )?;
         return Ok(0);
     }
     let evaluation = evaluate_rules(&sandbox, &[&compiled], &event, &profile);
@@ -82,10 +86,11 @@ pub fn run(
     }
     let time = now_rfc3339();
     for action in &evaluation.actions {
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(&action.to_cloudevent(&event, &time))?
-        );
+        )?;
     }
     if let Some(failure) = evaluation.failures.first() {
         let line = failure
@@ -97,7 +102,7 @@ pub fn run(
         return Ok(1);
     }
     if evaluation.actions.is_empty() {
-        println!("rule {} ran and fired no action", compiled.rule.id);
+        writeln!(out, "rule {} ran and fired no action", compiled.rule.id)?;
     }
     Ok(0)
 }
