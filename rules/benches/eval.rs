@@ -53,7 +53,7 @@ fn benches(c: &mut Criterion) {
         CompiledRule::compile(&sandbox, rule("cart", "cart.*", CART_RULE)).expect("compiles"),
     );
 
-    let mut scope = Sandbox::scope_for(&event, &profile).expect("scope");
+    let mut scope = Sandbox::scope_for(&event, &profile);
     c.bench_function("one compiled rule, prepared scope", |b| {
         b.iter(|| black_box(sandbox.run(&mut scope, compiled.ast()).expect("runs")))
     });
@@ -78,13 +78,28 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(sandbox.run(&mut scope, empty.ast()).expect("runs")))
     });
     c.bench_function("scope for one event (once per event)", |b| {
-        b.iter(|| black_box(Sandbox::scope_for(black_box(&event), &profile).expect("scope")))
+        b.iter(|| black_box(Sandbox::scope_for(black_box(&event), &profile)))
     });
 
     let wire = serde_json::to_vec(&event).expect("json");
     c.bench_function("decode one CloudEvent from JSON bytes", |b| {
         b.iter(|| black_box(CloudEvent::from_slice(black_box(&wire)).expect("valid")))
     });
+
+    if std::env::var("BENCH_PARTS").is_ok() {
+        c.bench_function("parts: JSON to serde_json::Value", |b| {
+            b.iter(|| {
+                black_box(
+                    serde_json::from_slice::<serde_json::Value>(black_box(&wire)).expect("json"),
+                )
+            })
+        });
+        c.bench_function("parts: JSON to rhai::Dynamic", |b| {
+            b.iter(|| {
+                black_box(serde_json::from_slice::<rhai::Dynamic>(black_box(&wire)).expect("json"))
+            })
+        });
+    }
 
     let mut set = RuleSet::new(sandbox.clone());
     let triggers = [

@@ -170,24 +170,7 @@ pub fn evaluate_rules(
     if rules.is_empty() {
         return evaluation;
     }
-    let mut scope = match Sandbox::scope_for(event, profile) {
-        Ok(scope) => scope,
-        Err(message) => {
-            evaluation.failures = rules
-                .iter()
-                .map(|c| RuleFailure {
-                    rule: c.rule.id.clone(),
-                    version: c.rule.version,
-                    failure: RunFailure {
-                        kind: FailureKind::Error,
-                        message: format!("event could not be given to the script: {message}"),
-                        line: None,
-                    },
-                })
-                .collect();
-            return evaluation;
-        }
-    };
+    let mut scope = Sandbox::scope_for(event, profile);
     for compiled in rules {
         evaluation.matched.push(compiled.origin().label());
         match sandbox.run(&mut scope, &compiled.ast) {

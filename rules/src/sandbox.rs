@@ -177,35 +177,21 @@ impl Sandbox {
     }
 
     /// Builds the scope every rule matching `event` runs in; built once per event.
-    pub fn scope_for(event: &CloudEvent, profile: &Profile) -> Result<Scope<'static>, String> {
-        #[derive(Serialize)]
-        struct EventView<'a> {
-            #[serde(rename = "type")]
-            event_type: &'a str,
-            subject: &'a str,
-            id: &'a str,
-            source: &'a str,
-            time: Option<&'a str>,
-            data: &'a serde_json::Value,
-        }
-        let event_view = EventView {
-            event_type: &event.event_type,
-            subject: &event.subject,
-            id: &event.id,
-            source: &event.source,
-            time: event.time.as_deref(),
-            data: &event.data,
-        };
+    pub fn scope_for(event: &CloudEvent, profile: &Profile) -> Scope<'static> {
+        let mut event_map = Map::new();
+        event_map.insert("type".into(), event.event_type.as_str().into());
+        event_map.insert("subject".into(), event.subject.as_str().into());
+        event_map.insert("id".into(), event.id.as_str().into());
+        event_map.insert("source".into(), event.source.as_str().into());
+        event_map.insert(
+            "time".into(),
+            event.time.as_deref().map_or(Dynamic::UNIT, Into::into),
+        );
+        event_map.insert("data".into(), json_to_dynamic(&event.data));
         let mut scope = Scope::new();
-        scope.push_constant(
-            "event",
-            rhai::serde::to_dynamic(&event_view).map_err(|e| e.to_string())?,
-        );
-        scope.push_constant(
-            "profile",
-            rhai::serde::to_dynamic(profile).map_err(|e| e.to_string())?,
-        );
-        Ok(scope)
+        scope.push_constant("event", Dynamic::from_map(event_map));
+        scope.push_constant("profile", profile_value(profile));
+        scope
     }
 
     /// Runs one compiled script in `scope`, leaving the scope as it found it.
@@ -293,6 +279,44 @@ impl Sandbox {
             message,
             line,
         }
+    }
+}
+
+fn profile_value(profile: &Profile) -> Dynamic {
+    let json_map = |map: &serde_json::Map<String, serde_json::Value>| {
+        Dynamic::from_map(
+            map.iter()
+                .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
+                .collect(),
+        )
+    };
+    let mut value = Map::new();
+    value.insert("id".into(), profile.id.as_str().into());
+    value.insert("attributes".into(), json_map(&profile.attributes));
+    value.insert("consent".into(), json_map(&profile.consent));
+    value.insert("timezone".into(), profile.timezone.as_str().into());
+    Dynamic::from_map(value)
+}
+
+/// JSON to a Rhai value, directly: the serde route through `rhai::serde::to_dynamic` costs about
+/// twice as much, and this runs for every event that triggers a rule.
+pub fn json_to_dynamic(value: &serde_json::Value) -> Dynamic {
+    use serde_json::Value;
+    match value {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => (*b).into(),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i.into(),
+            None => n.as_f64().unwrap_or(f64::NAN).into(),
+        },
+        Value::String(s) => s.as_str().into(),
+        Value::Array(items) => Dynamic::from_array(items.iter().map(json_to_dynamic).collect()),
+        Value::Object(fields) => Dynamic::from_map(
+            fields
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
+                .collect(),
+        ),
     }
 }
 

@@ -244,3 +244,28 @@ fn scripts_may_not_leak_variables_into_the_next_rule() {
     let evaluation = rules.evaluate(&cart_event(1.0), &Profile::new("u"));
     assert_eq!(evaluation.actions[0].data_json(), json!({"leaked": false}));
 }
+
+#[test]
+fn a_rule_cannot_change_the_event_the_next_rule_sees() {
+    let rules = set(vec![
+        rule(
+            "a",
+            &[">"],
+            3,
+            "let d = event.data; d.total = 0; d.items.push(\"x\"); let i = event.data.items; i.clear();",
+        ),
+        rule("b", &[">"], 2, "let d = event.data; d[\"total\"] = -1;"),
+        rule(
+            "c",
+            &[">"],
+            1,
+            "push(#{ total: event.data.total, items: event.data.items.len() })",
+        ),
+    ]);
+    let evaluation = rules.evaluate(&cart_event(1.5), &Profile::new("u"));
+    assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+    assert_eq!(
+        evaluation.actions[0].data_json(),
+        json!({"total": 1.5, "items": 1})
+    );
+}

@@ -28,7 +28,7 @@ pub struct Settings {
     pub consumer_name: String,
     /// Concurrent per-profile lanes; events of one profile always use the same lane.
     pub lanes: usize,
-    /// Events queued per lane before fetching pauses.
+    /// Batches of events queued per lane before fetching pauses.
     pub lane_queue: usize,
     /// Messages per pull request.
     pub fetch_batch: usize,
@@ -92,7 +92,7 @@ impl Default for Settings {
             nats_server_bin: "nats-server".into(),
             consumer_name: "nudge".into(),
             lanes: 64,
-            lane_queue: 32,
+            lane_queue: 4,
             fetch_batch: 256,
             max_ack_pending: 4_096,
             ack_wait_ms: 30_000,

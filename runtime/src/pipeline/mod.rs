@@ -3,7 +3,7 @@
 //!
 //! Ordering: one lane per profile hash, each lane strictly sequential, so events of one profile
 //! are decided and acked in stream order while different profiles run concurrently
-//! (`lanes` × `lane_queue` bounds the work in memory; `max_ack_pending` bounds it on the server).
+//! (`max_ack_pending` bounds the events in flight; `lane_queue` the batches a lane may queue).
 //! Scaling out across instances keeps this shape: a lane is the unit a partition owner would
 //! own.
 
@@ -38,18 +38,19 @@ pub async fn run(
     let lanes = settings.lanes.max(1);
     let mut senders = Vec::with_capacity(lanes);
     let mut workers = JoinSet::new();
+    let lane_queue = settings.lane_queue.max(1);
     for _ in 0..lanes {
-        let (sender, mut receiver) = mpsc::channel::<Work>(settings.lane_queue.max(1));
+        // A lane receives batches: one wake-up per lane per fetched chunk, not per event.
+        let (sender, mut receiver) = mpsc::channel::<Vec<Work>>(lane_queue);
         senders.push(sender);
         let processor = processor.clone();
-        let lane_batch = settings.lane_queue.max(1);
         workers.spawn(async move {
-            // Take what is queued at once: send every event's actions, then confirm them in
-            // order. The lane stays sequential per profile without waiting a round trip per event.
-            let mut batch = Vec::with_capacity(lane_batch);
-            let mut in_flight = Vec::with_capacity(lane_batch);
-            while receiver.recv_many(&mut batch, lane_batch).await > 0 {
-                for (message, decoded) in batch.drain(..) {
+            // Send every queued event's actions, then confirm them in order: the lane stays
+            // sequential per profile without waiting a round trip per event.
+            let mut batches = Vec::with_capacity(lane_queue);
+            let mut in_flight = Vec::new();
+            while receiver.recv_many(&mut batches, lane_queue).await > 0 {
+                for (message, decoded) in batches.drain(..).flatten() {
                     in_flight.push(processor.start(message, decoded).await);
                 }
                 for sent in in_flight.drain(..) {
@@ -60,40 +61,54 @@ pub async fn run(
     }
     let lag = tokio::spawn(report_lag(consumer.clone(), shutdown.clone()));
 
-    let mut messages = consumer
+    let fetch_batch = settings.fetch_batch.max(1);
+    let messages = consumer
         .stream()
-        .max_messages_per_batch(settings.fetch_batch.max(1))
+        .max_messages_per_batch(fetch_batch)
         .heartbeat(Duration::from_secs(5))
         .expires(Duration::from_secs(30))
         .messages()
         .await?;
+    // Everything already delivered is taken at once and split by lane.
+    let mut chunks = messages.ready_chunks(fetch_batch);
     tracing::info!(lanes, "consuming events.>");
     loop {
-        let next = tokio::select! {
+        let chunk = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            next = messages.next() => next,
+            chunk = chunks.next() => chunk,
         };
-        match next {
-            None => anyhow::bail!("the JetStream message stream ended"),
-            Some(Err(error)) => {
-                tracing::warn!(%error, "pulling events failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Some(Ok(message)) => {
-                let decoded = decode(&message.payload, settings.max_event_bytes);
-                let key = match &decoded {
-                    Ok(event) => event.subject.as_str(),
-                    Err(_) => message.subject.as_str(),
-                };
-                let lane = lane_of(key, lanes);
-                if senders[lane].send((message, decoded)).await.is_err() {
-                    anyhow::bail!("lane {lane} stopped");
+        let Some(chunk) = chunk else {
+            anyhow::bail!("the JetStream message stream ended");
+        };
+        let mut by_lane: Vec<Vec<Work>> = std::iter::repeat_with(Vec::new).take(lanes).collect();
+        let mut failed = false;
+        for item in chunk {
+            match item {
+                Err(error) => {
+                    tracing::warn!(%error, "pulling events failed; retrying");
+                    failed = true;
+                }
+                Ok(message) => {
+                    let decoded = decode(&message.payload, settings.max_event_bytes);
+                    let key = match &decoded {
+                        Ok(event) => event.subject.as_str(),
+                        Err(_) => message.subject.as_str(),
+                    };
+                    by_lane[lane_of(key, lanes)].push((message, decoded));
                 }
             }
         }
+        for (lane, work) in by_lane.into_iter().enumerate() {
+            if !work.is_empty() && senders[lane].send(work).await.is_err() {
+                anyhow::bail!("lane {lane} stopped");
+            }
+        }
+        if failed {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
-    drop(messages);
+    drop(chunks);
     drop(senders);
     lag.abort();
     let grace = Duration::from_millis(settings.shutdown_grace_ms);
