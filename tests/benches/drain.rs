@@ -88,12 +88,13 @@ fn realistic_event(n: u64) -> (String, Vec<u8>) {
               "consent": {"push": true, "email": false}, "device": "ios-17"}),
         ),
     };
-    let e = event(
+    let mut e = event(
         &format!("evt-{n:010}"),
         event_type,
         &format!("user-{}", n % 10_000),
         data,
     );
+    e["data"]["context"] = json!({"ip": "203.0.113.7", "app": "shop-ios/5.2.1", "locale": "de-DE"});
     (
         format!("events.{event_type}"),
         serde_json::to_vec(&e).expect("json"),
