@@ -119,8 +119,10 @@ async fn up(flags: SettingsFlags) -> anyhow::Result<i32> {
     let shutdown = CancellationToken::new();
     service::cancel_on_signals(shutdown.clone());
     let mut nats_supervisor = None;
+    // The local nats-server outlives the service, so the last acks still reach it.
+    let stop_nats = CancellationToken::new();
     if settings.nats_url.is_none() {
-        let (url, supervisor) = up::start_local_nats(&settings, shutdown.clone()).await?;
+        let (url, supervisor) = up::start_local_nats(&settings, stop_nats.clone()).await?;
         settings.nats_url = Some(url);
         nats_supervisor = Some(supervisor);
     }
@@ -152,6 +154,7 @@ async fn up(flags: SettingsFlags) -> anyhow::Result<i32> {
     })
     .await;
     shutdown.cancel();
+    stop_nats.cancel();
     if let Some(supervisor) = nats_supervisor {
         supervisor.await.ok();
     }

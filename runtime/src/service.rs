@@ -39,7 +39,7 @@ pub async fn run(
         .nats_url
         .clone()
         .ok_or_else(|| anyhow::anyhow!("no NATS URL: set NUDGE_NATS_URL or use `nudge up`"))?;
-    let (_client, js) = topology::connect(&url).await?;
+    let (client, js) = topology::connect(&url).await?;
     topology::ensure_streams(&js, &settings).await?;
     let heads = topology::ensure_bucket(&js, topology::RULES_BUCKET, &settings).await?;
     let versions = topology::ensure_bucket(&js, topology::RULE_VERSIONS_BUCKET, &settings).await?;
@@ -89,6 +89,11 @@ pub async fn run(
     let processor = Arc::new(Processor::new(js, live, settings.clone()));
     let consumed = pipeline::run(processor, consumer, settings, shutdown.clone()).await;
     ready.store(false, Ordering::Release);
+    // Acks and naks are buffered by the client; they must reach the server before exit.
+    match tokio::time::timeout(Duration::from_secs(5), client.flush()).await {
+        Ok(Ok(())) => {}
+        _ => tracing::warn!("could not flush the last acks; JetStream will redeliver those events"),
+    }
     shutdown.cancel();
     watcher.await.ok();
     http.await??;

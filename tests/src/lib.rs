@@ -342,7 +342,9 @@ pub async fn wait_drained(js: &jetstream::Context, timeout: Duration) {
         let stream = js.get_stream("NUDGE_EVENTS").await.expect("events stream");
         let last = stream.cached_info().state.last_sequence;
         let info = stream.consumer_info("nudge").await.expect("consumer info");
-        if info.ack_floor.stream_sequence >= last
+        // Not the ack floor: after a redelivery nats-server 2.9 may leave it one short although
+        // everything is acked.
+        if info.delivered.stream_sequence >= last
             && info.num_ack_pending == 0
             && info.num_pending == 0
         {
@@ -350,13 +352,9 @@ pub async fn wait_drained(js: &jetstream::Context, timeout: Duration) {
         }
         assert!(
             Instant::now() < deadline,
-            "consumer not drained: ack floor {} of {last}, {} pending acks",
-            info.ack_floor.stream_sequence,
-            info.num_ack_pending
+            "consumer not drained (stream at {last}): {info:?}"
         );
-        // Consumer info is not free on the server (nats-server 2.9 counts pending by scanning),
-        // so poll gently.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

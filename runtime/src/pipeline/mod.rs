@@ -12,8 +12,8 @@ mod process;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::Message;
 use async_nats::jetstream::consumer::{Consumer, pull};
+use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use nudge_rules::CloudEvent;
 use tokio::sync::mpsc;
@@ -26,6 +26,12 @@ use crate::config::Settings;
 use crate::telemetry;
 
 type Work = (Message, Result<CloudEvent, String>);
+
+/// On shutdown, fetched events keep arriving until the open pull request is used up; stop handing
+/// them back once none came for this long.
+const HAND_BACK_IDLE: Duration = Duration::from_millis(100);
+/// And in any case after this long: what is left is redelivered after `ack_wait_ms`.
+const HAND_BACK_MAX: Duration = Duration::from_secs(2);
 
 /// Consumes until `shutdown`, then stops fetching, lets the lanes finish what they hold (acking
 /// it) within `shutdown_grace_ms`, and returns. Anything not finished is redelivered later.
@@ -108,7 +114,29 @@ pub async fn run(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    // Events already delivered to this process but not handed to a lane go straight back, so
+    // another instance (or the next start) gets them now rather than after `ack_wait_ms`.
+    let mut handed_back = 0;
+    let hand_back_until = tokio::time::Instant::now() + HAND_BACK_MAX;
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(
+        hand_back_until,
+        tokio::time::timeout(HAND_BACK_IDLE, chunks.next()),
+    )
+    .await
+    {
+        if chunk.iter().any(Result::is_err) {
+            break;
+        }
+        for message in chunk.into_iter().flatten() {
+            if message.ack_with(AckKind::Nak(None)).await.is_ok() {
+                handed_back += 1;
+            }
+        }
+    }
     drop(chunks);
+    if handed_back > 0 {
+        tracing::info!(handed_back, "returned undispatched events to the stream");
+    }
     drop(senders);
     lag.abort();
     let grace = Duration::from_millis(settings.shutdown_grace_ms);
