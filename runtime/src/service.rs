@@ -43,7 +43,7 @@ pub async fn run(
     topology::ensure_streams(&js, &settings).await?;
     let heads = topology::ensure_bucket(&js, topology::RULES_BUCKET, &settings).await?;
     let versions = topology::ensure_bucket(&js, topology::RULE_VERSIONS_BUCKET, &settings).await?;
-    let consumer = topology::ensure_consumer(&js, &settings).await?;
+    topology::ensure_consumer(&js, &settings).await?;
 
     let sandbox = Arc::new(Sandbox::new(settings.rule_limits()));
     let live: LiveRules = Arc::new(ArcSwap::from_pointee(RuleSet::new(sandbox.clone())));
@@ -86,8 +86,8 @@ pub async fn run(
         }
     }
     ready.store(true, Ordering::Release);
-    let processor = Arc::new(Processor::new(js, live, settings.clone()));
-    let consumed = pipeline::run(processor, consumer, settings, shutdown.clone()).await;
+    let processor = Arc::new(Processor::new(js.clone(), live, settings.clone()));
+    let consumed = pipeline::run(processor, js, settings, shutdown.clone()).await;
     ready.store(false, Ordering::Release);
     // Acks and naks are buffered by the client; they must reach the server before exit.
     match tokio::time::timeout(Duration::from_secs(5), client.flush()).await {

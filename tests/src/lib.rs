@@ -21,38 +21,43 @@ pub const WRITE_KEY: &str = "test-write-key";
 pub struct NatsServer {
     child: std::process::Child,
     pub url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+fn nats_server_binary() -> String {
+    std::env::var("NUDGE_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into())
+}
+
+fn spawn_nats_server(dir: &std::path::Path, port: &str) -> std::process::Child {
+    let binary = nats_server_binary();
+    std::process::Command::new(&binary)
+        .args([
+            "--jetstream",
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--store_dir",
+        ])
+        .arg(dir.join("store"))
+        .arg("--ports_file_dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("starting {binary}: {e} (install nats-server or set NUDGE_TEST_NATS_SERVER)")
+        })
 }
 
 impl NatsServer {
     /// Starts the binary named by `NUDGE_TEST_NATS_SERVER`, else `nats-server` from PATH.
     pub fn start() -> NatsServer {
-        let binary =
-            std::env::var("NUDGE_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
         let dir = tempfile::tempdir().expect("temp dir");
-        let child = std::process::Command::new(&binary)
-            .args([
-                "--jetstream",
-                "--addr",
-                "127.0.0.1",
-                "--port",
-                "-1",
-                "--store_dir",
-            ])
-            .arg(dir.path().join("store"))
-            .arg("--ports_file_dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("starting {binary}: {e} (install nats-server or set NUDGE_TEST_NATS_SERVER)")
-            });
-        let ports_file = dir.path().join(format!(
-            "{}_{}.ports",
-            binary.rsplit('/').next().unwrap_or("nats-server"),
-            child.id()
-        ));
+        let child = spawn_nats_server(dir.path(), "-1");
+        let binary = nats_server_binary();
+        let name = binary.rsplit('/').next().unwrap_or("nats-server");
+        let ports_file = dir.path().join(format!("{name}_{}.ports", child.id()));
         let deadline = Instant::now() + Duration::from_secs(20);
         let url = loop {
             if let Ok(text) = std::fs::read_to_string(&ports_file)
@@ -68,10 +73,22 @@ impl NatsServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        NatsServer {
-            child,
-            url,
-            _dir: dir,
+        NatsServer { child, url, dir }
+    }
+
+    /// SIGKILLs the server, then starts it again on the same port with the same store.
+    pub fn crash_and_restart(&mut self, down_for: Duration) {
+        self.child.kill().expect("SIGKILL nats-server");
+        self.child.wait().ok();
+        std::thread::sleep(down_for);
+        let port = self.url.rsplit(':').next().expect("port").to_owned();
+        self.child = spawn_nats_server(self.dir.path(), &port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().expect("port")))
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "nats-server did not come back");
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -93,3 +93,79 @@ async fn sigkill_three_times_while_draining_loses_and_duplicates_nothing() {
         .collect();
     assert_eq!(causes.len() as u64, EVENTS, "every event has its action");
 }
+
+/// Publishes, retrying while the broker is away (a client sees errors until it reconnects).
+async fn publish_until_stored(js: &async_nats::jetstream::Context, e: &serde_json::Value) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let subject = format!("events.{}", e["type"].as_str().unwrap());
+        if let Ok(ack) = js
+            .publish(subject, serde_json::to_vec(e).unwrap().into())
+            .await
+            && ack.await.is_ok()
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nudge_rides_out_a_broker_crash_without_losing_or_doubling_actions() {
+    let mut nats = NatsServer::start();
+    let nudge = Nudge::start(&nats, &[]).await;
+    let js = nats.jetstream().await;
+    nudge
+        .put_rule(
+            "r",
+            json!({"name": "r", "triggers": [">"], "script": "push(#{ n: event.data.n })"}),
+        )
+        .await;
+    for n in 0..300 {
+        publish_until_stored(
+            &js,
+            &event(
+                &format!("before-{n}"),
+                "cart.updated",
+                &format!("u{}", n % 30),
+                json!({"n": n}),
+            ),
+        )
+        .await;
+    }
+    nats.crash_and_restart(Duration::from_millis(500));
+    for n in 0..300 {
+        publish_until_stored(
+            &js,
+            &event(
+                &format!("after-{n}"),
+                "cart.updated",
+                &format!("u{}", n % 30),
+                json!({"n": n}),
+            ),
+        )
+        .await;
+    }
+    wait_for_len(
+        &js,
+        "NUDGE_ACTIONS",
+        600,
+        Duration::from_secs(60),
+        &nudge.logs(),
+    )
+    .await;
+    wait_drained(&js, Duration::from_secs(60)).await;
+    assert_eq!(
+        stream_len(&js, "NUDGE_ACTIONS").await,
+        600,
+        "one action per event"
+    );
+    assert!(
+        nudge.metrics().await.contains("nudge_events_in_total"),
+        "nudge still serves"
+    );
+}

@@ -8,6 +8,7 @@ use async_nats::jetstream::message::PublishMessage as Publish;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{MethodRouter, post};
 use nudge_rules::CloudEvent;
 use serde_json::{Value, json};
 
@@ -152,50 +153,17 @@ fn segment_events(
         .collect()
 }
 
-async fn segment_single(
-    state: Arc<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-    call: Call,
-    endpoint: &'static str,
-) -> Result<Json<Value>, ApiError> {
-    let value = parse_body(&headers, &body)?;
-    let events = segment_events(&[(call, &value)], |_| String::new())?;
-    publish_events(&state, &events, |_| "body".to_owned()).await?;
-    metrics::counter!(telemetry::EVENTS_INGESTED, "endpoint" => endpoint).increment(1);
-    Ok(Json(json!({ "success": true })))
-}
-
-pub async fn track(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
-    segment_single(state, headers, body, Call::Track, "track").await
-}
-
-pub async fn identify(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
-    segment_single(state, headers, body, Call::Identify, "identify").await
-}
-
-pub async fn page(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
-    segment_single(state, headers, body, Call::Page, "page").await
-}
-
-pub async fn screen(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
-    segment_single(state, headers, body, Call::Screen, "screen").await
+/// `POST /v1/track`, `/v1/identify`, `/v1/page`, `/v1/screen`: one Segment call each.
+pub fn segment_call(call: Call) -> MethodRouter<Arc<AppState>> {
+    post(
+        move |State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body| async move {
+            let value = parse_body(&headers, &body)?;
+            let events = segment_events(&[(call, &value)], |_| String::new())?;
+            publish_events(&state, &events, |_| "body".to_owned()).await?;
+            metrics::counter!(telemetry::EVENTS_INGESTED, "endpoint" => call.name()).increment(1);
+            Ok::<_, ApiError>(Json(json!({ "success": true })))
+        },
+    )
 }
 
 /// `POST /v1/batch`: `{"batch": [{"type": "track", …}, …]}`.

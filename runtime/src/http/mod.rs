@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::ApiError;
+use segment::Call;
 
 use crate::config::Settings;
 use crate::rulestore::RuleStore;
@@ -48,10 +49,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route_layer(from_fn_with_state(state.clone(), auth::require_admin));
     let ingest = Router::new()
         .route("/v1/events", post(ingest::events))
-        .route("/v1/track", post(ingest::track))
-        .route("/v1/identify", post(ingest::identify))
-        .route("/v1/page", post(ingest::page))
-        .route("/v1/screen", post(ingest::screen))
+        .route("/v1/track", ingest::segment_call(Call::Track))
+        .route("/v1/identify", ingest::segment_call(Call::Identify))
+        .route("/v1/page", ingest::segment_call(Call::Page))
+        .route("/v1/screen", ingest::segment_call(Call::Screen))
         .route("/v1/batch", post(ingest::batch))
         .route_layer(from_fn_with_state(state.clone(), auth::require_ingest));
     Router::new()

@@ -17,14 +17,20 @@ pub enum Call {
 }
 
 impl Call {
-    pub fn from_batch_type(kind: &str) -> Option<Call> {
-        match kind {
-            "track" => Some(Call::Track),
-            "identify" => Some(Call::Identify),
-            "page" => Some(Call::Page),
-            "screen" => Some(Call::Screen),
-            _ => None,
+    /// The Segment call name, as in `/v1/<name>` and a batch item's `type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Call::Track => "track",
+            Call::Identify => "identify",
+            Call::Page => "page",
+            Call::Screen => "screen",
         }
+    }
+
+    pub fn from_batch_type(kind: &str) -> Option<Call> {
+        [Call::Track, Call::Identify, Call::Page, Call::Screen]
+            .into_iter()
+            .find(|call| call.name() == kind)
     }
 }
 

@@ -12,8 +12,9 @@ mod process;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull::MessagesError;
 use async_nats::jetstream::consumer::{Consumer, pull};
-use async_nats::jetstream::{AckKind, Message};
+use async_nats::jetstream::{AckKind, Context, Message};
 use futures::StreamExt;
 use nudge_rules::CloudEvent;
 use tokio::sync::mpsc;
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 pub use process::{InFlight, Processor, decode, send_actions};
 
 use crate::config::Settings;
-use crate::telemetry;
+use crate::{telemetry, topology};
 
 type Work = (Message, Result<CloudEvent, String>);
 
@@ -35,68 +36,133 @@ const HAND_BACK_MAX: Duration = Duration::from_secs(2);
 
 /// Consumes until `shutdown`, then stops fetching, lets the lanes finish what they hold (acking
 /// it) within `shutdown_grace_ms`, and returns. Anything not finished is redelivered later.
+/// A broken message stream (the broker restarted, the consumer vanished) is reopened, with the
+/// consumer re-created if needed; the lanes keep their work meanwhile.
 pub async fn run(
     processor: Arc<Processor>,
-    consumer: Consumer<pull::Config>,
+    js: Context,
     settings: Arc<Settings>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let lanes = settings.lanes.max(1);
-    let mut senders = Vec::with_capacity(lanes);
-    let mut workers = JoinSet::new();
-    let lane_queue = settings.lane_queue.max(1);
-    for _ in 0..lanes {
-        // A lane receives batches: one wake-up per lane per fetched chunk, not per event.
-        let (sender, mut receiver) = mpsc::channel::<Vec<Work>>(lane_queue);
-        senders.push(sender);
-        let processor = processor.clone();
-        workers.spawn(async move {
-            // Send every queued event's actions, then confirm them in order: the lane stays
-            // sequential per profile without waiting a round trip per event.
-            let mut batches = Vec::with_capacity(lane_queue);
-            let mut in_flight = Vec::new();
-            while receiver.recv_many(&mut batches, lane_queue).await > 0 {
-                for (message, decoded) in batches.drain(..).flatten() {
-                    in_flight.push(processor.start(message, decoded).await);
-                }
-                for sent in in_flight.drain(..) {
-                    processor.finish(sent).await;
-                }
-            }
-        });
-    }
-    let lag = tokio::spawn(report_lag(consumer.clone(), shutdown.clone()));
-
+    let lanes = Lanes::spawn(&processor, &settings);
+    let mut lag = None;
     let fetch_batch = settings.fetch_batch.max(1);
-    let messages = consumer
-        .stream()
-        .max_messages_per_batch(fetch_batch)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
-        .messages()
-        .await?;
-    // Everything already delivered is taken at once and split by lane.
-    let mut chunks = messages.ready_chunks(fetch_batch);
-    tracing::info!(lanes, "consuming events.>");
-    loop {
-        let chunk = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            chunk = chunks.next() => chunk,
+    while !shutdown.is_cancelled() {
+        let opened = async {
+            let consumer = topology::ensure_consumer(&js, &settings).await?;
+            let messages = consumer
+                .stream()
+                .max_messages_per_batch(fetch_batch)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await?;
+            anyhow::Ok((consumer, messages))
+        }
+        .await;
+        let (consumer, messages) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot consume events yet; retrying"
+                );
+                sleep_unless_cancelled(Duration::from_secs(1), &shutdown).await;
+                continue;
+            }
         };
-        let Some(chunk) = chunk else {
-            anyhow::bail!("the JetStream message stream ended");
-        };
+        if let Some(previous) = lag.replace(tokio::spawn(report_lag(consumer, shutdown.clone()))) {
+            previous.abort();
+        }
+        tracing::info!(lanes = lanes.senders.len(), "consuming events.>");
+        // Everything already delivered is taken at once and split by lane.
+        let mut chunks = messages.ready_chunks(fetch_batch);
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    hand_back(&mut chunks).await;
+                    break;
+                }
+                chunk = chunks.next() => chunk,
+            };
+            let Some(chunk) = chunk else {
+                tracing::warn!("the JetStream message stream ended; reopening it");
+                break;
+            };
+            if !lanes.dispatch(chunk, settings.max_event_bytes).await? {
+                sleep_unless_cancelled(Duration::from_millis(200), &shutdown).await;
+            }
+        }
+    }
+    if let Some(lag) = lag {
+        lag.abort();
+    }
+    lanes
+        .finish(Duration::from_millis(settings.shutdown_grace_ms))
+        .await;
+    Ok(())
+}
+
+async fn sleep_unless_cancelled(duration: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(duration) => {}
+    }
+}
+
+/// The per-profile lanes: one task each, fed batches over a bounded channel.
+struct Lanes {
+    senders: Vec<mpsc::Sender<Vec<Work>>>,
+    workers: JoinSet<()>,
+}
+
+impl Lanes {
+    fn spawn(processor: &Arc<Processor>, settings: &Settings) -> Lanes {
+        let lane_queue = settings.lane_queue.max(1);
+        let mut senders = Vec::with_capacity(settings.lanes.max(1));
+        let mut workers = JoinSet::new();
+        for _ in 0..settings.lanes.max(1) {
+            // A lane receives batches: one wake-up per lane per fetched chunk, not per event.
+            let (sender, mut receiver) = mpsc::channel::<Vec<Work>>(lane_queue);
+            senders.push(sender);
+            let processor = processor.clone();
+            workers.spawn(async move {
+                // Send every queued event's actions, then confirm them in order: the lane stays
+                // sequential per profile without waiting a round trip per event.
+                let mut batches = Vec::with_capacity(lane_queue);
+                let mut in_flight = Vec::new();
+                while receiver.recv_many(&mut batches, lane_queue).await > 0 {
+                    for (message, decoded) in batches.drain(..).flatten() {
+                        in_flight.push(processor.start(message, decoded).await);
+                    }
+                    for sent in in_flight.drain(..) {
+                        processor.finish(sent).await;
+                    }
+                }
+            });
+        }
+        Lanes { senders, workers }
+    }
+
+    /// Decodes a fetched chunk and hands each event to its profile's lane. Returns false when
+    /// the chunk carried a pull error (the caller backs off briefly).
+    async fn dispatch(
+        &self,
+        chunk: Vec<Result<Message, MessagesError>>,
+        max_event_bytes: usize,
+    ) -> anyhow::Result<bool> {
+        let lanes = self.senders.len();
         let mut by_lane: Vec<Vec<Work>> = std::iter::repeat_with(Vec::new).take(lanes).collect();
-        let mut failed = false;
+        let mut clean = true;
         for item in chunk {
             match item {
                 Err(error) => {
                     tracing::warn!(%error, "pulling events failed; retrying");
-                    failed = true;
+                    clean = false;
                 }
                 Ok(message) => {
-                    let decoded = decode(&message.payload, settings.max_event_bytes);
+                    let decoded = decode(&message.payload, max_event_bytes);
                     let key = match &decoded {
                         Ok(event) => event.subject.as_str(),
                         Err(_) => message.subject.as_str(),
@@ -106,16 +172,39 @@ pub async fn run(
             }
         }
         for (lane, work) in by_lane.into_iter().enumerate() {
-            if !work.is_empty() && senders[lane].send(work).await.is_err() {
+            if !work.is_empty() && self.senders[lane].send(work).await.is_err() {
                 anyhow::bail!("lane {lane} stopped");
             }
         }
-        if failed {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(clean)
+    }
+
+    /// Lets every lane finish what it holds, within `grace`.
+    async fn finish(self, grace: Duration) {
+        let Lanes {
+            senders,
+            mut workers,
+        } = self;
+        drop(senders);
+        let drained = tokio::time::timeout(grace, async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                ?grace,
+                "in-flight events not finished in time; JetStream will redeliver them"
+            );
         }
     }
-    // Events already delivered to this process but not handed to a lane go straight back, so
-    // another instance (or the next start) gets them now rather than after `ack_wait_ms`.
+}
+
+/// Events already delivered to this process but not handed to a lane go straight back, so
+/// another instance (or the next start) gets them now rather than after `ack_wait_ms`.
+async fn hand_back<S>(chunks: &mut S)
+where
+    S: futures::Stream<Item = Vec<Result<Message, MessagesError>>> + Unpin,
+{
     let mut handed_back = 0;
     let hand_back_until = tokio::time::Instant::now() + HAND_BACK_MAX;
     while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(
@@ -133,24 +222,9 @@ pub async fn run(
             }
         }
     }
-    drop(chunks);
     if handed_back > 0 {
         tracing::info!(handed_back, "returned undispatched events to the stream");
     }
-    drop(senders);
-    lag.abort();
-    let grace = Duration::from_millis(settings.shutdown_grace_ms);
-    let drained = tokio::time::timeout(grace, async {
-        while workers.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            ?grace,
-            "in-flight events not finished in time; JetStream will redeliver them"
-        );
-    }
-    Ok(())
 }
 
 /// FNV-1a: stable across processes and versions, so every instance maps a profile alike.
