@@ -12,18 +12,8 @@ use serde_json::json;
 
 fn rule(id: &str, trigger: &str, script: &str) -> Rule {
     Rule {
-        id: id.into(),
-        spec: RuleSpec {
-            name: id.into(),
-            description: String::new(),
-            enabled: true,
-            triggers: vec![trigger.into()],
-            priority: 0,
-            script: script.into(),
-        },
         version: 1,
-        updated_by: "bench".into(),
-        updated_at: "2026-11-27T10:00:00Z".into(),
+        ..Rule::unsaved(id, RuleSpec::new(id, &[trigger], script), "bench")
     }
 }
 

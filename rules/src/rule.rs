@@ -43,6 +43,34 @@ pub struct Rule {
     pub updated_at: String,
 }
 
+impl RuleSpec {
+    /// A spec with the defaults a new rule gets: enabled, priority 0, no description.
+    pub fn new(name: impl Into<String>, triggers: &[&str], script: impl Into<String>) -> RuleSpec {
+        RuleSpec {
+            name: name.into(),
+            description: String::new(),
+            enabled: true,
+            triggers: triggers.iter().map(|t| (*t).to_owned()).collect(),
+            priority: 0,
+            script: script.into(),
+        }
+    }
+}
+
+impl Rule {
+    /// A rule that was never stored (version 0): drafts, rule files, tests. The store stamps
+    /// versions and times on what it saves.
+    pub fn unsaved(id: impl Into<String>, spec: RuleSpec, author: impl Into<String>) -> Rule {
+        Rule {
+            id: id.into(),
+            spec,
+            version: 0,
+            updated_by: author.into(),
+            updated_at: String::new(),
+        }
+    }
+}
+
 /// Why a rule was refused. `Invalid` names the field; `Compile` points into the script.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {

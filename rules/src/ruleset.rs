@@ -13,21 +13,31 @@ use crate::event::CloudEvent;
 use crate::profile::Profile;
 use crate::rule::{Rule, RuleError, validate_rule_id};
 use crate::sandbox::{FailureKind, RunFailure, Sandbox};
-use crate::trigger::TriggerIndex;
+use crate::trigger::{Pattern, TriggerIndex};
 
 /// A rule version with its script compiled. Compiled once, shared by every evaluation.
 pub struct CompiledRule {
     pub rule: Rule,
     ast: AST,
+    patterns: Vec<Pattern>,
 }
 
 impl CompiledRule {
     /// Validates and compiles a rule version.
     pub fn compile(sandbox: &Sandbox, rule: Rule) -> Result<CompiledRule, RuleError> {
         validate_rule_id(&rule.id)?;
-        rule.spec.validate()?;
+        let patterns = rule.spec.validate()?;
         let ast = sandbox.compile(&rule.spec.script)?;
-        Ok(CompiledRule { rule, ast })
+        Ok(CompiledRule {
+            rule,
+            ast,
+            patterns,
+        })
+    }
+
+    /// Whether this rule, enabled, runs for events of `event_type`.
+    pub fn triggers_on(&self, event_type: &str) -> bool {
+        self.rule.spec.enabled && self.patterns.iter().any(|p| p.matches(event_type))
     }
 
     /// The compiled script, for running it in a prepared scope (benchmarks, tools).
@@ -125,8 +135,8 @@ impl RuleSet {
     fn rebuilt(&self, rules: BTreeMap<String, Arc<CompiledRule>>) -> RuleSet {
         let mut index = TriggerIndex::default();
         for compiled in rules.values().filter(|c| c.rule.spec.enabled) {
-            for pattern in compiled.rule.spec.validate().unwrap_or_default() {
-                index.insert(&pattern, compiled.clone());
+            for pattern in &compiled.patterns {
+                index.insert(pattern, compiled.clone());
             }
         }
         RuleSet {

@@ -9,19 +9,13 @@ use nudge_rules::{
 use serde_json::json;
 
 fn rule(id: &str, triggers: &[&str], priority: i32, script: &str) -> Rule {
+    let spec = RuleSpec {
+        priority,
+        ..RuleSpec::new(id, triggers, script)
+    };
     Rule {
-        id: id.into(),
-        spec: RuleSpec {
-            name: id.into(),
-            description: String::new(),
-            enabled: true,
-            triggers: triggers.iter().map(|t| t.to_string()).collect(),
-            priority,
-            script: script.into(),
-        },
         version: 1,
-        updated_by: "test".into(),
-        updated_at: "2026-11-27T10:00:00Z".into(),
+        ..Rule::unsaved(id, spec, "test")
     }
 }
 

@@ -42,13 +42,7 @@ pub fn run(
         None => Profile::new(&event.subject),
     };
     let sandbox = Arc::new(Sandbox::new(settings.rule_limits()));
-    let rule = Rule {
-        id,
-        spec,
-        version: 0,
-        updated_by: "local".into(),
-        updated_at: now_rfc3339(),
-    };
+    let rule = Rule::unsaved(id, spec, "local");
     let compiled = match CompiledRule::compile(&sandbox, rule) {
         Ok(compiled) => Arc::new(compiled),
         Err(RuleError::Compile {
@@ -64,12 +58,7 @@ pub fn run(
             return Ok(1);
         }
     };
-    let triggered = compiled
-        .rule
-        .spec
-        .triggers
-        .iter()
-        .any(|t| nudge_rules::Pattern::parse(t).is_ok_and(|p| p.matches(&event.event_type)));
+    let triggered = compiled.triggers_on(&event.event_type);
     if !triggered {
         writeln!(
             out,

@@ -5,6 +5,16 @@ use std::process::Command;
 use nudge_tests::*;
 use serde_json::{Value, json};
 
+fn rule_test(rule: &std::path::Path, event: &std::path::Path) -> std::process::Output {
+    Command::new(nudge_binary())
+        .args(["rule", "test"])
+        .arg(rule)
+        .arg("--event")
+        .arg(event)
+        .output()
+        .unwrap()
+}
+
 fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -24,13 +34,7 @@ fn rule_test_prints_the_actions_without_any_server() {
         "event.json",
         &event("e1", "cart.updated", "user-1", json!({"total": 150})).to_string(),
     );
-    let output = Command::new(nudge_binary())
-        .args(["rule", "test"])
-        .arg(&rule)
-        .arg("--event")
-        .arg(&event)
-        .output()
-        .unwrap();
+    let output = rule_test(&rule, &event);
     assert!(
         output.status.success(),
         "{}",
@@ -51,25 +55,13 @@ fn rule_test_points_at_the_broken_line() {
         &event("e1", "cart.updated", "user-1", json!({})).to_string(),
     );
     let broken = write(dir.path(), "broken.rhai", "let a = 1;\nlet b = a +;\n");
-    let output = Command::new(nudge_binary())
-        .args(["rule", "test"])
-        .arg(&broken)
-        .arg("--event")
-        .arg(&event)
-        .output()
-        .unwrap();
+    let output = rule_test(&broken, &event);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("line 2"), "{stderr}");
 
     let looping = write(dir.path(), "looping.rhai", "loop {}");
-    let output = Command::new(nudge_binary())
-        .args(["rule", "test"])
-        .arg(&looping)
-        .arg("--event")
-        .arg(&event)
-        .output()
-        .unwrap();
+    let output = rule_test(&looping, &event);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("rule_max_operations"));
 }

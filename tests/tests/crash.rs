@@ -125,30 +125,19 @@ async fn nudge_rides_out_a_broker_crash_without_losing_or_doubling_actions() {
             json!({"name": "r", "triggers": [">"], "script": "push(#{ n: event.data.n })"}),
         )
         .await;
-    for n in 0..300 {
-        publish_until_stored(
-            &js,
-            &event(
-                &format!("before-{n}"),
+    for phase in ["before", "after"] {
+        if phase == "after" {
+            nats.crash_and_restart(Duration::from_millis(500));
+        }
+        for n in 0..300 {
+            let e = event(
+                &format!("{phase}-{n}"),
                 "cart.updated",
                 &format!("u{}", n % 30),
                 json!({"n": n}),
-            ),
-        )
-        .await;
-    }
-    nats.crash_and_restart(Duration::from_millis(500));
-    for n in 0..300 {
-        publish_until_stored(
-            &js,
-            &event(
-                &format!("after-{n}"),
-                "cart.updated",
-                &format!("u{}", n % 30),
-                json!({"n": n}),
-            ),
-        )
-        .await;
+            );
+            publish_until_stored(&js, &e).await;
+        }
     }
     wait_for_len(
         &js,

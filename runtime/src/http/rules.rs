@@ -160,21 +160,11 @@ pub async fn test(
     let profile = body.profile.unwrap_or_else(|| Profile::new(&event.subject));
     let rules = state.rules.load();
     let rule = match body.rule {
-        Some(spec) => Rule {
-            id: id.clone(),
-            spec,
-            version: 0,
-            updated_by: "draft".into(),
-            updated_at: now_rfc3339(),
-        },
+        Some(spec) => Rule::unsaved(&id, spec, "draft"),
         None => state.store.get(&id).await?,
     };
     let compiled = Arc::new(CompiledRule::compile(rules.sandbox(), rule)?);
-    let triggered =
-        compiled.rule.spec.enabled
-            && compiled.rule.spec.triggers.iter().any(|t| {
-                nudge_rules::Pattern::parse(t).is_ok_and(|p| p.matches(&event.event_type))
-            });
+    let triggered = compiled.triggers_on(&event.event_type);
     let evaluation = if triggered {
         evaluate_rules(rules.sandbox(), &[&compiled], &event, &profile)
     } else {
