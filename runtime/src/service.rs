@@ -51,6 +51,11 @@ pub async fn run(
     let rules_loaded = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicBool::new(false));
 
+    let rescuer = tokio::spawn(pipeline::dlq::rescue_max_deliveries(
+        js.clone(),
+        settings.clone(),
+        shutdown.clone(),
+    ));
     let watcher = tokio::spawn(sync_rules(
         heads,
         live.clone(),
@@ -96,6 +101,7 @@ pub async fn run(
     }
     shutdown.cancel();
     watcher.await.ok();
+    rescuer.await.ok();
     http.await??;
     consumed
 }

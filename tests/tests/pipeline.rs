@@ -282,3 +282,43 @@ async fn graceful_shutdown_finishes_in_flight_events_and_hands_back_the_rest() {
         "every event once, none lost or doubled"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_never_acked_within_max_deliver_still_reaches_the_dlq() {
+    let nats = NatsServer::start();
+    // Each try outlives ack_wait, so JetStream gives up after two deliveries.
+    let slow = [
+        ("NUDGE_MAX_DELIVER", "2"),
+        ("NUDGE_ACK_WAIT_MS", "300"),
+        ("NUDGE_RULE_MAX_OPERATIONS", "0"),
+        ("NUDGE_RULE_DEADLINE_MS", "1500"),
+    ];
+    let nudge = Nudge::start(&nats, &slow).await;
+    let js = nats.jetstream().await;
+    nudge
+        .put_rule("slow", push_rule(&["cart.updated"], "loop {}"))
+        .await;
+
+    publish(&js, &event("slow-1", "cart.updated", "user-1", json!({}))).await;
+    wait_for_len(&js, "NUDGE_DLQ", 1, WAIT, &nudge.logs()).await;
+
+    let dead = read_stream(&js, "NUDGE_DLQ", 10).await;
+    assert_eq!(dead.len(), 1);
+    let headers = dead[0].headers.as_ref().unwrap();
+    assert_eq!(
+        headers.get("Nudge-Dlq-Kind").unwrap().as_str(),
+        "max_deliveries"
+    );
+    assert!(
+        headers
+            .get("Nudge-Dlq-Reason")
+            .unwrap()
+            .as_str()
+            .contains("max_deliver")
+    );
+    assert_eq!(
+        json_payload(&dead[0])["id"],
+        "slow-1",
+        "the original event is kept"
+    );
+}

@@ -7,6 +7,7 @@
 //! Scaling out across instances keeps this shape: a lane is the unit a partition owner would
 //! own.
 
+pub mod dlq;
 mod process;
 
 use std::sync::Arc;

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::{AckKind, Context, Message};
 use metrics::{Counter, Histogram};
 use nudge_rules::{Action, Channel, CloudEvent, Profile};
 
+use super::dlq::{self, DeadLetter};
 use crate::config::Settings;
 use crate::rulestore::now_rfc3339;
 use crate::rulesync::LiveRules;
@@ -213,8 +213,8 @@ impl Processor {
         "nak"
     }
 
-    /// Publishes the original payload to `dlq.<subject>` with the reason in headers, then acks
-    /// the original so it stops blocking. If the DLQ itself is unreachable, nak: nothing is lost.
+    /// Copies the event to the DLQ, then acks the original so it stops blocking. If the DLQ
+    /// itself is unreachable, nak: nothing is lost.
     async fn dead_letter(
         &self,
         message: &Message,
@@ -225,26 +225,17 @@ impl Processor {
         let (stream, sequence, delivered) = info
             .as_ref()
             .map_or(("", 0, 1), |i| (i.stream, i.stream_sequence, i.delivered));
-        let mut headers = HeaderMap::new();
-        headers.insert("Nudge-Dlq-Kind", kind);
-        headers.insert("Nudge-Dlq-Reason", header_safe(reason).as_str());
-        headers.insert("Nudge-Original-Subject", message.subject.as_str());
-        headers.insert("Nudge-Original-Stream", stream);
-        headers.insert("Nudge-Original-Sequence", sequence.to_string().as_str());
-        headers.insert("Nudge-Delivery-Count", delivered.to_string().as_str());
-        let publish = Publish::build()
-            .payload(message.payload.clone())
-            .headers(headers)
-            .message_id(format!("dlq.{stream}.{sequence}"));
-        let subject = format!("dlq.{}", message.subject);
-        let stored = match self.js.send_publish(subject, publish).await {
-            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+        let letter = DeadLetter {
+            subject: message.subject.as_str(),
+            payload: message.payload.clone(),
+            stream,
+            sequence,
+            delivered,
+            kind,
+            reason,
         };
-        match stored {
+        match dlq::store(&self.js, letter).await {
             Ok(()) => {
-                tracing::warn!(subject = %message.subject, sequence, kind, reason, "event moved to the DLQ");
-                telemetry::dead_lettered(kind);
                 if let Err(error) = message.ack().await {
                     tracing::warn!(%error, "ack after DLQ failed; the DLQ copy is deduplicated on redelivery");
                 }
@@ -256,17 +247,6 @@ impl Processor {
             }
         }
     }
-}
-
-/// NATS header values are single lines; keep them short too.
-fn header_safe(text: &str) -> String {
-    let mut line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(1_000)
-        .collect();
-    line.truncate(line.trim_end().len());
-    line
 }
 
 /// Sends the actions of one event with their deterministic `Nats-Msg-Id`s; the returned futures
