@@ -81,7 +81,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, None, error.to_string())
+                ApiError::new(StatusCode::NOT_FOUND, Some("id"), error.to_string())
             }
             StoreError::Conflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, Some("version"), error.to_string())

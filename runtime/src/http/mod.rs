@@ -62,6 +62,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(api)
         .merge(ingest)
         .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 
 use super::{ApiError, AppState};
@@ -32,6 +32,14 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         .map(|h| h.render())
         .unwrap_or_default();
     ([("content-type", "text/plain; version=0.0.4")], body)
+}
+
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Some("method"),
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
