@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use process::{InFlight, Processor, decode, send_actions};
+pub use process::{Processor, decode};
 
 use crate::config::Settings;
 use crate::{telemetry, topology};

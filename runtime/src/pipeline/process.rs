@@ -161,12 +161,6 @@ impl Processor {
         telemetry::processed(outcome, started.elapsed().as_secs_f64());
     }
 
-    /// Processes one event start to end.
-    pub async fn handle(&self, message: Message, decoded: Result<CloudEvent, String>) {
-        let in_flight = self.start(message, decoded).await;
-        self.finish(in_flight).await;
-    }
-
     async fn confirm(&self, acks: Vec<(Channel, PublishAckFuture)>) -> anyhow::Result<()> {
         for (channel, ack) in acks {
             if ack.await?.duplicate {
