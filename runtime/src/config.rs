@@ -129,7 +129,7 @@ impl Default for Settings {
 /// Settings given as command-line flags; unset flags leave lower layers alone.
 #[derive(Debug, Default, Clone, Serialize, clap::Args)]
 pub struct SettingsFlags {
-    /// TOML settings file [env: NUDGE_CONFIG; default: ./nudge.toml when it exists]
+    /// TOML settings file (default: ./nudge.toml when it exists)
     #[arg(long, env = "NUDGE_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,

@@ -13,3 +13,4 @@ pub mod service;
 pub mod telemetry;
 pub mod topology;
 pub mod up;
+pub mod watch;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use nudge::config::{Settings, SettingsFlags};
-use nudge::{rule_test, service, telemetry, up};
+use nudge::{rule_test, service, telemetry, up, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Rule evaluation allocates many small maps and strings; mimalloc handles that churn with
@@ -32,6 +32,17 @@ enum Command {
     Serve(SettingsFlags),
     /// Start locally: runs its own nats-server unless NUDGE_NATS_URL is set, seeds example rules.
     Up(SettingsFlags),
+    /// Print messages on a NATS subject as they arrive (default: every action, `actions.>`).
+    Watch {
+        #[arg(default_value = "actions.>")]
+        subject: String,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        /// NATS server URL (else `nats_url` from nudge.toml)
+        #[arg(long, env = "NUDGE_NATS_URL")]
+        nats_url: Option<String>,
+    },
     /// Work with rule files offline.
     Rule {
         #[command(subcommand)]
@@ -66,6 +77,23 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|settings| rule_test::run(&settings, &rule, &event, profile.as_deref())),
         Command::Serve(flags) => run_async(serve(flags)),
+        Command::Watch {
+            subject,
+            count,
+            nats_url,
+        } => run_async(async move {
+            let flags = SettingsFlags {
+                nats_url,
+                ..SettingsFlags::default()
+            };
+            let url = Settings::load(&flags)?.nats_url.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no NATS URL: pass --nats-url or set NUDGE_NATS_URL (`nudge up` prints it)"
+                )
+            })?;
+            watch::run(&url, &subject, count).await?;
+            Ok(0)
+        }),
         Command::Up(flags) => run_async(up(flags)),
     };
     match result {

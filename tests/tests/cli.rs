@@ -114,3 +114,44 @@ async fn nudge_up_runs_its_own_nats_server_and_loads_the_examples() {
         "nats-server was stopped with nudge"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nudge_watch_prints_the_actions_as_they_are_published() {
+    use tokio::io::AsyncBufReadExt;
+    let nats = NatsServer::start();
+    let nudge = Nudge::start(&nats, &[]).await;
+    nudge.put_rule("hello", json!({"name": "hello", "triggers": ["user.registered"], "script": "push(#{ title: \"hi\" })"})).await;
+    let mut watch = tokio::process::Command::new(nudge_binary())
+        .args(["watch", "--count", "1", "--nats-url", &nats.url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(watch.stderr.take().unwrap()).lines();
+    // Subscribed once it says so (log lines may come first).
+    loop {
+        let line = stderr
+            .next_line()
+            .await
+            .unwrap()
+            .expect("nudge watch says it is watching");
+        if line.starts_with("watching actions.>") {
+            break;
+        }
+    }
+
+    let js = nats.jetstream().await;
+    publish(&js, &event("w-1", "user.registered", "user-5", json!({}))).await;
+    let output = tokio::time::timeout(std::time::Duration::from_secs(20), watch.wait_with_output())
+        .await
+        .expect("nudge watch ends after --count messages")
+        .unwrap();
+    assert!(output.status.success());
+    let line = String::from_utf8(output.stdout).unwrap();
+    let (subject, payload) = line.trim_end().split_once(' ').unwrap();
+    assert_eq!(subject, "actions.push");
+    let action: Value = serde_json::from_str(payload).unwrap();
+    assert_eq!(action["causationid"], "w-1");
+    assert_eq!(action["data"]["title"], "hi");
+}
