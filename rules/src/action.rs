@@ -1,5 +1,7 @@
 //! Actions: what rules decide, and their CloudEvent form on `actions.<channel>`.
 
+use std::sync::Arc;
+
 use rhai::Dynamic;
 use serde::Serialize;
 use serde_json::Value;
@@ -44,17 +46,29 @@ impl Channel {
     }
 }
 
-/// What produced an action: a rule version (plugins join later).
+/// What produced an action: a rule version (plugins join later). Built once per compiled rule
+/// and shared by its actions, so no event formats or copies it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Origin {
     pub id: String,
     pub version: u64,
+    /// The CloudEvent `rule` extension: `<rule id>@v<version>`.
+    #[serde(skip)]
+    label: String,
 }
 
 impl Origin {
+    pub fn new(id: &str, version: u64) -> Origin {
+        Origin {
+            id: id.to_owned(),
+            version,
+            label: format!("{id}@v{version}"),
+        }
+    }
+
     /// The CloudEvent `rule` extension: `<rule id>@v<version>`.
-    pub fn label(&self) -> String {
-        format!("{}@v{}", self.id, self.version)
+    pub fn label(&self) -> &str {
+        &self.label
     }
 }
 
@@ -65,7 +79,7 @@ impl Origin {
 pub struct Action {
     pub channel: Channel,
     pub data: Dynamic,
-    pub origin: Origin,
+    pub origin: Arc<Origin>,
     /// Index among the actions the same rule produced for the same event.
     pub position: u32,
 }
@@ -84,8 +98,13 @@ impl Action {
         ])
     }
 
-    pub fn nats_subject(&self) -> String {
-        format!("actions.{}", self.channel.as_str())
+    pub fn nats_subject(&self) -> &'static str {
+        match self.channel {
+            Channel::Push => "actions.push",
+            Channel::Personalize => "actions.personalize",
+            Channel::Price => "actions.price",
+            Channel::Webhook => "actions.webhook",
+        }
     }
 
     /// The CloudEvent published for this action. `time` is when nudge decided (RFC 3339).
@@ -131,6 +150,6 @@ pub struct ActionEvent<'a> {
     pub datacontenttype: &'static str,
     pub causationid: &'a str,
     pub causationsource: &'a str,
-    pub rule: String,
+    pub rule: &'a str,
     pub data: &'a Dynamic,
 }

@@ -20,6 +20,7 @@ pub struct CompiledRule {
     pub rule: Rule,
     ast: AST,
     patterns: Vec<Pattern>,
+    origin: Arc<Origin>,
 }
 
 impl CompiledRule {
@@ -28,10 +29,12 @@ impl CompiledRule {
         validate_rule_id(&rule.id)?;
         let patterns = rule.spec.validate()?;
         let ast = sandbox.compile(&rule.spec.script)?;
+        let origin = Arc::new(Origin::new(&rule.id, rule.version));
         Ok(CompiledRule {
             rule,
             ast,
             patterns,
+            origin,
         })
     }
 
@@ -43,13 +46,6 @@ impl CompiledRule {
     /// The compiled script, for running it in a prepared scope (benchmarks, tools).
     pub fn ast(&self) -> &AST {
         &self.ast
-    }
-
-    fn origin(&self) -> Origin {
-        Origin {
-            id: self.rule.id.clone(),
-            version: self.rule.version,
-        }
     }
 }
 
@@ -182,11 +178,11 @@ pub fn evaluate_rules(
     }
     let mut scope = Sandbox::scope_for(event, profile);
     for compiled in rules {
-        evaluation.matched.push(compiled.origin().label());
+        evaluation.matched.push(compiled.origin.label().to_owned());
         match sandbox.run(&mut scope, &compiled.ast) {
             Ok(output) => {
                 evaluation.logs.extend(output.logs);
-                let origin = compiled.origin();
+                let origin = &compiled.origin;
                 evaluation
                     .actions
                     .extend(output.actions.into_iter().enumerate().map(

@@ -163,9 +163,8 @@ impl RuleStore {
         .await
     }
 
-    /// Compare-and-set on the head, then record the version. The head is the commit point: a
-    /// crash in between leaves a head whose version record is rewritten by `version()` callers
-    /// from the head itself.
+    /// Compare-and-set on the head, then record the version. The head is the commit point: if a
+    /// crash comes in between, `version()` serves that version from the head instead.
     async fn commit(
         &self,
         head: Head,
