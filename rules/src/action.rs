@@ -46,29 +46,70 @@ impl Channel {
     }
 }
 
-/// What produced an action: a rule version (plugins join later). Built once per compiled rule
-/// and shared by its actions, so no event formats or copies it.
+/// Whether a rule or a plugin decided an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OriginKind {
+    Rule,
+    Plugin,
+}
+
+/// What produced an action: a rule or plugin version. Built once per compiled rule or loaded
+/// plugin and shared by its actions, so no event formats or copies it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Origin {
+    pub kind: OriginKind,
     pub id: String,
     pub version: u64,
-    /// The CloudEvent `rule` extension: `<rule id>@v<version>`.
     #[serde(skip)]
     label: String,
 }
 
 impl Origin {
+    /// A rule version; its label is `<rule id>@v<version>`.
     pub fn new(id: &str, version: u64) -> Origin {
         Origin {
+            kind: OriginKind::Rule,
             id: id.to_owned(),
             version,
             label: format!("{id}@v{version}"),
         }
     }
 
-    /// The CloudEvent `rule` extension: `<rule id>@v<version>`.
+    /// A plugin version; its label is `plugin:<name>@v<version>` (rule ids cannot contain `:`).
+    pub fn plugin(name: &str, version: u64) -> Origin {
+        Origin {
+            kind: OriginKind::Plugin,
+            id: name.to_owned(),
+            version,
+            label: format!("plugin:{name}@v{version}"),
+        }
+    }
+
+    /// The CloudEvent `rule` extension.
     pub fn label(&self) -> &str {
         &self.label
+    }
+}
+
+/// An action's payload as the rule language shapes it: `personalize` adds `slot`, `price` adds
+/// `product_id`, `webhook` wraps the payload with the webhook's name. Plugins' actions get the
+/// same shape, so consumers of `actions.<channel>` cannot tell them apart.
+pub fn shape_payload(channel: Channel, target: Option<Dynamic>, payload: rhai::Map) -> rhai::Map {
+    let keyed = |key: &str, mut payload: rhai::Map| {
+        payload.insert(key.into(), target.clone().unwrap_or(Dynamic::UNIT));
+        payload
+    };
+    match channel {
+        Channel::Push => payload,
+        Channel::Personalize => keyed("slot", payload),
+        Channel::Price => keyed("product_id", payload),
+        Channel::Webhook => {
+            let mut data = rhai::Map::new();
+            data.insert("webhook".into(), target.unwrap_or(Dynamic::UNIT));
+            data.insert("payload".into(), payload.into());
+            data
+        }
     }
 }
 
@@ -85,14 +126,18 @@ pub struct Action {
 }
 
 impl Action {
-    /// Deterministic id: the triggering event's identity, the rule id and the position. The rule
-    /// *version* is left out on purpose, so an event redelivered after a rule edit still
+    /// Deterministic id: the triggering event's identity, the rule or plugin and the position.
+    /// The *version* is left out on purpose, so an event redelivered after an edit still
     /// dedupes against the action its first delivery published.
     pub fn id(&self, cause: &CloudEvent) -> String {
+        let kind = match self.origin.kind {
+            OriginKind::Rule => "rule",
+            OriginKind::Plugin => "plugin",
+        };
         digest(&[
             &cause.source,
             &cause.id,
-            "rule",
+            kind,
             &self.origin.id,
             &self.position.to_string(),
         ])

@@ -22,5 +22,5 @@ pub use event::{CloudEvent, EventError};
 pub use profile::Profile;
 pub use rule::{Rule, RuleError, RuleSpec};
 pub use ruleset::{CompiledRule, Evaluation, RuleFailure, RuleSet};
-pub use sandbox::{Limits, Sandbox};
+pub use sandbox::{Limits, PluginCallError, PluginCalls, Sandbox};
 pub use trigger::{Pattern, TriggerIndex};

@@ -95,13 +95,18 @@ impl RuleError {
 
 /// Rule ids become NATS KV key tokens and URL path segments.
 pub fn validate_rule_id(id: &str) -> Result<(), RuleError> {
-    let ok_chars = id
+    validate_key("id", id)
+}
+
+/// Rule ids and plugin names: they are NATS KV keys and URL path segments.
+pub fn validate_key(field: &'static str, key: &str) -> Result<(), RuleError> {
+    let ok_chars = key
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if id.is_empty() || id.len() > MAX_RULE_ID_BYTES || !ok_chars {
+    if key.is_empty() || key.len() > MAX_RULE_ID_BYTES || !ok_chars {
         return Err(RuleError::invalid(
-            "id",
-            format!("\"{id}\" must be 1 to {MAX_RULE_ID_BYTES} letters, digits, `-` or `_`"),
+            field,
+            format!("\"{key}\" must be 1 to {MAX_RULE_ID_BYTES} letters, digits, `-` or `_`"),
         ));
     }
     Ok(())

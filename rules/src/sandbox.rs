@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rhai::{AST, Dynamic, Engine, EvalAltResult, Map, Position, Scope};
 use serde::{Deserialize, Serialize};
 
-use crate::action::Channel;
+use crate::action::{Channel, shape_payload};
 use crate::event::CloudEvent;
 use crate::profile::Profile;
 use crate::rule::RuleError;
@@ -108,6 +108,21 @@ thread_local! {
 const MAX_LOG_LINES: usize = 32;
 const DEADLINE_CHECK_EVERY_OPS: u64 = 1_024;
 
+/// Plugins a rule may call as functions: `plugin(name, input)`. The runtime implements it over
+/// its WebAssembly host; this crate only sees JSON in and out.
+pub trait PluginCalls: Send + Sync {
+    fn call(&self, name: &str, input: serde_json::Value)
+    -> Result<serde_json::Value, PluginCallError>;
+}
+
+/// A failed `plugin(name, input)`: the rule fails with this message, as a limit failure when the
+/// plugin hit one of its limits.
+#[derive(Debug, Clone)]
+pub struct PluginCallError {
+    pub message: String,
+    pub limit: Option<&'static str>,
+}
+
 pub struct Sandbox {
     engine: Engine,
     limits: Limits,
@@ -115,6 +130,11 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new(limits: Limits) -> Sandbox {
+        Sandbox::with_plugins(limits, None)
+    }
+
+    /// A sandbox whose rules can call `plugins`; without them `plugin(..)` fails the rule.
+    pub fn with_plugins(limits: Limits, plugins: Option<std::sync::Arc<dyn PluginCalls>>) -> Sandbox {
         let mut engine = Engine::new();
         engine
             .set_max_operations(limits.max_operations)
@@ -138,6 +158,9 @@ impl Sandbox {
             expired.then(|| Dynamic::from("deadline"))
         });
         register_actions(&mut engine);
+        engine.register_fn("plugin", move |name: &str, input: Dynamic| {
+            call_plugin(plugins.as_deref(), name, input)
+        });
         Sandbox { engine, limits }
     }
 
@@ -272,6 +295,11 @@ impl Sandbox {
                     l.max_actions
                 ),
             ),
+            EvalAltResult::ErrorRuntime(value, _) if value.is::<PluginCallError>() => {
+                let failed = value.clone_cast::<PluginCallError>();
+                let kind = failed.limit.map_or(FailureKind::Error, FailureKind::Limit);
+                (kind, failed.message)
+            }
             other => (FailureKind::Error, other.to_string()),
         };
         RunFailure {
@@ -335,6 +363,34 @@ fn log_line(line: String) {
     });
 }
 
+fn call_plugin(
+    plugins: Option<&dyn PluginCalls>,
+    name: &str,
+    input: Dynamic,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    let fail = |message: String, limit| {
+        Box::new(EvalAltResult::ErrorRuntime(
+            Dynamic::from(PluginCallError { message, limit }),
+            Position::NONE,
+        ))
+    };
+    let Some(plugins) = plugins else {
+        return Err(fail(
+            format!("plugin(\"{name}\"): plugins are not available here"),
+            None,
+        ));
+    };
+    let input: serde_json::Value = rhai::serde::from_dynamic(&input)
+        .map_err(|e| fail(format!("plugin(\"{name}\"): input is not JSON: {e}"), None))?;
+    match plugins.call(name, input) {
+        Ok(output) => Ok(json_to_dynamic(&output)),
+        Err(error) => Err(fail(
+            format!("plugin(\"{name}\") failed: {}", error.message),
+            error.limit,
+        )),
+    }
+}
+
 /// Marker raised when a rule fires more than `max_actions`.
 #[derive(Debug, Clone)]
 struct ActionLimit;
@@ -358,24 +414,19 @@ fn emit(channel: Channel, payload: Map) -> Result<(), Box<EvalAltResult>> {
     })
 }
 
-fn keyed(key: &str, value: Dynamic, mut payload: Map) -> Map {
-    payload.insert(key.into(), value);
-    payload
-}
-
 /// The action functions of the rule language (PRODUCT.md, "The rule language").
 fn register_actions(engine: &mut Engine) {
-    engine.register_fn("push", |payload: Map| emit(Channel::Push, payload));
-    engine.register_fn("personalize", |slot: &str, payload: Map| {
-        emit(Channel::Personalize, keyed("slot", slot.into(), payload))
+    let shaped = |channel, target: Option<Dynamic>, payload| {
+        emit(channel, shape_payload(channel, target, payload))
+    };
+    engine.register_fn("push", move |payload: Map| shaped(Channel::Push, None, payload));
+    engine.register_fn("personalize", move |slot: &str, payload: Map| {
+        shaped(Channel::Personalize, Some(slot.into()), payload)
     });
-    engine.register_fn("price", |product_id: Dynamic, payload: Map| {
-        emit(Channel::Price, keyed("product_id", product_id, payload))
+    engine.register_fn("price", move |product_id: Dynamic, payload: Map| {
+        shaped(Channel::Price, Some(product_id), payload)
     });
-    engine.register_fn("webhook", |name: &str, payload: Map| {
-        let mut data = Map::new();
-        data.insert("webhook".into(), name.into());
-        data.insert("payload".into(), payload.into());
-        emit(Channel::Webhook, data)
+    engine.register_fn("webhook", move |name: &str, payload: Map| {
+        shaped(Channel::Webhook, Some(name.into()), payload)
     });
 }

@@ -75,6 +75,36 @@ pub struct Settings {
     pub rule_max_actions: usize,
     pub rule_deadline_ms: u64,
     pub rule_max_script_bytes: usize,
+
+    /// Wall-clock bound on one plugin call (epoch interruption).
+    pub plugin_deadline_ms: u64,
+    /// Linear memory one plugin instance may grow to.
+    pub plugin_max_memory_bytes: usize,
+    /// Wasm stack one plugin call may use.
+    pub plugin_max_stack_bytes: usize,
+    /// Elements of any table of a plugin instance.
+    pub plugin_max_table_elements: usize,
+    /// Core and component instances one plugin call may create.
+    pub plugin_max_instances: usize,
+    /// Fuel (roughly, wasm instructions) per plugin call; 0 turns fuel metering off.
+    pub plugin_fuel: u64,
+    /// Bytes of actions (or call result) one plugin call may return.
+    pub plugin_max_output_bytes: usize,
+    /// Actions one plugin call may return.
+    pub plugin_max_actions: usize,
+    /// Log lines one plugin call may write; further lines are dropped.
+    pub plugin_max_log_lines: usize,
+    /// Largest plugin upload (`.wasm` bytes).
+    pub plugin_max_wasm_bytes: usize,
+    /// Plugin calls that may run at once in this process (the pooling allocator's slots).
+    pub plugin_pool_instances: u32,
+    /// Where compiled plugins are cached across restarts; `<data_dir>/plugin-cache` when unset.
+    pub plugin_cache_dir: Option<PathBuf>,
+    /// A directory of `<name>.wasm` (and optional `<name>.toml` manifests) stored as plugins at
+    /// start-up when they differ from the stored version.
+    pub plugins_dir: Option<PathBuf>,
+    /// Caps the plugin code object store as a whole.
+    pub plugins_max_bytes: i64,
 }
 
 const DAY_S: u64 = 86_400;
@@ -122,6 +152,20 @@ impl Default for Settings {
             rule_max_actions: limits.max_actions,
             rule_deadline_ms: limits.deadline_ms,
             rule_max_script_bytes: limits.max_script_bytes,
+            plugin_deadline_ms: 50,
+            plugin_max_memory_bytes: 64 * 1024 * 1024,
+            plugin_max_stack_bytes: 512 * 1024,
+            plugin_max_table_elements: 20_000,
+            plugin_max_instances: 16,
+            plugin_fuel: 0,
+            plugin_max_output_bytes: 256 * 1024,
+            plugin_max_actions: 16,
+            plugin_max_log_lines: 32,
+            plugin_max_wasm_bytes: 16 * 1024 * 1024,
+            plugin_pool_instances: 64,
+            plugin_cache_dir: None,
+            plugins_dir: None,
+            plugins_max_bytes: GIB,
         }
     }
 }
@@ -186,6 +230,26 @@ impl Settings {
             max_actions: self.rule_max_actions,
             deadline_ms: self.rule_deadline_ms,
             max_script_bytes: self.rule_max_script_bytes,
+        }
+    }
+
+    pub fn plugin_limits(&self) -> crate::plugin::PluginLimits {
+        crate::plugin::PluginLimits {
+            deadline_ms: self.plugin_deadline_ms,
+            max_memory_bytes: self.plugin_max_memory_bytes,
+            max_stack_bytes: self.plugin_max_stack_bytes,
+            max_table_elements: self.plugin_max_table_elements,
+            max_instances: self.plugin_max_instances,
+            fuel: self.plugin_fuel,
+            max_output_bytes: self.plugin_max_output_bytes,
+            max_actions: self.plugin_max_actions,
+            max_log_lines: self.plugin_max_log_lines,
+            pool_instances: self.plugin_pool_instances,
+            cache_dir: Some(
+                self.plugin_cache_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("plugin-cache")),
+            ),
         }
     }
 

@@ -8,6 +8,8 @@ pub mod http;
 pub mod pipeline;
 pub mod rule_test;
 pub mod rulestore;
+pub mod versioned;
+pub mod plugin;
 pub mod rulesync;
 pub mod service;
 pub mod telemetry;

@@ -2,16 +2,15 @@
 //! change. Events in flight finish with the set they started with.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
 
 use arc_swap::ArcSwap;
 use async_nats::jetstream::kv::{self, Operation};
-use futures::StreamExt;
 use nudge_rules::{CompiledRule, RuleSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::rulestore::Head;
+use crate::versioned;
 use crate::telemetry;
 
 pub type LiveRules = Arc<ArcSwap<RuleSet>>;
@@ -23,41 +22,11 @@ pub async fn sync_rules(
     loaded: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
-    while !shutdown.is_cancelled() {
-        if let Err(error) = watch_once(&heads, &live, &loaded, &shutdown).await {
-            tracing::warn!(%error, "rule watch interrupted; resuming");
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-    }
-}
-
-async fn watch_once(
-    heads: &kv::Store,
-    live: &LiveRules,
-    loaded: &AtomicBool,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let mut watch = heads.watch_with_history(">").await?;
-    if heads.status().await?.values() == 0 {
-        loaded.store(true, Ordering::Release);
-    }
-    loop {
-        let entry = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            entry = watch.next() => entry,
-        };
-        let Some(entry) = entry else {
-            anyhow::bail!("watch ended");
-        };
-        let entry = entry?;
-        apply(live, &entry);
-        if entry.delta == 0 {
-            loaded.store(true, Ordering::Release);
-        }
-    }
+    versioned::follow(&heads, "rule", &loaded, &shutdown, |entry| {
+        apply(&live, &entry);
+        std::future::ready(())
+    })
+    .await;
 }
 
 fn apply(live: &LiveRules, entry: &kv::Entry) {
@@ -69,16 +38,16 @@ fn apply(live: &LiveRules, entry: &kv::Entry) {
                 tracing::error!(rule = %entry.key, %error, "stored rule is unreadable; keeping the running version");
                 return;
             }
-            Ok(head) if head.deleted => current.without_rule(&head.rule.id),
+            Ok(head) if head.deleted => current.without_rule(&head.record.id),
             Ok(head) => {
                 let newer = current
-                    .get(&head.rule.id)
-                    .is_none_or(|running| running.rule.version < head.rule.version);
+                    .get(&head.record.id)
+                    .is_none_or(|running| running.rule.version < head.record.version);
                 if !newer {
                     return;
                 }
-                let (id, version) = (head.rule.id.clone(), head.rule.version);
-                match CompiledRule::compile(current.sandbox(), head.rule) {
+                let (id, version) = (head.record.id.clone(), head.record.version);
+                match CompiledRule::compile(current.sandbox(), head.record) {
                     Ok(compiled) => {
                         tracing::info!(rule = %id, version, "rule loaded");
                         current.with_rule(Arc::new(compiled))

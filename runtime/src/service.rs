@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::http::{AppState, app};
 use crate::pipeline::{self, Processor};
 use crate::rulestore::RuleStore;
+use crate::versioned::VersionedStore;
 use crate::rulesync::{LiveRules, sync_rules};
 use crate::topology;
 
@@ -47,7 +48,7 @@ pub async fn run(
 
     let sandbox = Arc::new(Sandbox::new(settings.rule_limits()));
     let live: LiveRules = Arc::new(ArcSwap::from_pointee(RuleSet::new(sandbox.clone())));
-    let store = RuleStore::new(heads.clone(), versions, sandbox);
+    let store = RuleStore::new(VersionedStore::new(heads.clone(), versions), sandbox);
     let rules_loaded = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicBool::new(false));
 

@@ -17,6 +17,11 @@ pub const RULE_EVAL_SECONDS: &str = "nudge_rule_eval_seconds";
 pub const CONSUMER_PENDING: &str = "nudge_consumer_pending_events";
 pub const CONSUMER_ACK_PENDING: &str = "nudge_consumer_ack_pending_events";
 pub const RULES_LOADED: &str = "nudge_rules_loaded";
+pub const PLUGIN_CALLS: &str = "nudge_plugin_calls_total";
+pub const PLUGIN_ERRORS: &str = "nudge_plugin_errors_total";
+pub const PLUGIN_CALL_SECONDS: &str = "nudge_plugin_call_seconds";
+pub const PLUGIN_FUEL: &str = "nudge_plugin_fuel_consumed";
+pub const PLUGINS_LOADED: &str = "nudge_plugins_loaded";
 
 pub fn init_logs() {
     use tracing_subscriber::EnvFilter;
@@ -70,6 +75,14 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     );
     describe_gauge!(CONSUMER_ACK_PENDING, "Events delivered and not yet acked.");
     describe_gauge!(RULES_LOADED, "Rules in the running rule set.");
+    describe_counter!(PLUGIN_CALLS, "Plugin calls, by plugin and export (handle or call).");
+    describe_counter!(
+        PLUGIN_ERRORS,
+        "Plugin call failures, by plugin and reason (deadline, memory, stack, fuel, output, actions, trap, error, pool)."
+    );
+    describe_histogram!(PLUGIN_CALL_SECONDS, "Wall time of one plugin call, by plugin.");
+    describe_histogram!(PLUGIN_FUEL, "Fuel one plugin call used, by plugin (when metered).");
+    describe_gauge!(PLUGINS_LOADED, "Plugins in the running plugin set.");
     Ok(handle)
 }
 
@@ -89,4 +102,40 @@ pub fn processed(outcome: &'static str, seconds: f64) {
 pub fn consumer_lag(pending: u64, ack_pending: usize) {
     gauge!(CONSUMER_PENDING).set(pending as f64);
     gauge!(CONSUMER_ACK_PENDING).set(ack_pending as f64);
+}
+
+/// Metric handles of one loaded plugin, resolved once per version rather than per call.
+pub struct PluginMeters {
+    handle_calls: metrics::Counter,
+    rule_calls: metrics::Counter,
+    seconds: metrics::Histogram,
+    fuel: metrics::Histogram,
+}
+
+impl PluginMeters {
+    pub fn new(plugin: &str) -> PluginMeters {
+        let name = plugin.to_owned();
+        PluginMeters {
+            handle_calls: counter!(PLUGIN_CALLS, "plugin" => name.clone(), "export" => "handle"),
+            rule_calls: counter!(PLUGIN_CALLS, "plugin" => name.clone(), "export" => "call"),
+            seconds: histogram!(PLUGIN_CALL_SECONDS, "plugin" => name.clone()),
+            fuel: histogram!(PLUGIN_FUEL, "plugin" => name),
+        }
+    }
+
+    pub fn called(&self, from_rule: bool, seconds: f64, fuel: Option<u64>) {
+        if from_rule {
+            self.rule_calls.increment(1);
+        } else {
+            self.handle_calls.increment(1);
+        }
+        self.seconds.record(seconds);
+        if let Some(fuel) = fuel {
+            self.fuel.record(fuel as f64);
+        }
+    }
+}
+
+pub fn plugin_failed(plugin: &str, reason: &'static str) {
+    counter!(PLUGIN_ERRORS, "plugin" => plugin.to_owned(), "reason" => reason).increment(1);
 }

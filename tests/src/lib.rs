@@ -378,3 +378,23 @@ pub async fn wait_drained(js: &jetstream::Context, timeout: Duration) {
 pub fn json_payload(message: &async_nats::Message) -> Value {
     serde_json::from_slice(&message.payload).expect("JSON payload")
 }
+
+/// Where `scripts/build-plugins` puts the plugins and fixtures (`NUDGE_PLUGIN_WASM_DIR` overrides).
+pub fn plugin_wasm_dir() -> PathBuf {
+    std::env::var_os("NUDGE_PLUGIN_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release")
+        })
+}
+
+/// The `.wasm` of a plugin or fixture crate, e.g. `plugin_wasm("push_compose")`.
+pub fn plugin_wasm(crate_name: &str) -> Vec<u8> {
+    let path = plugin_wasm_dir().join(format!("{crate_name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "reading {}: {e} (scripts/build-plugins builds it)",
+            path.display()
+        )
+    })
+}

@@ -80,13 +80,13 @@ impl From<RuleError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NotFound(_) => {
+            StoreError::NotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, Some("id"), error.to_string())
             }
             StoreError::Conflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, Some("version"), error.to_string())
             }
-            StoreError::Rule(rule) => rule.into(),
+            StoreError::Invalid(rule) => rule.into(),
             StoreError::Nats(_) => ApiError::unavailable(error.to_string()),
         }
     }

@@ -1,0 +1,202 @@
+//! Calling plugins for the pipeline and for rules: converts events, profiles and actions across
+//! the WIT boundary, and logs and counts every call and failure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nudge_rules::action::shape_payload;
+use nudge_rules::sandbox::json_to_dynamic;
+use nudge_rules::{Action, Channel, CloudEvent, PluginCallError, PluginCalls, Profile};
+use serde::Serialize;
+
+use super::host::{CallReport, PluginFailure, PluginHost, WitAction, WitChannel, WitEvent, WitProfile};
+use super::set::{LivePlugins, LoadedPlugin};
+use crate::telemetry;
+
+/// A plugin that failed on an event, for logs and the decision trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginFault {
+    pub plugin: String,
+    pub version: u64,
+    #[serde(flatten)]
+    pub failure: PluginFailure,
+}
+
+/// What the plugins subscribed to one event produced.
+#[derive(Debug, Default)]
+pub struct PluginOutcome {
+    /// `plugin:<name>@v<version>` of every plugin that ran.
+    pub matched: Vec<String>,
+    pub actions: Vec<Action>,
+    pub failures: Vec<PluginFault>,
+    pub logs: Vec<String>,
+}
+
+/// The host plus the live plugin set: what the pipeline and the rule sandbox call.
+#[derive(Clone)]
+pub struct Plugins {
+    pub host: Arc<PluginHost>,
+    pub live: LivePlugins,
+}
+
+impl Plugins {
+    pub fn new(host: Arc<PluginHost>, live: LivePlugins) -> Plugins {
+        Plugins { host, live }
+    }
+
+    /// Runs every enabled plugin subscribed to `event`'s type. A failing plugin contributes a
+    /// failure and no actions; the others run regardless.
+    pub fn handle_event(&self, event: &CloudEvent, profile: &Profile) -> PluginOutcome {
+        let set = self.live.load();
+        let matching = set.matching(&event.event_type);
+        let mut outcome = PluginOutcome::default();
+        if matching.is_empty() {
+            return outcome;
+        }
+        let (wit_event, wit_profile) = (wit_event(event), wit_profile(profile));
+        for plugin in matching {
+            outcome.matched.push(plugin.origin.label().to_owned());
+            let (result, report) =
+                self.host
+                    .handle(&plugin.code, &plugin.config_json, &wit_event, &wit_profile);
+            observe(plugin, false, &report);
+            outcome.logs.extend(log_lines(plugin, event, &report));
+            match result.and_then(|actions| to_actions(plugin, actions)) {
+                Ok(actions) => outcome.actions.extend(actions),
+                Err(failure) => {
+                    report_failure(plugin, Some(event), &failure);
+                    outcome.failures.push(PluginFault {
+                        plugin: plugin.record.name.clone(),
+                        version: plugin.record.version,
+                        failure,
+                    });
+                }
+            }
+        }
+        outcome
+    }
+}
+
+impl PluginCalls for Plugins {
+    fn call(
+        &self,
+        name: &str,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, PluginCallError> {
+        let set = self.live.load();
+        let Some(plugin) = set.get(name).filter(|p| p.record.manifest.enabled) else {
+            return Err(PluginCallError {
+                message: format!("no enabled plugin named {name}"),
+                limit: None,
+            });
+        };
+        let (result, report) = self
+            .host
+            .call(&plugin.code, &plugin.config_json, &input.to_string());
+        observe(plugin, true, &report);
+        let output = result.and_then(|json| {
+            serde_json::from_str(&json).map_err(|e| PluginFailure {
+                reason: "error",
+                setting: None,
+                message: format!("result is not JSON: {e}"),
+            })
+        });
+        output.map_err(|failure| {
+            report_failure(plugin, None, &failure);
+            PluginCallError {
+                message: failure.message,
+                limit: failure.setting,
+            }
+        })
+    }
+}
+
+pub fn wit_event(event: &CloudEvent) -> WitEvent {
+    WitEvent {
+        id: event.id.clone(),
+        source: event.source.clone(),
+        type_: event.event_type.clone(),
+        subject: event.subject.clone(),
+        time: event.time.clone(),
+        data: event.data.to_string(),
+    }
+}
+
+pub fn wit_profile(profile: &Profile) -> WitProfile {
+    let object = |map: &serde_json::Map<String, serde_json::Value>| {
+        serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned())
+    };
+    WitProfile {
+        id: profile.id.clone(),
+        timezone: profile.timezone.clone(),
+        attributes: object(&profile.attributes),
+        consent: object(&profile.consent),
+    }
+}
+
+/// The guest's actions as nudge actions, shaped exactly as the rule language shapes them.
+pub fn to_actions(plugin: &LoadedPlugin, actions: Vec<WitAction>) -> Result<Vec<Action>, PluginFailure> {
+    actions
+        .into_iter()
+        .enumerate()
+        .map(|(position, action)| {
+            let payload = match serde_json::from_str(&action.payload) {
+                Ok(value @ serde_json::Value::Object(_)) => json_to_dynamic(&value),
+                _ => {
+                    return Err(PluginFailure {
+                        reason: "error",
+                        setting: None,
+                        message: format!("action {position}: payload is not a JSON object"),
+                    });
+                }
+            };
+            let channel = match action.channel {
+                WitChannel::Push => Channel::Push,
+                WitChannel::Personalize => Channel::Personalize,
+                WitChannel::Price => Channel::Price,
+                WitChannel::Webhook => Channel::Webhook,
+            };
+            let map = payload.cast::<rhai::Map>();
+            let data = shape_payload(channel, action.target.map(Into::into), map);
+            Ok(Action {
+                channel,
+                data: rhai::Dynamic::from_map(data),
+                origin: plugin.origin.clone(),
+                position: position as u32,
+            })
+        })
+        .collect()
+}
+
+fn observe(plugin: &LoadedPlugin, from_rule: bool, report: &CallReport) {
+    plugin.meters.called(
+        from_rule,
+        Duration::from_micros(report.wall_us).as_secs_f64(),
+        report.fuel_consumed,
+    );
+}
+
+fn log_lines<'a>(
+    plugin: &'a LoadedPlugin,
+    event: &'a CloudEvent,
+    report: &'a CallReport,
+) -> impl Iterator<Item = String> + 'a {
+    report.logs.iter().map(move |(level, line)| {
+        tracing::info!(plugin = %plugin.record.name, event = %event.id, level = %level, "{line}");
+        format!("{}: {line}", plugin.origin.label())
+    })
+}
+
+fn report_failure(plugin: &LoadedPlugin, event: Option<&CloudEvent>, failure: &PluginFailure) {
+    tracing::warn!(
+        plugin = %plugin.record.name,
+        version = plugin.record.version,
+        event = event.map_or("", |e| e.id.as_str()),
+        source = event.map_or("", |e| e.source.as_str()),
+        reason = failure.reason,
+        limit = failure.setting.unwrap_or(""),
+        message = %failure.message,
+        "plugin failed"
+    );
+    telemetry::plugin_failed(&plugin.record.name, failure.reason);
+}
