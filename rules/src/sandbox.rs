@@ -111,8 +111,11 @@ const DEADLINE_CHECK_EVERY_OPS: u64 = 1_024;
 /// Plugins a rule may call as functions: `plugin(name, input)`. The runtime implements it over
 /// its WebAssembly host; this crate only sees JSON in and out.
 pub trait PluginCalls: Send + Sync {
-    fn call(&self, name: &str, input: serde_json::Value)
-    -> Result<serde_json::Value, PluginCallError>;
+    fn call(
+        &self,
+        name: &str,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, PluginCallError>;
 }
 
 /// A failed `plugin(name, input)`: the rule fails with this message, as a limit failure when the
@@ -134,7 +137,10 @@ impl Sandbox {
     }
 
     /// A sandbox whose rules can call `plugins`; without them `plugin(..)` fails the rule.
-    pub fn with_plugins(limits: Limits, plugins: Option<std::sync::Arc<dyn PluginCalls>>) -> Sandbox {
+    pub fn with_plugins(
+        limits: Limits,
+        plugins: Option<std::sync::Arc<dyn PluginCalls>>,
+    ) -> Sandbox {
         let mut engine = Engine::new();
         engine
             .set_max_operations(limits.max_operations)
@@ -419,7 +425,9 @@ fn register_actions(engine: &mut Engine) {
     let shaped = |channel, target: Option<Dynamic>, payload| {
         emit(channel, shape_payload(channel, target, payload))
     };
-    engine.register_fn("push", move |payload: Map| shaped(Channel::Push, None, payload));
+    engine.register_fn("push", move |payload: Map| {
+        shaped(Channel::Push, None, payload)
+    });
     engine.register_fn("personalize", move |slot: &str, payload: Map| {
         shaped(Channel::Personalize, Some(slot.into()), payload)
     });

@@ -6,13 +6,15 @@
 pub mod config;
 pub mod http;
 pub mod pipeline;
+pub mod plugin;
+pub mod plugin_new;
+pub mod plugin_test;
 pub mod rule_test;
 pub mod rulestore;
-pub mod versioned;
-pub mod plugin;
 pub mod rulesync;
 pub mod service;
 pub mod telemetry;
 pub mod topology;
 pub mod up;
+pub mod versioned;
 pub mod watch;

@@ -1,4 +1,5 @@
-//! The `nudge` command line: `serve`, `up`, and the offline `rule test`.
+//! The `nudge` command line: `serve`, `up`, `watch`, and the offline `rule test`,
+//! `plugin test` and `plugin new`.
 
 #![forbid(unsafe_code)]
 
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use nudge::config::{Settings, SettingsFlags};
-use nudge::{rule_test, service, telemetry, up, watch};
+use nudge::{plugin_new, plugin_test, rule_test, service, telemetry, up, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Rule evaluation allocates many small maps and strings; mimalloc handles that churn with
@@ -48,6 +49,40 @@ enum Command {
         #[command(subcommand)]
         command: RuleCommand,
     },
+    /// Develop plugins: scaffold one, run one against an event.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Run a plugin (.wasm) through the real host against an event file; prints its actions and
+    /// the call's wall time, fuel and peak memory. Needs no server.
+    Test {
+        wasm: PathBuf,
+        #[arg(long)]
+        event: Option<PathBuf>,
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// A manifest (.toml) whose `config` the plugin gets.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Run the `call` export (what a rule's `plugin(name, input)` runs) with this JSON.
+        #[arg(long)]
+        input: Option<String>,
+    },
+    /// Scaffold a plugin crate that builds and passes its test as generated.
+    New {
+        name: String,
+        /// Where to create it (a directory `<name>` inside).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The nudge SDK (`sdk/` of a nudge checkout).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -76,6 +111,40 @@ fn main() -> ExitCode {
         } => Settings::load(&SettingsFlags::default())
             .map_err(anyhow::Error::from)
             .and_then(|settings| rule_test::run(&settings, &rule, &event, profile.as_deref())),
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    wasm,
+                    event,
+                    profile,
+                    manifest,
+                    input,
+                },
+        } => Settings::load(&SettingsFlags::default())
+            .map_err(anyhow::Error::from)
+            .and_then(|settings| {
+                let test = plugin_test::PluginTest {
+                    wasm: &wasm,
+                    event: event.as_deref(),
+                    profile: profile.as_deref(),
+                    manifest: manifest.as_deref(),
+                    input: input.as_deref(),
+                };
+                plugin_test::run(&settings, test)
+            }),
+        Command::Plugin {
+            command: PluginCommand::New { name, dir, sdk },
+        } => {
+            let sdk = sdk.unwrap_or_else(plugin_new::default_sdk_path);
+            plugin_new::run(&name, &dir, &sdk).map(|root| {
+                say(format!("created plugin {name} in {}", root.display()));
+                say(format!(
+                    "  cd {} && cargo test && cargo build --release --target wasm32-wasip2",
+                    root.display()
+                ));
+                0
+            })
+        }
         Command::Serve(flags) => run_async(serve(flags)),
         Command::Watch {
             subject,
@@ -176,6 +245,10 @@ async fn up(flags: SettingsFlags) -> anyhow::Result<i32> {
         say(format!("  write key             {write_key}"));
         if !seeded.is_empty() {
             say(format!("  example rules loaded  {}", seeded.join(", ")));
+        }
+        let plugins: Vec<String> = started.plugins.list().await?.into_iter().map(|p| format!("{}@v{}", p.name, p.version)).collect();
+        if !plugins.is_empty() {
+            say(format!("  plugins               {}", plugins.join(", ")));
         }
         say("");
         Ok(())

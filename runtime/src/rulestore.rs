@@ -7,8 +7,8 @@ use std::sync::Arc;
 use nudge_rules::rule::validate_rule_id;
 use nudge_rules::{CompiledRule, Rule, RuleError, RuleSpec, Sandbox};
 
-use crate::versioned::{self, Record, VersionedStore};
 pub use crate::versioned::now_rfc3339;
+use crate::versioned::{self, Record, VersionedStore};
 
 impl Record for Rule {
     const NOUN: &'static str = "rule";

@@ -10,8 +10,8 @@ use nudge_rules::{CompiledRule, RuleSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::rulestore::Head;
-use crate::versioned;
 use crate::telemetry;
+use crate::versioned;
 
 pub type LiveRules = Arc<ArcSwap<RuleSet>>;
 

@@ -15,15 +15,19 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::http::{AppState, app};
 use crate::pipeline::{self, Processor};
+use crate::plugin::store::PluginStore;
+use crate::plugin::sync::sync_plugins;
+use crate::plugin::{LivePlugins, PluginHost, PluginSet, Plugins, dir as plugin_dir};
 use crate::rulestore::RuleStore;
-use crate::versioned::VersionedStore;
 use crate::rulesync::{LiveRules, sync_rules};
 use crate::topology;
+use crate::versioned::VersionedStore;
 
 /// What the service has set up before it starts consuming; `nudge up` uses it to seed rules.
 pub struct Started {
     pub js: Context,
     pub store: RuleStore,
+    pub plugins: PluginStore,
 }
 
 /// Runs until `shutdown` is cancelled, then drains in-flight events and returns.
@@ -44,12 +48,30 @@ pub async fn run(
     topology::ensure_streams(&js, &settings).await?;
     let heads = topology::ensure_bucket(&js, topology::RULES_BUCKET, &settings).await?;
     let versions = topology::ensure_bucket(&js, topology::RULE_VERSIONS_BUCKET, &settings).await?;
+    let plugin_heads = topology::ensure_bucket(&js, topology::PLUGINS_BUCKET, &settings).await?;
+    let plugin_versions =
+        topology::ensure_bucket(&js, topology::PLUGIN_VERSIONS_BUCKET, &settings).await?;
+    let plugin_code =
+        topology::ensure_object_store(&js, topology::PLUGIN_CODE_STORE, &settings).await?;
     topology::ensure_consumer(&js, &settings).await?;
 
-    let sandbox = Arc::new(Sandbox::new(settings.rule_limits()));
+    let host = Arc::new(PluginHost::new(settings.plugin_limits(), false)?);
+    let live_plugins: LivePlugins = Arc::new(ArcSwap::from_pointee(PluginSet::default()));
+    let plugins = Plugins::new(host.clone(), live_plugins.clone());
+    let plugin_store = PluginStore::new(
+        VersionedStore::new(plugin_heads, plugin_versions),
+        plugin_code,
+        host,
+        settings.plugin_max_wasm_bytes,
+    );
+    let sandbox = Arc::new(Sandbox::with_plugins(
+        settings.rule_limits(),
+        Some(Arc::new(plugins.clone())),
+    ));
     let live: LiveRules = Arc::new(ArcSwap::from_pointee(RuleSet::new(sandbox.clone())));
     let store = RuleStore::new(VersionedStore::new(heads.clone(), versions), sandbox);
     let rules_loaded = Arc::new(AtomicBool::new(false));
+    let plugins_loaded = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicBool::new(false));
 
     let rescuer = tokio::spawn(pipeline::dlq::rescue_max_deliveries(
@@ -63,10 +85,17 @@ pub async fn run(
         rules_loaded.clone(),
         shutdown.clone(),
     ));
+    let plugin_watcher = tokio::spawn(sync_plugins(
+        plugin_store.clone(),
+        live_plugins,
+        plugins_loaded.clone(),
+        shutdown.clone(),
+    ));
     let state = Arc::new(AppState {
         js: js.clone(),
         store: store.clone(),
         rules: live.clone(),
+        plugins: plugin_store.clone(),
         settings: settings.clone(),
         metrics,
         ready: ready.clone(),
@@ -78,21 +107,25 @@ pub async fn run(
             .await
     });
 
+    if let Some(dir) = &settings.plugins_dir {
+        plugin_dir::store_changed(&plugin_store, dir).await?;
+    }
     on_started(&Started {
         js: js.clone(),
         store,
+        plugins: plugin_store,
     })
     .await?;
 
-    // Consume only once every stored rule is loaded, so no event meets a partial rule set.
-    while !rules_loaded.load(Ordering::Acquire) {
+    // Consume only once every stored rule and plugin is loaded, so no event meets a partial set.
+    while !(rules_loaded.load(Ordering::Acquire) && plugins_loaded.load(Ordering::Acquire)) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
     }
     ready.store(true, Ordering::Release);
-    let processor = Arc::new(Processor::new(js.clone(), live, settings.clone()));
+    let processor = Arc::new(Processor::new(js.clone(), live, plugins, settings.clone()));
     let consumed = pipeline::run(processor, js, settings, shutdown.clone()).await;
     ready.store(false, Ordering::Release);
     // Acks and naks are buffered by the client; they must reach the server before exit.
@@ -102,6 +135,7 @@ pub async fn run(
     }
     shutdown.cancel();
     watcher.await.ok();
+    plugin_watcher.await.ok();
     rescuer.await.ok();
     http.await??;
     consumed

@@ -26,8 +26,10 @@ pub const PLUGINS_LOADED: &str = "nudge_plugins_loaded";
 pub fn init_logs() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init()
         .ok();
@@ -75,13 +77,22 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     );
     describe_gauge!(CONSUMER_ACK_PENDING, "Events delivered and not yet acked.");
     describe_gauge!(RULES_LOADED, "Rules in the running rule set.");
-    describe_counter!(PLUGIN_CALLS, "Plugin calls, by plugin and export (handle or call).");
+    describe_counter!(
+        PLUGIN_CALLS,
+        "Plugin calls, by plugin and export (handle or call)."
+    );
     describe_counter!(
         PLUGIN_ERRORS,
         "Plugin call failures, by plugin and reason (deadline, memory, stack, fuel, output, actions, trap, error, pool)."
     );
-    describe_histogram!(PLUGIN_CALL_SECONDS, "Wall time of one plugin call, by plugin.");
-    describe_histogram!(PLUGIN_FUEL, "Fuel one plugin call used, by plugin (when metered).");
+    describe_histogram!(
+        PLUGIN_CALL_SECONDS,
+        "Wall time of one plugin call, by plugin."
+    );
+    describe_histogram!(
+        PLUGIN_FUEL,
+        "Fuel one plugin call used, by plugin (when metered)."
+    );
     describe_gauge!(PLUGINS_LOADED, "Plugins in the running plugin set.");
     Ok(handle)
 }

@@ -1,11 +1,11 @@
 //! The JetStream objects nudge relies on, created when missing and brought in line with the
-//! settings when present: the events, actions and dead-letter streams, the rule buckets and the
-//! durable pull consumer.
+//! settings when present: the events, actions and dead-letter streams, the rule and plugin
+//! buckets, the plugin code store and the durable pull consumer.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, Context, consumer, kv, stream};
+use async_nats::jetstream::{self, Context, consumer, kv, object_store, stream};
 
 use crate::config::Settings;
 
@@ -16,6 +16,12 @@ pub const DLQ_STREAM: &str = "NUDGE_DLQ";
 pub const RULES_BUCKET: &str = "NUDGE_RULES";
 /// Every version ever written, key `<rule id>.<version>`; never overwritten.
 pub const RULE_VERSIONS_BUCKET: &str = "NUDGE_RULE_VERSIONS";
+/// Current version of every plugin (manifest and code hash), one key per plugin name.
+pub const PLUGINS_BUCKET: &str = "NUDGE_PLUGINS";
+/// Every plugin version ever written, key `<name>.<version>`.
+pub const PLUGIN_VERSIONS_BUCKET: &str = "NUDGE_PLUGIN_VERSIONS";
+/// Plugin code, one object per SHA-256 of the `.wasm`.
+pub const PLUGIN_CODE_STORE: &str = "NUDGE_PLUGIN_CODE";
 
 fn seconds(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -82,6 +88,24 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
     js.get_key_value(bucket)
         .await
         .with_context(|| format!("opening key-value bucket {bucket}"))
+}
+
+pub async fn ensure_object_store(
+    js: &Context,
+    bucket: &str,
+    s: &Settings,
+) -> anyhow::Result<object_store::ObjectStore> {
+    if let Ok(store) = js.get_object_store(bucket).await {
+        return Ok(store);
+    }
+    js.create_object_store(object_store::Config {
+        bucket: bucket.to_owned(),
+        description: Some(format!("nudge object store {bucket}")),
+        max_bytes: s.plugins_max_bytes,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating object store {bucket}"))
 }
 
 pub fn consumer_config(s: &Settings) -> consumer::pull::Config {

@@ -6,7 +6,9 @@
 //! Each round it prints events/s of both, their ratio, CPU-seconds per million events and nudge's
 //! peak RSS; then the medians over `DRAIN_ROUNDS` rounds (default 3).
 //! Run: `cargo build --release --bins && cargo bench -p nudge-tests --bench drain`
-//! (`DRAIN_EVENTS` sets N, default 100000).
+//! (`DRAIN_EVENTS` sets N, default 100000). `DRAIN_PLUGIN=1` also stores the `tiny` plugin
+//! (`plugins/fixtures/tiny`, built by `scripts/build-plugins`) on every event type, so each event
+//! runs the 10 rules and one WebAssembly plugin call.
 
 use std::time::{Duration, Instant};
 
@@ -207,7 +209,7 @@ async fn bare_loop(js: &jetstream::Context, round: u64, count: u64) -> (Duration
     (started.elapsed(), cpu_seconds("self") - cpu_before)
 }
 
-/// Stores the 10 rules through a short-lived instance.
+/// Stores the 10 rules (and with `DRAIN_PLUGIN`, the tiny plugin) through a short-lived instance.
 async fn store_rules(nats: &NatsServer) {
     let setup = Nudge::start(nats, &[]).await;
     for (id, trigger, script) in RULES {
@@ -216,6 +218,11 @@ async fn store_rules(nats: &NatsServer) {
                 id,
                 json!({"name": id, "triggers": [trigger], "script": script}),
             )
+            .await;
+    }
+    if std::env::var("DRAIN_PLUGIN").is_ok() {
+        setup
+            .put_plugin("tiny", plugin_wasm("tiny"), json!({ "triggers": [">"] }))
             .await;
     }
     assert!(setup.stop().await);
@@ -299,6 +306,7 @@ fn main() {
             "rounds": rounds,
             "average_event_bytes": average_event_bytes,
             "rules": RULES.len(),
+            "plugin_on_every_event": std::env::var("DRAIN_PLUGIN").is_ok(),
             "median_bare_loop_events_per_s": bare.round(),
             "median_nudge_events_per_s": nudge.round(),
             "median_ratio": (nudge / bare * 100.0).round() / 100.0,

@@ -264,6 +264,65 @@ impl Nudge {
         body
     }
 
+    /// A management API request with the admin token; answers the status and the JSON body
+    /// (`null` when there is none).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("API request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET` on the management API; answers the status and the JSON body.
+    pub async fn api_get(&self, path: &str) -> (reqwest::StatusCode, Value) {
+        self.api(reqwest::Method::GET, path, None).await
+    }
+
+    /// `PUT /api/plugins/{name}` with a plugin's `.wasm` and a JSON manifest (multipart);
+    /// answers the status and the JSON body.
+    pub async fn upload_plugin(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        manifest: Value,
+    ) -> (reqwest::StatusCode, Value) {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "wasm",
+                reqwest::multipart::Part::bytes(wasm).file_name("plugin.wasm"),
+            )
+            .text("manifest", manifest.to_string());
+        let response = reqwest::Client::new()
+            .put(self.url(&format!("/api/plugins/{name}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .multipart(form)
+            .send()
+            .await
+            .expect("PUT plugin");
+        let status = response.status();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    /// Like [`Nudge::upload_plugin`], panicking unless it is stored.
+    pub async fn put_plugin(&self, name: &str, wasm: Vec<u8>, manifest: Value) -> Value {
+        let (status, body) = self.upload_plugin(name, wasm, manifest).await;
+        assert!(
+            status.is_success(),
+            "PUT /api/plugins/{name} answered {status}: {body}"
+        );
+        body
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(self.url("/metrics"))
             .await
@@ -384,7 +443,8 @@ pub fn plugin_wasm_dir() -> PathBuf {
     std::env::var_os("NUDGE_PLUGIN_WASM_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/plugins/wasm32-wasip2/release")
         })
 }
 

@@ -68,16 +68,26 @@ fn rule_test_points_at_the_broken_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nudge_up_runs_its_own_nats_server_and_loads_the_examples() {
-    let nudge = Nudge::start_command(&["up"], None, &[]).await;
-    let rules: Value = reqwest::Client::new()
-        .get(nudge.url("/api/rules"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
+    let plugins_dir = plugin_wasm_dir().join("../../nudge-plugins");
+    let plugins_dir = plugins_dir.to_str().unwrap();
+    let nudge = Nudge::start_command(&["up"], None, &[("NUDGE_PLUGINS_DIR", plugins_dir)]).await;
+    let (_, plugins) = nudge.api_get("/api/plugins").await;
+    let names: Vec<&str> = plugins
+        .as_array()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["dynamic-pricing", "personalize-offer", "push-compose"]
+    );
+    assert_eq!(
+        plugins[0]["triggers"],
+        json!(["product.viewed"]),
+        "the manifest came along"
+    );
+    let (_, rules) = nudge.api_get("/api/rules").await;
     let ids: Vec<&str> = rules
         .as_array()
         .unwrap()

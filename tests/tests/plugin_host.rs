@@ -33,12 +33,24 @@ fn no_config() -> Arc<str> {
 #[test]
 fn a_real_plugin_decides_actions_with_the_profile() {
     let host = host();
-    let code = host.compile(&plugin_wasm("push_compose")).expect("compiles");
+    let code = host
+        .compile(&plugin_wasm("push_compose"))
+        .expect("compiles");
     let mut profile = Profile::new("user-1");
     profile.attributes.insert("locale".into(), json!("de"));
-    profile.attributes.insert("first_name".into(), json!("Lena"));
-    let cart = event("cart.updated", json!({ "items": 2, "value": 30, "currency": "EUR" }));
-    let (result, report) = host.handle(&code, &no_config(), &wit_event(&cart), &wit_profile(&profile));
+    profile
+        .attributes
+        .insert("first_name".into(), json!("Lena"));
+    let cart = event(
+        "cart.updated",
+        json!({ "items": 2, "value": 30, "currency": "EUR" }),
+    );
+    let (result, report) = host.handle(
+        &code,
+        &no_config(),
+        &wit_event(&cart),
+        &wit_profile(&profile),
+    );
     let actions = result.expect("handles");
     assert_eq!(actions.len(), 1);
     let payload: serde_json::Value = serde_json::from_str(&actions[0].payload).unwrap();
@@ -49,7 +61,9 @@ fn a_real_plugin_decides_actions_with_the_profile() {
 #[test]
 fn configuration_reaches_the_guest_and_call_serves_rules() {
     let host = host();
-    let code = host.compile(&plugin_wasm("personalize_offer")).expect("compiles");
+    let code = host
+        .compile(&plugin_wasm("personalize_offer"))
+        .expect("compiles");
     let config: Arc<str> = json!({
         "slot": "checkout",
         "offers": [{ "id": "gold-only", "banner": "Gold", "segments": ["gold"] }]
@@ -69,13 +83,20 @@ fn a_guest_importing_the_network_is_refused_with_the_import_named() {
         Err(err) => err,
     };
     assert!(err.contains("does not grant"), "{err}");
-    assert!(err.contains("`wasi:sockets/") || err.contains("`wasi:clocks/"), "{err}");
+    assert!(
+        err.contains("`wasi:sockets/") || err.contains("`wasi:clocks/"),
+        "{err}"
+    );
 }
 
 #[test]
 fn garbage_and_core_modules_are_refused() {
     let host = host();
-    assert!(host.compile(b"not wasm").unwrap_err().contains("not a WebAssembly component"));
+    assert!(
+        host.compile(b"not wasm")
+            .unwrap_err()
+            .contains("not a WebAssembly component")
+    );
     // A valid core module (not a component) that exports nothing.
     let module = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
     assert!(host.compile(&module).is_err());
@@ -98,12 +119,26 @@ fn hostile_guests_fail_alone_and_name_the_limit() {
     let profile = wit_profile(&Profile::new("user-1"));
     for (event_type, reason, setting) in cases {
         let started = Instant::now();
-        let (result, _) = host.handle(&code, &no_config(), &wit_event(&event(event_type, json!({}))), &profile);
+        let (result, _) = host.handle(
+            &code,
+            &no_config(),
+            &wit_event(&event(event_type, json!({}))),
+            &profile,
+        );
         let elapsed = started.elapsed();
         let failure = result.expect_err(event_type);
-        assert_eq!((failure.reason, failure.setting), (reason, setting), "{event_type}: {failure:?}");
+        assert_eq!(
+            (failure.reason, failure.setting),
+            (reason, setting),
+            "{event_type}: {failure:?}"
+        );
         assert!(elapsed < deadline * 2, "{event_type} took {elapsed:?}");
-        let (ok, _) = host.handle(&code, &no_config(), &wit_event(&event("user.ok", json!({}))), &profile);
+        let (ok, _) = host.handle(
+            &code,
+            &no_config(),
+            &wit_event(&event("user.ok", json!({}))),
+            &profile,
+        );
         assert_eq!(ok.expect("the next call works").len(), 1);
     }
 }
@@ -118,11 +153,27 @@ fn fuel_bounds_a_call_and_is_reported() {
     let host = PluginHost::new(limits, false).expect("host");
     let code = host.compile(&plugin_wasm("hostile")).expect("compiles");
     let profile = wit_profile(&Profile::new("user-1"));
-    let (result, report) = host.handle(&code, &no_config(), &wit_event(&event("hostile.loop", json!({}))), &profile);
+    let (result, report) = host.handle(
+        &code,
+        &no_config(),
+        &wit_event(&event("hostile.loop", json!({}))),
+        &profile,
+    );
     let failure = result.expect_err("fuel runs out before the deadline");
-    assert_eq!((failure.reason, failure.setting), ("fuel", Some("plugin_fuel")));
+    assert_eq!(
+        (failure.reason, failure.setting),
+        ("fuel", Some("plugin_fuel"))
+    );
     assert_eq!(report.fuel_consumed, Some(50_000));
-    let (ok, report) = host.handle(&code, &no_config(), &wit_event(&event("user.ok", json!({}))), &profile);
+    let (ok, report) = host.handle(
+        &code,
+        &no_config(),
+        &wit_event(&event("user.ok", json!({}))),
+        &profile,
+    );
     ok.expect("a small call fits the budget");
-    assert!(report.fuel_consumed.is_some_and(|f| f > 0 && f < 50_000), "{report:?}");
+    assert!(
+        report.fuel_consumed.is_some_and(|f| f > 0 && f < 50_000),
+        "{report:?}"
+    );
 }

@@ -70,7 +70,9 @@ pub fn price(config: &Value, quote: &Quote) -> Result<Priced> {
     let mut pct = 0.0;
     let mut reasons = Vec::new();
     if let Some(segment) = &quote.segment
-        && let Some(extra) = config["segment_discount_pct"].get(segment).and_then(Value::as_f64)
+        && let Some(extra) = config["segment_discount_pct"]
+            .get(segment)
+            .and_then(Value::as_f64)
     {
         pct += extra;
         reasons.push(format!("segment {segment}"));
@@ -87,7 +89,9 @@ pub fn price(config: &Value, quote: &Quote) -> Result<Priced> {
         pct += number(config, "repeat_view_discount_pct").unwrap_or(0.0);
         reasons.push("repeat views".to_owned());
     }
-    let max_pct = number(config, "max_discount_pct").unwrap_or(0.0).clamp(0.0, 100.0);
+    let max_pct = number(config, "max_discount_pct")
+        .unwrap_or(0.0)
+        .clamp(0.0, 100.0);
     if pct > max_pct {
         pct = max_pct;
         reasons.push("max_discount_pct".to_owned());
@@ -116,7 +120,9 @@ pub fn price(config: &Value, quote: &Quote) -> Result<Priced> {
 
 fn quote_from(data: &Value, segment: Option<&str>) -> Result<Quote> {
     Ok(Quote {
-        list_price: data["price"].as_f64().ok_or("data.price must be a number")?,
+        list_price: data["price"]
+            .as_f64()
+            .ok_or("data.price must be a number")?,
         cost: data["cost"].as_f64(),
         stock: data["stock"].as_f64(),
         views: data["views"].as_f64(),
@@ -151,7 +157,9 @@ impl Plugin for DynamicPricing {
 
     fn call(input: Value) -> Result<Value> {
         let priced = price(&settings(), &quote_from(&input, input["segment"].as_str())?)?;
-        Ok(json!({ "price": priced.price, "discount_pct": priced.discount_pct, "reasons": priced.reasons }))
+        Ok(
+            json!({ "price": priced.price, "discount_pct": priced.discount_pct, "reasons": priced.reasons }),
+        )
     }
 }
 
@@ -166,12 +174,19 @@ mod tests {
     }
 
     fn quote(list_price: f64) -> Quote {
-        Quote { list_price, ..Quote::default() }
+        Quote {
+            list_price,
+            ..Quote::default()
+        }
     }
 
     #[test]
     fn signals_add_up() {
-        let q = Quote { segment: Some("vip".into()), views: Some(3.0), ..quote(100.0) };
+        let q = Quote {
+            segment: Some("vip".into()),
+            views: Some(3.0),
+            ..quote(100.0)
+        };
         let p = price(&defaults(), &q).unwrap();
         assert_eq!((p.price, p.discount_pct), (85.0, 15.0));
         assert_eq!(p.reasons, ["segment vip", "repeat views"]);
@@ -179,7 +194,12 @@ mod tests {
 
     #[test]
     fn discount_never_exceeds_the_maximum() {
-        let q = Quote { segment: Some("lapsed".into()), stock: Some(900.0), views: Some(9.0), ..quote(100.0) };
+        let q = Quote {
+            segment: Some("lapsed".into()),
+            stock: Some(900.0),
+            views: Some(9.0),
+            ..quote(100.0)
+        };
         let mut config = defaults();
         config["max_discount_pct"] = json!(25);
         let p = price(&config, &q).unwrap();
@@ -189,7 +209,11 @@ mod tests {
 
     #[test]
     fn margin_floor_holds_the_price_up() {
-        let q = Quote { segment: Some("lapsed".into()), cost: Some(80.0), ..quote(100.0) };
+        let q = Quote {
+            segment: Some("lapsed".into()),
+            cost: Some(80.0),
+            ..quote(100.0)
+        };
         let p = price(&defaults(), &q).unwrap();
         assert_eq!(p.price, 88.0);
         assert_eq!(p.reasons.last().unwrap(), "floor");
@@ -205,16 +229,32 @@ mod tests {
 
     #[test]
     fn no_signal_no_action_and_bad_input_is_an_error() {
-        let view = Event::new("product.viewed", "u", json!({ "product_id": "p1", "price": 20 }));
-        assert!(DynamicPricing::handle(&view, &Profile::new("u")).unwrap().is_empty());
-        let broken = Event::new("product.viewed", "u", json!({ "product_id": "p1", "price": "x" }));
+        let view = Event::new(
+            "product.viewed",
+            "u",
+            json!({ "product_id": "p1", "price": 20 }),
+        );
+        assert!(
+            DynamicPricing::handle(&view, &Profile::new("u"))
+                .unwrap()
+                .is_empty()
+        );
+        let broken = Event::new(
+            "product.viewed",
+            "u",
+            json!({ "product_id": "p1", "price": "x" }),
+        );
         assert!(DynamicPricing::handle(&broken, &Profile::new("u")).is_err());
         assert!(price(&defaults(), &quote(-1.0)).is_err());
     }
 
     #[test]
     fn handle_emits_a_price_action() {
-        let view = Event::new("product.viewed", "u", json!({ "product_id": "p1", "price": 40, "views": 5 }));
+        let view = Event::new(
+            "product.viewed",
+            "u",
+            json!({ "product_id": "p1", "price": 40, "views": 5 }),
+        );
         let actions = DynamicPricing::handle(&view, &Profile::new("u")).unwrap();
         assert_eq!(actions[0].target.as_deref(), Some("p1"));
         assert_eq!(actions[0].payload["price"], 38.0);

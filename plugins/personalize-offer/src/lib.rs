@@ -33,7 +33,11 @@ pub struct Context<'a> {
 
 fn settings() -> Value {
     let config = nudge_sdk::config();
-    if config.get("offers").is_some() { config } else { default_config() }
+    if config.get("offers").is_some() {
+        config
+    } else {
+        default_config()
+    }
 }
 
 fn default_config() -> Value {
@@ -42,10 +46,11 @@ fn default_config() -> Value {
 }
 
 fn holds(offer: &Value, context: &Context) -> bool {
-    let in_list = |field: &str, value: Option<&str>| match offer.get(field).and_then(Value::as_array) {
-        None => true,
-        Some(allowed) => value.is_some_and(|v| allowed.iter().any(|a| a.as_str() == Some(v))),
-    };
+    let in_list =
+        |field: &str, value: Option<&str>| match offer.get(field).and_then(Value::as_array) {
+            None => true,
+            Some(allowed) => value.is_some_and(|v| allowed.iter().any(|a| a.as_str() == Some(v))),
+        };
     let min_cart = offer.get("min_cart_value").and_then(Value::as_f64);
     let max_orders = offer.get("max_orders").and_then(Value::as_i64);
     in_list("segments", context.segment)
@@ -57,10 +62,13 @@ fn holds(offer: &Value, context: &Context) -> bool {
 /// The first offer of `config` whose conditions hold, else the fallback offer, if any.
 pub fn choose<'c>(config: &'c Value, context: &Context) -> Option<&'c Value> {
     let offers = config.get("offers")?.as_array()?;
-    offers.iter().find(|offer| holds(offer, context)).or_else(|| {
-        let fallback = config.get("fallback")?.as_str()?;
-        offers.iter().find(|o| o["id"].as_str() == Some(fallback))
-    })
+    offers
+        .iter()
+        .find(|offer| holds(offer, context))
+        .or_else(|| {
+            let fallback = config.get("fallback")?.as_str()?;
+            offers.iter().find(|o| o["id"].as_str() == Some(fallback))
+        })
 }
 
 pub struct PersonalizeOffer;
@@ -136,7 +144,10 @@ mod tests {
     #[test]
     fn first_order_offer_for_new_customers() {
         let event = Event::new("product.viewed", "u1", json!({}));
-        assert_eq!(ids(&event, &Profile::new("u1")), vec![json!("first-order-10")]);
+        assert_eq!(
+            ids(&event, &Profile::new("u1")),
+            vec![json!("first-order-10")]
+        );
     }
 
     #[test]

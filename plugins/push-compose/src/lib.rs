@@ -95,22 +95,34 @@ impl Plugin for PushCompose {
         let Some(templates) = config["templates"].get(&event.event_type) else {
             return Ok(vec![]);
         };
-        let locale = profile.attribute("locale").and_then(Value::as_str).unwrap_or("");
+        let locale = profile
+            .attribute("locale")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let fallback = config["fallback_locale"].as_str().unwrap_or("en");
         let Some(set) = pick(templates, locale, fallback) else {
-            nudge_sdk::log::warn(format!("no template for {} in {locale} or {fallback}", event.event_type));
+            nudge_sdk::log::warn(format!(
+                "no template for {} in {locale} or {fallback}",
+                event.event_type
+            ));
             return Ok(vec![]);
         };
         let Some(mut message) = compose(set, &event.data, &profile.attributes) else {
             return Ok(vec![]);
         };
-        message["locale"] = json!(if templates.get(locale).is_some() { locale } else { fallback });
+        message["locale"] = json!(if templates.get(locale).is_some() {
+            locale
+        } else {
+            fallback
+        });
         Ok(vec![Action::push(message)])
     }
 
     fn call(input: Value) -> Result<Value> {
         let config = settings();
-        let name = input["template"].as_str().ok_or("input.template must be a string")?;
+        let name = input["template"]
+            .as_str()
+            .ok_or("input.template must be a string")?;
         let templates = config["templates"]
             .get(name)
             .ok_or_else(|| format!("no template named {name}"))?;
@@ -142,7 +154,10 @@ mod tests {
             .with_attribute("first_name", json!("Lena"));
         let actions = PushCompose::handle(&cart(), &profile).unwrap();
         assert_eq!(actions[0].payload["title"], "Lena, dein Warenkorb wartet");
-        assert_eq!(actions[0].payload["body"], "3 Artikel, 59.5 EUR - jetzt bestellen.");
+        assert_eq!(
+            actions[0].payload["body"],
+            "3 Artikel, 59.5 EUR - jetzt bestellen."
+        );
     }
 
     #[test]
@@ -159,7 +174,11 @@ mod tests {
         opted_out.consent.insert("push".into(), json!(false));
         assert!(PushCompose::handle(&cart(), &opted_out).unwrap().is_empty());
         let other = Event::new("product.viewed", "u1", json!({}));
-        assert!(PushCompose::handle(&other, &Profile::new("u1")).unwrap().is_empty());
+        assert!(
+            PushCompose::handle(&other, &Profile::new("u1"))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod ingest;
 mod ops;
+mod plugins;
 mod rules;
 pub mod segment;
 
@@ -14,6 +15,7 @@ use std::sync::atomic::AtomicBool;
 use async_nats::jetstream::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler as _;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -22,6 +24,7 @@ pub use error::ApiError;
 use segment::Call;
 
 use crate::config::Settings;
+use crate::plugin::store::PluginStore;
 use crate::rulestore::RuleStore;
 use crate::rulesync::LiveRules;
 
@@ -29,6 +32,7 @@ pub struct AppState {
     pub js: Context,
     pub store: RuleStore,
     pub rules: LiveRules,
+    pub plugins: PluginStore,
     pub settings: Arc<Settings>,
     pub metrics: Option<PrometheusHandle>,
     /// True once every stored rule is loaded and the consumer runs.
@@ -46,6 +50,17 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/rules/{id}/versions/{version}", get(rules::version))
         .route("/api/rules/{id}/restore", post(rules::restore))
         .route("/api/rules/{id}/test", post(rules::test))
+        .route("/api/plugins", get(plugins::list))
+        .route(
+            "/api/plugins/{name}",
+            get(plugins::get)
+                // Uploads are bounded by plugin_max_wasm_bytes in the handler instead.
+                .put(plugins::put.layer(DefaultBodyLimit::disable()))
+                .patch(plugins::patch)
+                .delete(plugins::delete),
+        )
+        .route("/api/plugins/{name}/versions", get(plugins::versions))
+        .route("/api/plugins/{name}/test", post(plugins::test))
         .route_layer(from_fn_with_state(state.clone(), auth::require_admin));
     let ingest = Router::new()
         .route("/v1/events", post(ingest::events))

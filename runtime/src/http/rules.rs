@@ -166,7 +166,11 @@ pub async fn test(
     let compiled = Arc::new(CompiledRule::compile(rules.sandbox(), rule)?);
     let triggered = compiled.triggers_on(&event.event_type);
     let evaluation = if triggered {
-        evaluate_rules(rules.sandbox(), &[&compiled], &event, &profile)
+        // The rule may call plugins, which must not run on an async worker.
+        let (sandbox, rule, event) = (rules.sandbox().clone(), compiled.clone(), event.clone());
+        tokio::task::spawn_blocking(move || evaluate_rules(&sandbox, &[&rule], &event, &profile))
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?
     } else {
         Default::default()
     };

@@ -13,6 +13,7 @@ use nudge_rules::{Action, Channel, CloudEvent, Profile};
 
 use super::dlq::{self, DeadLetter};
 use crate::config::Settings;
+use crate::plugin::Plugins;
 use crate::rulestore::now_rfc3339;
 use crate::rulesync::LiveRules;
 use crate::telemetry;
@@ -75,15 +76,17 @@ enum Stage {
 pub struct Processor {
     js: Context,
     rules: LiveRules,
+    plugins: Plugins,
     settings: Arc<Settings>,
     meters: Meters,
 }
 
 impl Processor {
-    pub fn new(js: Context, rules: LiveRules, settings: Arc<Settings>) -> Self {
+    pub fn new(js: Context, rules: LiveRules, plugins: Plugins, settings: Arc<Settings>) -> Self {
         Processor {
             js,
             rules,
+            plugins,
             settings,
             meters: Meters::new(),
         }
@@ -172,10 +175,23 @@ impl Processor {
         Ok(())
     }
 
+    /// The actions of every rule, then every plugin, the event triggers. Failures are logged and
+    /// counted where they happen; the others' actions go out regardless.
     fn evaluate(&self, event: &CloudEvent) -> Vec<Action> {
+        if self.plugins.live.load().is_empty() {
+            return self.evaluate_here(event);
+        }
+        // A guest writing to its (discarded) stdio makes wasmtime-wasi block on the runtime,
+        // which a worker thread may not do; block_in_place hands the worker's queue to another
+        // thread for the duration.
+        on_blocking_thread(|| self.evaluate_here(event))
+    }
+
+    fn evaluate_here(&self, event: &CloudEvent) -> Vec<Action> {
         let rules = self.rules.load();
+        let profile = Profile::new(&event.subject);
         let evaluated_at = Instant::now();
-        let evaluation = rules.evaluate(event, &Profile::new(&event.subject));
+        let evaluation = rules.evaluate(event, &profile);
         if !evaluation.matched.is_empty() {
             self.meters
                 .rule_eval_seconds
@@ -195,7 +211,9 @@ impl Processor {
             );
             telemetry::rule_failed(&failure.rule, failure.reason(), failure.limit());
         }
-        evaluation.actions
+        let mut actions = evaluation.actions;
+        actions.extend(self.plugins.handle_event(event, &profile).actions);
+        actions
     }
 
     async fn nak(&self, message: &Message, delivered: i64) -> &'static str {
@@ -240,6 +258,15 @@ impl Processor {
                 self.nak(message, delivered).await
             }
         }
+    }
+}
+
+/// Runs `work` where it may block on the runtime (see [`Processor::evaluate`]).
+pub fn on_blocking_thread<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 

@@ -9,7 +9,9 @@ use nudge_rules::sandbox::json_to_dynamic;
 use nudge_rules::{Action, Channel, CloudEvent, PluginCallError, PluginCalls, Profile};
 use serde::Serialize;
 
-use super::host::{CallReport, PluginFailure, PluginHost, WitAction, WitChannel, WitEvent, WitProfile};
+use super::host::{
+    CallReport, PluginFailure, PluginHost, WitAction, WitChannel, WitEvent, WitProfile,
+};
 use super::set::{LivePlugins, LoadedPlugin};
 use crate::telemetry;
 
@@ -90,9 +92,9 @@ impl PluginCalls for Plugins {
                 limit: None,
             });
         };
-        let (result, report) = self
-            .host
-            .call(&plugin.code, &plugin.config_json, &input.to_string());
+        let (result, report) =
+            self.host
+                .call(&plugin.code, &plugin.config_json, &input.to_string());
         observe(plugin, true, &report);
         let output = result.and_then(|json| {
             serde_json::from_str(&json).map_err(|e| PluginFailure {
@@ -135,7 +137,10 @@ pub fn wit_profile(profile: &Profile) -> WitProfile {
 }
 
 /// The guest's actions as nudge actions, shaped exactly as the rule language shapes them.
-pub fn to_actions(plugin: &LoadedPlugin, actions: Vec<WitAction>) -> Result<Vec<Action>, PluginFailure> {
+pub fn to_actions(
+    plugin: &LoadedPlugin,
+    actions: Vec<WitAction>,
+) -> Result<Vec<Action>, PluginFailure> {
     actions
         .into_iter()
         .enumerate()

@@ -32,6 +32,9 @@ pub use bindings::nudge::plugin::types::{
 
 /// How often the epoch advances; deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// The budget of a metered call when no `plugin_fuel` is set: large enough never to run out
+/// before the deadline, small enough to stay exact in wasmtime's signed fuel counter.
+const UNMETERED_FUEL: u64 = 1 << 60;
 /// Core instances a component may bring (a Rust component has a handful).
 const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 
@@ -44,7 +47,9 @@ pub struct Compiled {
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Compiled").field("sha256", &self.sha256).finish()
+        f.debug_struct("Compiled")
+            .field("sha256", &self.sha256)
+            .finish()
     }
 }
 
@@ -202,8 +207,7 @@ impl PluginHost {
                     .sum();
                 (actions, bytes)
             }))
-        })
-        ;
+        });
         let max_actions = self.limits.max_actions;
         let result = result.and_then(|actions| {
             if actions.len() <= max_actions {
@@ -250,16 +254,36 @@ impl PluginHost {
         let started = Instant::now();
         let mut store = Store::new(&self.engine, CallState::new(&self.limits, config.clone()));
         store.limiter(|state| &mut state.limiter);
-        let ticks = self.limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1);
+        let ticks = self
+            .limits
+            .deadline_ms
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            .max(1);
         store.set_epoch_deadline(ticks);
-        let fuel = if self.limits.fuel > 0 { self.limits.fuel } else { u64::MAX };
+        let fuel = if self.limits.fuel > 0 {
+            self.limits.fuel
+        } else {
+            UNMETERED_FUEL
+        };
         if self.metered {
             let _ = store.set_fuel(fuel);
         }
-        let outcome = code
-            .pre
-            .instantiate(&mut store)
-            .and_then(|plugin| invoke(&plugin, &mut store));
+        // A panic in a host function (WASI included) must not take the caller down with it.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            code.pre
+                .instantiate(&mut store)
+                .and_then(|plugin| invoke(&plugin, &mut store))
+        }))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(wasmtime::Error::msg(format!(
+                "host function panicked: {message}"
+            )))
+        });
         let result = match outcome {
             Ok(Ok((_, bytes))) if bytes > self.limits.max_output_bytes => {
                 Err(PluginFailure::limit(

@@ -71,7 +71,9 @@ impl Manifest {
         self.triggers
             .iter()
             .enumerate()
-            .map(|(i, t)| Pattern::parse(t).map_err(|e| RuleError::invalid(format!("triggers[{i}]"), e)))
+            .map(|(i, t)| {
+                Pattern::parse(t).map_err(|e| RuleError::invalid(format!("triggers[{i}]"), e))
+            })
             .collect()
     }
 

@@ -5,6 +5,7 @@
 //! plugin is (manifest, version, code hash) in [`manifest`]; how plugins are stored and loaded in
 //! [`store`] and [`sync`]; which plugins an event reaches in [`set`].
 
+pub mod dir;
 pub mod dispatch;
 pub mod host;
 pub mod manifest;
@@ -17,9 +18,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use dispatch::Plugins;
 pub use host::{CallReport, Compiled, PluginFailure, PluginHost};
 pub use manifest::{Manifest, PluginRecord};
-pub use dispatch::Plugins;
 pub use set::{LivePlugins, PluginSet};
 
 /// Bounds on one plugin call; each is a `plugin_*` setting.

@@ -96,8 +96,14 @@ impl PluginStore {
         expected_version: Option<u64>,
     ) -> Result<PluginRecord, StoreError> {
         validate_name(name)?;
-        let current = self.records.current_for_write(name, expected_version).await?;
-        let live = current.as_ref().filter(|(h, _)| !h.deleted).map(|(h, _)| &h.record);
+        let current = self
+            .records
+            .current_for_write(name, expected_version)
+            .await?;
+        let live = current
+            .as_ref()
+            .filter(|(h, _)| !h.deleted)
+            .map(|(h, _)| &h.record);
         let manifest = match (write.manifest, live) {
             (Some(manifest), _) => manifest,
             (None, Some(record)) => record.manifest.clone(),
@@ -167,7 +173,8 @@ impl PluginStore {
 
     /// The code of a stored version.
     pub async fn code(&self, sha256: &str) -> Result<Bytes, StoreError> {
-        let nats = |e: &dyn std::fmt::Display| StoreError::Nats(format!("plugin code {sha256}: {e}"));
+        let nats =
+            |e: &dyn std::fmt::Display| StoreError::Nats(format!("plugin code {sha256}: {e}"));
         let mut object = self.code.get(sha256).await.map_err(|e| nats(&e))?;
         let mut wasm = Vec::new();
         object.read_to_end(&mut wasm).await.map_err(|e| nats(&e))?;
