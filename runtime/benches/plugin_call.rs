@@ -63,8 +63,7 @@ fn benches(c: &mut Criterion) {
         "plugin: handle, tiny guest (instantiate + call + lift)",
         |b| {
             b.iter(|| {
-                let (result, _) =
-                    host.handle(&plugin.code, &plugin.config_json, black_box(&wit_e), &wit_p);
+                let (result, _) = host.handle(&plugin.instances, black_box(&wit_e), &wit_p);
                 black_box(result.expect("ok"))
             })
         },

@@ -98,6 +98,11 @@ pub struct Settings {
     pub plugin_max_wasm_bytes: usize,
     /// Plugin calls that may run at once in this process (the pooling allocator's slots).
     pub plugin_pool_instances: u32,
+    /// Clean calls a plugin instance serves before it is replaced; 1 gives every call a fresh
+    /// instance (no state can pass between events, at the cost of instantiation per call).
+    pub plugin_instance_max_calls: u64,
+    /// Idle instances kept per loaded plugin version, ready for the next call.
+    pub plugin_idle_instances: usize,
     /// Where compiled plugins are cached across restarts; `<data_dir>/plugin-cache` when unset.
     pub plugin_cache_dir: Option<PathBuf>,
     /// A directory of `<name>.wasm` (and optional `<name>.toml` manifests) stored as plugins at
@@ -162,7 +167,9 @@ impl Default for Settings {
             plugin_max_actions: 16,
             plugin_max_log_lines: 32,
             plugin_max_wasm_bytes: 16 * 1024 * 1024,
-            plugin_pool_instances: 64,
+            plugin_pool_instances: 128,
+            plugin_instance_max_calls: 1_000,
+            plugin_idle_instances: 2,
             plugin_cache_dir: None,
             plugins_dir: None,
             plugins_max_bytes: GIB,
@@ -245,6 +252,8 @@ impl Settings {
             max_actions: self.plugin_max_actions,
             max_log_lines: self.plugin_max_log_lines,
             pool_instances: self.plugin_pool_instances,
+            instance_max_calls: self.plugin_instance_max_calls.max(1),
+            idle_instances: self.plugin_idle_instances,
             cache_dir: Some(
                 self.plugin_cache_dir
                     .clone()

@@ -67,7 +67,7 @@ pub fn run(settings: &Settings, test: PluginTest) -> anyhow::Result<i32> {
     let (failure, report) = if let Some(input) = test.input {
         let input: serde_json::Value =
             serde_json::from_str(input).context("--input is not JSON")?;
-        let (result, report) = host.call(&plugin.code, &plugin.config_json, &input.to_string());
+        let (result, report) = host.call(&plugin.instances, &input.to_string());
         match result {
             Ok(output) => {
                 writeln!(out, "{output}")?;
@@ -89,8 +89,7 @@ pub fn run(settings: &Settings, test: PluginTest) -> anyhow::Result<i32> {
             None => Profile::new(&event.subject),
         };
         let (result, report) = host.handle(
-            &plugin.code,
-            &plugin.config_json,
+            &plugin.instances,
             &wit_event(&event),
             &wit_profile(&profile),
         );

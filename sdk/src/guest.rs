@@ -41,6 +41,10 @@ impl<P: Plugin> crate::bindings::Guest for Adapter<P> {
 }
 
 fn object(json: &str) -> Result<Map<String, Value>, String> {
+    // Most profiles carry no consent flags and many no attributes: skip the parser for `{}`.
+    if json == "{}" {
+        return Ok(Map::new());
+    }
     match serde_json::from_str(json) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(Value::Null) => Ok(Map::new()),

@@ -39,8 +39,10 @@
 //! # What a plugin can reach
 //!
 //! Only what the host grants: [`config()`] (the plugin's configuration from its manifest) and
-//! [`log`]. No files, network, environment or clock. Each call runs in a fresh instance with a
-//! deadline, a memory cap and a bounded stack; state does not survive between calls.
+//! [`log`]. No files, network, environment or clock. Every call has a deadline, a memory cap and
+//! a bounded stack. nudge reuses an instance for a bounded number of successful calls (the
+//! `plugin_instance_max_calls` setting) and drops it after any failure: do not rely on state
+//! surviving from one call to the next, and do not let it leak from one profile to another.
 
 #![deny(unsafe_code)]
 

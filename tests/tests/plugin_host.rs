@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nudge::plugin::dispatch::{wit_event, wit_profile};
-use nudge::plugin::{PluginHost, PluginLimits};
+use nudge::plugin::{Instances, PluginHost, PluginLimits};
 use nudge_rules::{CloudEvent, Profile};
 use nudge_tests::plugin_wasm;
 use serde_json::json;
@@ -33,9 +33,11 @@ fn no_config() -> Arc<str> {
 #[test]
 fn a_real_plugin_decides_actions_with_the_profile() {
     let host = host();
-    let code = host
-        .compile(&plugin_wasm("push_compose"))
-        .expect("compiles");
+    let code = Instances::new(
+        host.compile(&plugin_wasm("push_compose"))
+            .expect("compiles"),
+        no_config(),
+    );
     let mut profile = Profile::new("user-1");
     profile.attributes.insert("locale".into(), json!("de"));
     profile
@@ -45,12 +47,7 @@ fn a_real_plugin_decides_actions_with_the_profile() {
         "cart.updated",
         json!({ "items": 2, "value": 30, "currency": "EUR" }),
     );
-    let (result, report) = host.handle(
-        &code,
-        &no_config(),
-        &wit_event(&cart),
-        &wit_profile(&profile),
-    );
+    let (result, report) = host.handle(&code, &wit_event(&cart), &wit_profile(&profile));
     let actions = result.expect("handles");
     assert_eq!(actions.len(), 1);
     let payload: serde_json::Value = serde_json::from_str(&actions[0].payload).unwrap();
@@ -61,16 +58,19 @@ fn a_real_plugin_decides_actions_with_the_profile() {
 #[test]
 fn configuration_reaches_the_guest_and_call_serves_rules() {
     let host = host();
-    let code = host
-        .compile(&plugin_wasm("personalize_offer"))
-        .expect("compiles");
+    let code = Instances::new(
+        host.compile(&plugin_wasm("personalize_offer"))
+            .expect("compiles"),
+        no_config(),
+    );
     let config: Arc<str> = json!({
         "slot": "checkout",
         "offers": [{ "id": "gold-only", "banner": "Gold", "segments": ["gold"] }]
     })
     .to_string()
     .into();
-    let (result, _) = host.call(&code, &config, &json!({ "segment": "gold" }).to_string());
+    let code = Instances::new(code.code.clone(), config);
+    let (result, _) = host.call(&code, &json!({ "segment": "gold" }).to_string());
     let offer: serde_json::Value = serde_json::from_str(&result.expect("calls")).unwrap();
     assert_eq!(offer["id"], "gold-only");
 }
@@ -107,7 +107,10 @@ fn garbage_and_core_modules_are_refused() {
 #[test]
 fn hostile_guests_fail_alone_and_name_the_limit() {
     let host = host();
-    let code = host.compile(&plugin_wasm("hostile")).expect("compiles");
+    let code = Instances::new(
+        host.compile(&plugin_wasm("hostile")).expect("compiles"),
+        no_config(),
+    );
     let deadline = Duration::from_millis(host.limits().deadline_ms);
     let cases = [
         ("hostile.loop", "deadline", Some("plugin_deadline_ms")),
@@ -119,12 +122,7 @@ fn hostile_guests_fail_alone_and_name_the_limit() {
     let profile = wit_profile(&Profile::new("user-1"));
     for (event_type, reason, setting) in cases {
         let started = Instant::now();
-        let (result, _) = host.handle(
-            &code,
-            &no_config(),
-            &wit_event(&event(event_type, json!({}))),
-            &profile,
-        );
+        let (result, _) = host.handle(&code, &wit_event(&event(event_type, json!({}))), &profile);
         let elapsed = started.elapsed();
         let failure = result.expect_err(event_type);
         assert_eq!(
@@ -133,12 +131,7 @@ fn hostile_guests_fail_alone_and_name_the_limit() {
             "{event_type}: {failure:?}"
         );
         assert!(elapsed < deadline * 2, "{event_type} took {elapsed:?}");
-        let (ok, _) = host.handle(
-            &code,
-            &no_config(),
-            &wit_event(&event("user.ok", json!({}))),
-            &profile,
-        );
+        let (ok, _) = host.handle(&code, &wit_event(&event("user.ok", json!({}))), &profile);
         assert_eq!(ok.expect("the next call works").len(), 1);
     }
 }
@@ -151,11 +144,13 @@ fn fuel_bounds_a_call_and_is_reported() {
         ..PluginLimits::default()
     };
     let host = PluginHost::new(limits, false).expect("host");
-    let code = host.compile(&plugin_wasm("hostile")).expect("compiles");
+    let code = Instances::new(
+        host.compile(&plugin_wasm("hostile")).expect("compiles"),
+        no_config(),
+    );
     let profile = wit_profile(&Profile::new("user-1"));
     let (result, report) = host.handle(
         &code,
-        &no_config(),
         &wit_event(&event("hostile.loop", json!({}))),
         &profile,
     );
@@ -165,15 +160,36 @@ fn fuel_bounds_a_call_and_is_reported() {
         ("fuel", Some("plugin_fuel"))
     );
     assert_eq!(report.fuel_consumed, Some(50_000));
-    let (ok, report) = host.handle(
-        &code,
-        &no_config(),
-        &wit_event(&event("user.ok", json!({}))),
-        &profile,
-    );
+    let (ok, report) = host.handle(&code, &wit_event(&event("user.ok", json!({}))), &profile);
     ok.expect("a small call fits the budget");
     assert!(
         report.fuel_consumed.is_some_and(|f| f > 0 && f < 50_000),
         "{report:?}"
     );
+}
+
+/// Warm instances are reused and report the memory they hold; with `instance_max_calls = 1`
+/// every call instantiates afresh and still works.
+#[test]
+fn instances_are_reused_within_bounds_or_fresh_every_call() {
+    let profile = wit_profile(&Profile::new("user-1"));
+    let view = wit_event(&event("product.viewed", json!({ "product_id": "p-1" })));
+    for instance_max_calls in [1, 1_000] {
+        let limits = PluginLimits {
+            instance_max_calls,
+            cache_dir: None,
+            ..PluginLimits::default()
+        };
+        let host = PluginHost::new(limits, false).expect("host");
+        let code = Instances::new(
+            host.compile(&plugin_wasm("tiny")).expect("compiles"),
+            no_config(),
+        );
+        for _ in 0..3 {
+            let (result, report) = host.handle(&code, &view, &profile);
+            let actions = result.expect("handles");
+            assert!(actions[0].payload.contains("p-1"), "{}", actions[0].payload);
+            assert!(report.peak_memory_bytes > 0);
+        }
+    }
 }

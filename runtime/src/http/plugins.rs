@@ -230,11 +230,10 @@ pub async fn test(
     let host = state.plugins.host().clone();
     let label = plugin.origin.label().to_owned();
     if let Some(input) = body.input {
-        let (result, report) = tokio::task::spawn_blocking(move || {
-            host.call(&plugin.code, &plugin.config_json, &input.to_string())
-        })
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        let (result, report) =
+            tokio::task::spawn_blocking(move || host.call(&plugin.instances, &input.to_string()))
+                .await
+                .map_err(|e| ApiError::unavailable(e.to_string()))?;
         let (output, failure) = split(
             result.map(|json| serde_json::from_str::<Value>(&json).unwrap_or(Value::String(json))),
         );
@@ -252,8 +251,7 @@ pub async fn test(
     let profile = body.profile.unwrap_or_else(|| Profile::new(&event.subject));
     let (result, report, event) = tokio::task::spawn_blocking(move || {
         let (result, report) = host.handle(
-            &plugin.code,
-            &plugin.config_json,
+            &plugin.instances,
             &wit_event(&event),
             &wit_profile(&profile),
         );

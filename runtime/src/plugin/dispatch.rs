@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nudge_rules::action::shape_payload;
-use nudge_rules::sandbox::json_to_dynamic;
 use nudge_rules::{Action, Channel, CloudEvent, PluginCallError, PluginCalls, Profile};
 use serde::Serialize;
 
@@ -58,9 +57,9 @@ impl Plugins {
         let (wit_event, wit_profile) = (wit_event(event), wit_profile(profile));
         for plugin in matching {
             outcome.matched.push(plugin.origin.label().to_owned());
-            let (result, report) =
-                self.host
-                    .handle(&plugin.code, &plugin.config_json, &wit_event, &wit_profile);
+            let (result, report) = self
+                .host
+                .handle(&plugin.instances, &wit_event, &wit_profile);
             observe(plugin, false, &report);
             outcome.logs.extend(log_lines(plugin, event, &report));
             match result.and_then(|actions| to_actions(plugin, actions)) {
@@ -92,9 +91,7 @@ impl PluginCalls for Plugins {
                 limit: None,
             });
         };
-        let (result, report) =
-            self.host
-                .call(&plugin.code, &plugin.config_json, &input.to_string());
+        let (result, report) = self.host.call(&plugin.instances, &input.to_string());
         observe(plugin, true, &report);
         let output = result.and_then(|json| {
             serde_json::from_str(&json).map_err(|e| PluginFailure {
@@ -126,6 +123,9 @@ pub fn wit_event(event: &CloudEvent) -> WitEvent {
 
 pub fn wit_profile(profile: &Profile) -> WitProfile {
     let object = |map: &serde_json::Map<String, serde_json::Value>| {
+        if map.is_empty() {
+            return "{}".to_owned();
+        }
         serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned())
     };
     WitProfile {
@@ -145,8 +145,9 @@ pub fn to_actions(
         .into_iter()
         .enumerate()
         .map(|(position, action)| {
-            let payload = match serde_json::from_str(&action.payload) {
-                Ok(value @ serde_json::Value::Object(_)) => json_to_dynamic(&value),
+            // Straight from JSON text to the script value type actions carry: no JSON tree.
+            let payload = match serde_json::from_str::<rhai::Dynamic>(&action.payload) {
+                Ok(value) if value.is_map() => value,
                 _ => {
                     return Err(PluginFailure {
                         reason: "error",

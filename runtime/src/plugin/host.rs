@@ -1,8 +1,9 @@
 //! The wasmtime host. One [`Engine`] per process; a plugin is compiled once per content hash
 //! (and cached on disk across restarts) and pre-instantiated against the capabilities nudge
-//! grants; each call then gets a fresh instance from the pooling allocator, with an epoch
-//! deadline, a memory cap, a bounded stack, table and instance limits and optional fuel. A call
-//! that breaks a limit fails alone and says which limit.
+//! grants; instances come from the pooling allocator and are reused for a bounded number of
+//! clean calls ([`Instances`]). Every call has an epoch deadline, a memory cap, a bounded stack,
+//! table and instance limits and optional fuel. A call that breaks a limit fails alone, says
+//! which limit, and its instance is dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -19,6 +20,7 @@ use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 
 use super::PluginLimits;
+use super::instances::{Instances, Warm};
 use super::state::{CallState, Level};
 
 /// Bindings generated from the one contract, `sdk/wit/plugin.wit`.
@@ -42,7 +44,7 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 /// same code.
 pub struct Compiled {
     pub sha256: String,
-    pre: bindings::PluginPre<CallState>,
+    pub(super) pre: bindings::PluginPre<CallState>,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -193,12 +195,11 @@ impl PluginHost {
     /// Runs the plugin's `handle` export for one event.
     pub fn handle(
         &self,
-        code: &Compiled,
-        config: &Arc<str>,
+        instances: &Instances,
         event: &WitEvent,
         profile: &WitProfile,
     ) -> (Result<Vec<WitAction>, PluginFailure>, CallReport) {
-        let (result, report) = self.run(code, config, |plugin, store| {
+        let (result, report) = self.run(instances, |plugin, store| {
             let actions = plugin.call_handle(store, event, profile)?;
             Ok(actions.map(|actions| {
                 let bytes: usize = actions
@@ -228,11 +229,10 @@ impl PluginHost {
     /// Runs the plugin's `call` export: a rule's `plugin(name, input)`.
     pub fn call(
         &self,
-        code: &Compiled,
-        config: &Arc<str>,
+        instances: &Instances,
         input_json: &str,
     ) -> (Result<String, PluginFailure>, CallReport) {
-        self.run(code, config, |plugin, store| {
+        self.run(instances, |plugin, store| {
             let output = plugin.call_call(store, &input_json.to_owned())?;
             Ok(output.map(|json| {
                 let bytes = json.len();
@@ -241,49 +241,77 @@ impl PluginHost {
         })
     }
 
-    /// One call in a fresh store: instantiate, invoke, classify the outcome.
+    /// A new instance in a new store (see [`Instances`] for when one is needed).
+    fn instantiate(
+        &self,
+        instances: &Instances,
+    ) -> Result<Warm, (wasmtime::Error, Store<CallState>)> {
+        let state = CallState::new(&self.limits, instances.config.clone());
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(self.deadline_ticks());
+        if self.metered {
+            // Instantiation runs guest code too (start functions), on the same budget.
+            let _ = store.set_fuel(self.fuel_budget());
+        }
+        match guarded(|| instances.code.pre.instantiate(&mut store)) {
+            Ok(plugin) => Ok(Warm {
+                store,
+                plugin,
+                calls: 0,
+            }),
+            Err(error) => Err((error, store)),
+        }
+    }
+
+    fn fuel_budget(&self) -> u64 {
+        if self.limits.fuel > 0 {
+            self.limits.fuel
+        } else {
+            UNMETERED_FUEL
+        }
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        self.limits
+            .deadline_ms
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            .max(1)
+    }
+
+    /// One call: a warm instance (or a new one), the per-call deadline and fuel, the invocation,
+    /// then the outcome classified and the instance kept or dropped.
     fn run<T>(
         &self,
-        code: &Compiled,
-        config: &Arc<str>,
+        instances: &Instances,
         invoke: impl FnOnce(
             &bindings::Plugin,
             &mut Store<CallState>,
         ) -> wasmtime::Result<Result<(T, usize), String>>,
     ) -> (Result<T, PluginFailure>, CallReport) {
         let started = Instant::now();
-        let mut store = Store::new(&self.engine, CallState::new(&self.limits, config.clone()));
-        store.limiter(|state| &mut state.limiter);
-        let ticks = self
-            .limits
-            .deadline_ms
-            .div_ceil(EPOCH_TICK.as_millis() as u64)
-            .max(1);
-        store.set_epoch_deadline(ticks);
+        let mut warm = match instances
+            .take()
+            .map_or_else(|| self.instantiate(instances), Ok)
+        {
+            Ok(warm) => warm,
+            Err((error, mut store)) => {
+                let failure = self.classify(&error, store.data().limiter.memory_refused);
+                return (Err(failure), self.report(started, &mut store, None));
+            }
+        };
+        warm.store.data_mut().begin_call();
+        warm.store.set_epoch_deadline(self.deadline_ticks());
         let fuel = if self.limits.fuel > 0 {
             self.limits.fuel
         } else {
             UNMETERED_FUEL
         };
         if self.metered {
-            let _ = store.set_fuel(fuel);
+            let _ = warm.store.set_fuel(fuel);
         }
-        // A panic in a host function (WASI included) must not take the caller down with it.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            code.pre
-                .instantiate(&mut store)
-                .and_then(|plugin| invoke(&plugin, &mut store))
-        }))
-        .unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(wasmtime::Error::msg(format!(
-                "host function panicked: {message}"
-            )))
-        });
+        let Warm { store, plugin, .. } = &mut warm;
+        let outcome = guarded(|| invoke(plugin, store));
         let result = match outcome {
             Ok(Ok((_, bytes))) if bytes > self.limits.max_output_bytes => {
                 Err(PluginFailure::limit(
@@ -297,20 +325,33 @@ impl PluginHost {
             }
             Ok(Ok((value, _))) => Ok(value),
             Ok(Err(message)) => Err(PluginFailure::error("error", message)),
-            Err(error) => Err(self.classify(&error, store.data().limiter.memory_refused)),
+            Err(error) => Err(self.classify(&error, warm.store.data().limiter.memory_refused)),
         };
-        let report = CallReport {
+        let report = self.report(started, &mut warm.store, self.metered.then_some(fuel));
+        warm.calls += 1;
+        // Only a clean call leaves an instance fit to reuse (a guest error is clean: it returned).
+        let clean = matches!(&result, Ok(_)) || matches!(&result, Err(f) if f.reason == "error");
+        if clean && warm.calls < self.limits.instance_max_calls {
+            instances.give_back(warm, self.limits.idle_instances);
+        }
+        (result, report)
+    }
+
+    fn report(
+        &self,
+        started: Instant,
+        store: &mut Store<CallState>,
+        fuel: Option<u64>,
+    ) -> CallReport {
+        CallReport {
             wall_us: started.elapsed().as_micros() as u64,
-            fuel_consumed: self
-                .metered
-                .then(|| fuel.saturating_sub(store.get_fuel().unwrap_or(0))),
+            fuel_consumed: fuel.map(|fuel| fuel.saturating_sub(store.get_fuel().unwrap_or(0))),
             peak_memory_bytes: store.data().limiter.peak_memory_bytes,
             logs: std::mem::take(&mut store.data_mut().logs)
                 .into_iter()
                 .map(|(level, line)| (level_name(level).to_owned(), line))
                 .collect(),
-        };
-        (result, report)
+        }
     }
 
     fn classify(&self, error: &wasmtime::Error, memory_refused: bool) -> PluginFailure {
@@ -354,6 +395,21 @@ impl PluginHost {
             None => PluginFailure::error("trap", format!("{error:#}")),
         }
     }
+}
+
+/// Runs `work`, turning a panic in a host function (WASI included) into an error of this call:
+/// it must not take the caller down with it.
+fn guarded<T>(work: impl FnOnce() -> wasmtime::Result<T>) -> wasmtime::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(wasmtime::Error::msg(format!(
+            "host function panicked: {message}"
+        )))
+    })
 }
 
 fn level_name(level: Level) -> &'static str {

@@ -8,6 +8,7 @@
 pub mod dir;
 pub mod dispatch;
 pub mod host;
+pub mod instances;
 pub mod manifest;
 pub mod set;
 pub mod state;
@@ -20,6 +21,7 @@ use serde::Serialize;
 
 pub use dispatch::Plugins;
 pub use host::{CallReport, Compiled, PluginFailure, PluginHost};
+pub use instances::Instances;
 pub use manifest::{Manifest, PluginRecord};
 pub use set::{LivePlugins, PluginSet};
 
@@ -37,6 +39,10 @@ pub struct PluginLimits {
     pub max_actions: usize,
     pub max_log_lines: usize,
     pub pool_instances: u32,
+    /// Calls an instance serves before it is replaced (1: a fresh instance per call).
+    pub instance_max_calls: u64,
+    /// Idle instances kept per loaded plugin version.
+    pub idle_instances: usize,
     /// Compiled-code cache; `None` compiles every time the process starts.
     pub cache_dir: Option<PathBuf>,
 }

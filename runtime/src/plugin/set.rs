@@ -9,14 +9,14 @@ use nudge_rules::TriggerIndex;
 use nudge_rules::action::Origin;
 
 use super::host::Compiled;
+use super::instances::Instances;
 use super::manifest::PluginRecord;
 use crate::telemetry::PluginMeters;
 
 /// A plugin version compiled, linked and ready to call.
 pub struct LoadedPlugin {
     pub record: PluginRecord,
-    pub code: Arc<Compiled>,
-    pub config_json: Arc<str>,
+    pub instances: Instances,
     pub origin: Arc<Origin>,
     pub meters: PluginMeters,
 }
@@ -24,11 +24,10 @@ pub struct LoadedPlugin {
 impl LoadedPlugin {
     pub fn new(record: PluginRecord, code: Arc<Compiled>) -> LoadedPlugin {
         LoadedPlugin {
-            config_json: record.manifest.config_json().into(),
+            instances: Instances::new(code, record.manifest.config_json().into()),
             origin: Arc::new(Origin::plugin(&record.name, record.version)),
             meters: PluginMeters::new(&record.name),
             record,
-            code,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! What one plugin call owns: its WASI context (empty: no files, env, network or stdio), its
+//! What a plugin instance's store holds: its WASI context (empty: no files, env, network or stdio), its
 //! resource limiter, its configuration and the log lines it wrote. Implements the host imports
 //! of `sdk/wit/plugin.wit`.
 
@@ -89,6 +89,14 @@ impl CallState {
             max_log_lines: limits.max_log_lines,
             logs: Vec::new(),
         }
+    }
+}
+
+impl CallState {
+    /// Forgets what the previous call on this instance left behind.
+    pub fn begin_call(&mut self) {
+        self.limiter.memory_refused = false;
+        self.logs.clear();
     }
 }
 
