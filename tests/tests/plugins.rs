@@ -207,6 +207,35 @@ async fn a_plugin_prices_products_from_events_on_nats_and_can_be_dry_run() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_composes_a_localized_push_from_events_on_nats() {
+    let nats = NatsServer::start();
+    let nudge = Nudge::start(&nats, &[]).await;
+    let js = nats.jetstream().await;
+    nudge
+        .put_plugin(
+            "push-compose",
+            plugin_wasm("push_compose"),
+            json!({ "triggers": ["order.shipped"] }),
+        )
+        .await;
+    wait_loaded(&nudge, "push-compose", 1).await;
+    let shipped = event(
+        "ship-1",
+        "order.shipped",
+        "user-5",
+        json!({ "order_id": "A-17", "carrier": "DHL" }),
+    );
+    publish(&js, &shipped).await;
+    wait_for_len(&js, "NUDGE_ACTIONS", 1, WAIT, &nudge.logs()).await;
+    let message = &read_stream(&js, "NUDGE_ACTIONS", 1).await[0];
+    let action = json_payload(message);
+    assert_eq!(message.subject.as_str(), "actions.push");
+    assert_eq!(action["rule"], "plugin:push-compose@v1");
+    assert_eq!(action["data"]["title"], "Your order is on its way");
+    assert_eq!(action["data"]["body"], "Order A-17 ships with DHL.");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_rule_calls_a_plugin_as_a_function() {
     let nats = NatsServer::start();
     let nudge = Nudge::start(&nats, &[]).await;
