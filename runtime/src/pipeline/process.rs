@@ -178,16 +178,6 @@ impl Processor {
     /// The actions of every rule, then every plugin, the event triggers. Failures are logged and
     /// counted where they happen; the others' actions go out regardless.
     fn evaluate(&self, event: &CloudEvent) -> Vec<Action> {
-        if self.plugins.live.load().is_empty() {
-            return self.evaluate_here(event);
-        }
-        // A guest writing to its (discarded) stdio makes wasmtime-wasi block on the runtime,
-        // which a worker thread may not do; block_in_place hands the worker's queue to another
-        // thread for the duration.
-        on_blocking_thread(|| self.evaluate_here(event))
-    }
-
-    fn evaluate_here(&self, event: &CloudEvent) -> Vec<Action> {
         let rules = self.rules.load();
         let profile = Profile::new(&event.subject);
         let evaluated_at = Instant::now();
@@ -258,15 +248,6 @@ impl Processor {
                 self.nak(message, delivered).await
             }
         }
-    }
-}
-
-/// Runs `work` where it may block on the runtime (see [`Processor::evaluate`]).
-pub fn on_blocking_thread<T>(work: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
     }
 }
 

@@ -22,6 +22,7 @@ use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 use super::PluginLimits;
 use super::instances::{Instances, Warm};
 use super::state::{CallState, Level};
+use super::wasi_io::{Io, TokioFreeIo};
 
 /// Bindings generated from the one contract, `sdk/wit/plugin.wit`.
 pub mod bindings {
@@ -435,8 +436,8 @@ fn grant(l: &mut Linker<CallState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::p2::bindings::{cli, io, random, sync};
     bindings::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(l, |s| s)?;
     io::error::add_to_linker::<CallState, HasIo>(l, |s| s.ctx().table)?;
-    sync::io::poll::add_to_linker::<CallState, HasIo>(l, |s| s.ctx().table)?;
-    sync::io::streams::add_to_linker::<CallState, HasIo>(l, |s| s.ctx().table)?;
+    sync::io::poll::add_to_linker::<CallState, TokioFreeIo>(l, |s| Io(s.ctx().table))?;
+    sync::io::streams::add_to_linker::<CallState, TokioFreeIo>(l, |s| Io(s.ctx().table))?;
     cli::exit::add_to_linker::<CallState, WasiCli>(l, CallState::cli)?;
     cli::environment::add_to_linker::<CallState, WasiCli>(l, CallState::cli)?;
     cli::stdin::add_to_linker::<CallState, WasiCli>(l, CallState::cli)?;

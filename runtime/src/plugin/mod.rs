@@ -14,6 +14,7 @@ pub mod set;
 pub mod state;
 pub mod store;
 pub mod sync;
+mod wasi_io;
 
 use std::path::PathBuf;
 
