@@ -331,7 +331,7 @@ impl PluginHost {
         let report = self.report(started, &mut warm.store, self.metered.then_some(fuel));
         warm.calls += 1;
         // Only a clean call leaves an instance fit to reuse (a guest error is clean: it returned).
-        let clean = matches!(&result, Ok(_)) || matches!(&result, Err(f) if f.reason == "error");
+        let clean = result.is_ok() || matches!(&result, Err(f) if f.reason == "error");
         if clean && warm.calls < self.limits.instance_max_calls {
             instances.give_back(warm, self.limits.idle_instances);
         }

@@ -59,11 +59,11 @@ impl streams::HostOutputStream for Io<'_> {
     }
 
     fn check_write(&mut self, stream: Resource<OutputStream>) -> StreamResult<u64> {
-        Ok(AsyncHostOutputStream::check_write(self.0, stream)?)
+        AsyncHostOutputStream::check_write(self.0, stream)
     }
 
     fn write(&mut self, stream: Resource<OutputStream>, bytes: Vec<u8>) -> StreamResult<()> {
-        Ok(AsyncHostOutputStream::write(self.0, stream, bytes)?)
+        AsyncHostOutputStream::write(self.0, stream, bytes)
     }
 
     fn blocking_write_and_flush(
@@ -90,18 +90,18 @@ impl streams::HostOutputStream for Io<'_> {
         &mut self,
         stream: Resource<OutputStream>,
     ) -> wasmtime::Result<Resource<Pollable>> {
-        Ok(AsyncHostOutputStream::subscribe(self.0, stream)?)
+        AsyncHostOutputStream::subscribe(self.0, stream)
     }
 
     fn write_zeroes(&mut self, stream: Resource<OutputStream>, len: u64) -> StreamResult<()> {
-        Ok(AsyncHostOutputStream::write_zeroes(self.0, stream, len)?)
+        AsyncHostOutputStream::write_zeroes(self.0, stream, len)
     }
 
     fn flush(&mut self, stream: Resource<OutputStream>) -> StreamResult<()> {
-        Ok(AsyncHostOutputStream::flush(
+        AsyncHostOutputStream::flush(
             self.0,
             Resource::new_borrow(stream.rep()),
-        )?)
+        )
     }
 
     fn blocking_flush(&mut self, stream: Resource<OutputStream>) -> StreamResult<()> {
