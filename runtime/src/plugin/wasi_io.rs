@@ -98,10 +98,7 @@ impl streams::HostOutputStream for Io<'_> {
     }
 
     fn flush(&mut self, stream: Resource<OutputStream>) -> StreamResult<()> {
-        AsyncHostOutputStream::flush(
-            self.0,
-            Resource::new_borrow(stream.rep()),
-        )
+        AsyncHostOutputStream::flush(self.0, Resource::new_borrow(stream.rep()))
     }
 
     fn blocking_flush(&mut self, stream: Resource<OutputStream>) -> StreamResult<()> {
