@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the rule core: one compiled rule in a prepared scope (the per-rule
-//! cost), building that scope from an event (paid once per event), and a whole 10-rule set.
+//! cost), building that scope from an event (paid once per event), a whole 10-rule set, and the
+//! whole decision (profile state and policy included).
 //!
 //! Run: `cargo bench -p nudge-rules --bench eval`
 
@@ -7,7 +8,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use nudge_rules::{CloudEvent, CompiledRule, Limits, Profile, Rule, RuleSet, RuleSpec, Sandbox};
+use nudge_rules::rule::CapLimits;
+use nudge_rules::{
+    CloudEvent, CompiledRule, Decider, Limits, PluginOutcome, Policy, Profile, ProfileState, Rule,
+    RuleSet, RuleSpec, Sandbox, StateLimits,
+};
 use serde_json::json;
 
 fn rule(id: &str, trigger: &str, script: &str) -> Rule {
@@ -115,6 +120,53 @@ fn benches(c: &mut Criterion) {
     );
     c.bench_function("trigger lookup in 10-rule set", |b| {
         b.iter(|| black_box(set.matching(black_box("cart.updated")).len()))
+    });
+    decide(c, &set, &event);
+}
+
+/// The whole decision for one event against a profile that has seen 50 before it: identity
+/// check, windows, the 10-rule set, policy with caps, outbox. What a backtest pays per event.
+fn decide(c: &mut Criterion, set: &RuleSet, event: &CloudEvent) {
+    let policy = Policy {
+        caps: std::collections::BTreeMap::from([(
+            "push".to_owned(),
+            CapLimits {
+                per_day: Some(1_000_000),
+                per_week: None,
+            },
+        )]),
+        ..Policy::default()
+    };
+    let limits = StateLimits::default();
+    let decider = Decider {
+        sandbox: set.sandbox(),
+        policy: &policy,
+        limits: &limits,
+    };
+    let mut state = ProfileState::new("user-42", 0);
+    let mut warm = event.clone();
+    for n in 0..50 {
+        warm.id = format!("warm-{n}");
+        let matching = set.matching(&warm.event_type);
+        decider.decide(&mut state, &warm, n * 1_000, &matching, &mut |_, _| {
+            PluginOutcome::default()
+        });
+    }
+    let mut n = 0u64;
+    let mut next = event.clone();
+    c.bench_function("decide one event (state, 10-rule set, policy)", |b| {
+        b.iter(|| {
+            n += 1;
+            next.id = format!("evt-{n}");
+            let matching = set.matching(&next.event_type);
+            black_box(decider.decide(
+                &mut state,
+                &next,
+                100_000 + n as i64,
+                &matching,
+                &mut |_, _| PluginOutcome::default(),
+            ))
+        })
     });
 }
 

@@ -26,6 +26,10 @@ impl Channel {
         Channel::Webhook,
     ];
 
+    pub fn parse(name: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Push => "push",

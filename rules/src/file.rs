@@ -13,14 +13,7 @@ pub fn parse_rule_file(file_name: &str, text: &str) -> Result<(String, RuleSpec)
     let spec = match extension {
         "toml" => toml::from_str::<RuleSpec>(text)
             .map_err(|e| RuleError::invalid("file", format!("{file_name}: {}", e.message())))?,
-        "rhai" => RuleSpec {
-            name: id.clone(),
-            description: String::new(),
-            enabled: true,
-            triggers: vec![">".into()],
-            priority: 0,
-            script: text.to_owned(),
-        },
+        "rhai" => RuleSpec::new(id.clone(), &[">"], text),
         other => {
             return Err(RuleError::invalid(
                 "file",
@@ -41,6 +34,27 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     (
         "order-thanks.toml",
         include_str!("../examples/order-thanks.toml"),
+    ),
+];
+
+/// Rule templates to start from (`rules/templates/`): (file name, contents).
+pub const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "abandoned-cart.toml",
+        include_str!("../templates/abandoned-cart.toml"),
+    ),
+    (
+        "browse-abandonment.toml",
+        include_str!("../templates/browse-abandonment.toml"),
+    ),
+    (
+        "price-drop.toml",
+        include_str!("../templates/price-drop.toml"),
+    ),
+    ("win-back.toml", include_str!("../templates/win-back.toml")),
+    (
+        "welcome-series.toml",
+        include_str!("../templates/welcome-series.toml"),
     ),
 ];
 

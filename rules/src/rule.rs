@@ -1,8 +1,13 @@
 //! The rule model: what a marketer edits (`RuleSpec`) and what nudge stores (`Rule`, a spec with
 //! its immutable version metadata).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
+use crate::action::Channel;
+use crate::calendar::QuietHours;
+use crate::duration::parse_duration;
 use crate::trigger::Pattern;
 
 pub const MAX_RULE_ID_BYTES: usize = 64;
@@ -25,6 +30,25 @@ pub struct RuleSpec {
     #[serde(default)]
     pub priority: i32,
     pub script: String,
+    /// Fire at most once per profile per this period (`"7d"`), whatever the channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<String>,
+    /// Caps on this rule's actions per channel, per profile, on top of the global ones.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub caps: BTreeMap<String, CapLimits>,
+    /// This rule's quiet hours, replacing the global ones for its actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<QuietHours>,
+}
+
+/// How many actions one profile may get per day and per ISO week (in its time zone).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_day: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_week: Option<u32>,
 }
 
 fn enabled_by_default() -> bool {
@@ -53,6 +77,9 @@ impl RuleSpec {
             triggers: triggers.iter().map(|t| (*t).to_owned()).collect(),
             priority: 0,
             script: script.into(),
+            cooldown: None,
+            caps: BTreeMap::new(),
+            quiet_hours: None,
         }
     }
 }
@@ -133,6 +160,23 @@ impl RuleSpec {
                 format!("must list 1 to {MAX_TRIGGERS} event-type patterns, e.g. [\"cart.*\"]"),
             ));
         }
+        if let Some(cooldown) = &self.cooldown {
+            parse_duration(cooldown).map_err(|m| RuleError::invalid("cooldown", m))?;
+        }
+        for channel in self.caps.keys() {
+            if Channel::parse(channel).is_none() {
+                return Err(RuleError::invalid(
+                    format!("caps.{channel}"),
+                    "is not a channel (push, personalize, price or webhook)",
+                ));
+            }
+        }
+        if let Some(quiet) = &self.quiet_hours {
+            quiet.validate().map_err(|m| {
+                let (field, message) = m.split_once(": ").unwrap_or(("", m.as_str()));
+                RuleError::invalid(format!("quiet_hours.{field}"), message)
+            })?;
+        }
         self.triggers
             .iter()
             .enumerate()
@@ -140,6 +184,14 @@ impl RuleSpec {
                 Pattern::parse(t).map_err(|m| RuleError::invalid(format!("triggers[{i}]"), m))
             })
             .collect()
+    }
+
+    /// The cooldown in milliseconds, once validated.
+    pub fn cooldown_ms(&self) -> Option<i64> {
+        let cooldown = self.cooldown.as_deref()?;
+        parse_duration(cooldown)
+            .ok()
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 }
 

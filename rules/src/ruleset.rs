@@ -9,6 +9,7 @@ use rhai::AST;
 use serde::Serialize;
 
 use crate::action::{Action, Origin};
+use crate::context::Effects;
 use crate::event::CloudEvent;
 use crate::profile::Profile;
 use crate::rule::{Rule, RuleError, validate_rule_id};
@@ -80,6 +81,9 @@ pub struct Evaluation {
     pub failures: Vec<RuleFailure>,
     /// `print`/`debug` output of the scripts, for testing a rule.
     pub logs: Vec<String>,
+    /// Each succeeded rule's profile changes and timers, by rule id, in evaluation order.
+    #[serde(skip)]
+    pub effects: Vec<(String, Effects)>,
 }
 
 #[derive(Clone)]
@@ -182,6 +186,11 @@ pub fn evaluate_rules(
         match sandbox.run(&mut scope, &compiled.ast) {
             Ok(output) => {
                 evaluation.logs.extend(output.logs);
+                if output.effects != Effects::default() {
+                    evaluation
+                        .effects
+                        .push((compiled.rule.id.clone(), output.effects));
+                }
                 let origin = &compiled.origin;
                 evaluation
                     .actions

@@ -90,6 +90,8 @@ pub struct RunFailure {
 pub struct RunOutput {
     pub actions: Vec<(Channel, Dynamic)>,
     pub logs: Vec<String>,
+    /// Profile changes and timers the rule asked for, applied only because it succeeded.
+    pub effects: crate::context::Effects,
 }
 
 #[derive(Default)]
@@ -164,6 +166,7 @@ impl Sandbox {
             expired.then(|| Dynamic::from("deadline"))
         });
         register_actions(&mut engine);
+        crate::context::register(&mut engine);
         engine.register_fn("plugin", move |name: &str, input: Dynamic| {
             call_plugin(plugins.as_deref(), name, input)
         });
@@ -234,6 +237,7 @@ impl Sandbox {
                 ..Sink::default()
             }
         });
+        crate::context::reset_effects();
         let result = self.engine.run_ast_with_scope(scope, ast);
         scope.rewind(scope_len);
         let sink = SINK.take();
@@ -248,6 +252,7 @@ impl Sandbox {
         Ok(RunOutput {
             actions,
             logs: sink.logs,
+            effects: crate::context::take_effects(),
         })
     }
 
@@ -301,6 +306,10 @@ impl Sandbox {
                     l.max_actions
                 ),
             ),
+            EvalAltResult::ErrorRuntime(value, _) if value.is::<crate::context::LimitHit>() => {
+                let hit = value.clone_cast::<crate::context::LimitHit>();
+                (FailureKind::Limit(hit.setting), hit.message)
+            }
             EvalAltResult::ErrorRuntime(value, _) if value.is::<PluginCallError>() => {
                 let failed = value.clone_cast::<PluginCallError>();
                 let kind = failed.limit.map_or(FailureKind::Error, FailureKind::Limit);

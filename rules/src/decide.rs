@@ -1,0 +1,406 @@
+//! One event against one profile's state: the whole decision, pure. Recognise a redelivery,
+//! honour or drop a timer event, cancel the timers the event's type cancels, update the profile,
+//! run the rules (and, through a callback, the plugins), apply policy, and describe what to
+//! publish: actions now, timer events and held actions later. The live pipeline and the
+//! backtest both run exactly this; only where the state lives and the clock differ.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::action::Action;
+use crate::calendar::rfc3339;
+use crate::event::{CloudEvent, digest};
+use crate::policy::{Candidate, OriginPolicy, Policy, Reason, Verdict};
+use crate::profile::Profile;
+use crate::ruleset::{CompiledRule, RuleFailure, evaluate_rules};
+use crate::sandbox::Sandbox;
+use crate::state::{Applied, IDENTIFY_TYPE, Outgoing, PendingTimer, ProfileState, StateLimits};
+use crate::trigger::Pattern;
+
+/// Type prefix of the events timers fire: `timer.<name>`.
+pub const TIMER_PREFIX: &str = "timer.";
+/// `source` of the timer events nudge publishes.
+pub const TIMER_SOURCE: &str = "nudge/timer";
+
+/// What plugins made of the event, for the decision (the core does not run wasm itself).
+#[derive(Default)]
+pub struct PluginOutcome {
+    pub matched: Vec<String>,
+    pub actions: Vec<Action>,
+    /// `(plugin label, reason, message)`; reason is `error` or `limit`.
+    pub failures: Vec<(String, Reason, String)>,
+}
+
+/// A message to publish at `due_ms`: a timer event or an action held by quiet hours.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scheduled {
+    pub due_ms: i64,
+    pub message: Outgoing,
+}
+
+/// One line of the decision trace about an action or a failure.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceItem {
+    pub rule: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub data: Value,
+}
+
+/// The decision trace of one event: what `GET /api/profiles/{id}/trace` lists.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Trace {
+    pub event_id: String,
+    pub event_source: String,
+    pub event_type: String,
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    pub matched: Vec<String>,
+    pub fired: Vec<TraceItem>,
+    pub held: Vec<TraceItem>,
+    pub suppressed: Vec<TraceItem>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timers_scheduled: Vec<TraceItem>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timers_cancelled: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Everything one event caused.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// The event was applied before (a redelivery): republish `publish`, change nothing.
+    pub duplicate: bool,
+    /// Actions to publish now (already in the state's outbox).
+    pub publish: Vec<Outgoing>,
+    /// The actions behind `publish`, for metrics and backtests.
+    pub fired: Vec<Action>,
+    /// Timer events and held actions to publish later.
+    pub schedule: Vec<Scheduled>,
+    /// Ids of scheduled messages that no longer should go out (cancelled or replaced timers).
+    pub unschedule: Vec<String>,
+    pub failures: Vec<RuleFailure>,
+    pub logs: Vec<String>,
+    pub trace: Trace,
+}
+
+/// The rules, policy and bounds an event is decided with.
+pub struct Decider<'a> {
+    pub sandbox: &'a Sandbox,
+    pub policy: &'a Policy,
+    pub limits: &'a StateLimits,
+}
+
+/// The policy a compiled rule carries into arbitration, caps and cooldown.
+pub fn origin_policy(rule: &CompiledRule) -> OriginPolicy {
+    OriginPolicy {
+        priority: rule.rule.spec.priority,
+        cooldown_ms: rule.rule.spec.cooldown_ms(),
+        caps: rule.rule.spec.caps.clone(),
+        quiet_hours: rule.rule.spec.quiet_hours.clone(),
+    }
+}
+
+impl Decider<'_> {
+    /// Decides `event` for the profile in `state`, which it updates. `rules` are the enabled
+    /// rules the event's type triggers, in evaluation order.
+    pub fn decide(
+        &self,
+        state: &mut ProfileState,
+        event: &CloudEvent,
+        now_ms: i64,
+        rules: &[&Arc<CompiledRule>],
+        plugins: &mut dyn FnMut(&CloudEvent, &Profile) -> PluginOutcome,
+    ) -> Decision {
+        let identity = event.identity_digest();
+        let mut decision = Decision {
+            trace: Trace {
+                event_id: event.id.clone(),
+                event_source: event.source.clone(),
+                event_type: event.event_type.clone(),
+                at: rfc3339(now_ms),
+                ..Trace::default()
+            },
+            ..Decision::default()
+        };
+        if let Some(applied) = state.applied(&identity) {
+            decision.duplicate = true;
+            decision.publish = applied.outbox.clone();
+            decision.trace.skipped = Some("already decided (redelivery)".into());
+            return decision;
+        }
+        if let Some(name) = event.event_type.strip_prefix(TIMER_PREFIX) {
+            let live = state.timers.get(name).is_some_and(|t| t.id == event.id);
+            if !live {
+                decision.trace.skipped = Some(format!(
+                    "timer `{name}` was cancelled or replaced before it fired"
+                ));
+                state.remember_applied(
+                    Applied {
+                        event: identity,
+                        outbox: Vec::new(),
+                    },
+                    self.limits,
+                );
+                return decision;
+            }
+            state.timers.remove(name);
+        }
+        self.cancel_timers_of(state, event, &mut decision);
+        if event.event_type == IDENTIFY_TYPE {
+            decision.trace.notes = state.identify(&event.data, self.limits);
+        }
+        state.record(event, now_ms, self.limits);
+
+        let mut candidates = Vec::new();
+        if !rules.is_empty() {
+            let owned = std::mem::take(state);
+            let profile = owned.profile.clone();
+            let (evaluation, returned) =
+                crate::context::with_state(owned, now_ms, self.limits, || {
+                    evaluate_rules(self.sandbox, rules, event, &profile)
+                });
+            *state = returned;
+            decision.trace.matched = evaluation.matched;
+            decision.logs = evaluation.logs;
+            for failure in &evaluation.failures {
+                decision.trace.suppressed.push(TraceItem {
+                    rule: format!("{}@v{}", failure.rule, failure.version),
+                    reason: Some(failure.reason()),
+                    detail: Some(failure.failure.message.clone()),
+                    ..TraceItem::empty()
+                });
+            }
+            decision.failures = evaluation.failures;
+            for (rule_id, effects) in evaluation.effects {
+                self.apply_effects(state, event, now_ms, &rule_id, effects, &mut decision);
+            }
+            let policies: Vec<(String, Arc<OriginPolicy>)> = rules
+                .iter()
+                .map(|r| (r.rule.id.clone(), Arc::new(origin_policy(r))))
+                .collect();
+            for action in evaluation.actions {
+                let policy = policies
+                    .iter()
+                    .find(|(id, _)| *id == action.origin.id)
+                    .map(|(_, p)| p.clone())
+                    .unwrap_or_default();
+                candidates.push(Candidate { action, policy });
+            }
+        }
+        state.seen(&event.event_type, now_ms);
+
+        let from_plugins = plugins(event, &state.profile);
+        decision.trace.matched.extend(from_plugins.matched);
+        for (plugin, reason, message) in from_plugins.failures {
+            decision.trace.suppressed.push(TraceItem {
+                rule: plugin,
+                reason: Some(reason.as_str()),
+                detail: Some(message),
+                ..TraceItem::empty()
+            });
+        }
+        let plugin_policy = Arc::new(OriginPolicy::default());
+        candidates.extend(from_plugins.actions.into_iter().map(|action| Candidate {
+            action,
+            policy: plugin_policy.clone(),
+        }));
+
+        let verdict = self.policy.apply(state, candidates, now_ms);
+        self.record_verdict(event, now_ms, verdict, &mut decision);
+        state.remember_applied(
+            Applied {
+                event: identity,
+                outbox: decision.publish.clone(),
+            },
+            self.limits,
+        );
+        decision
+    }
+
+    fn cancel_timers_of(&self, state: &mut ProfileState, event: &CloudEvent, d: &mut Decision) {
+        let cancelled: Vec<String> = state
+            .timers
+            .iter()
+            .filter(|(_, t)| {
+                t.unless
+                    .iter()
+                    .any(|p| Pattern::parse(p).is_ok_and(|p| p.matches(&event.event_type)))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in cancelled {
+            if let Some(timer) = state.timers.remove(&name) {
+                d.unschedule.push(timer.id);
+                d.trace.timers_cancelled.push(name);
+            }
+        }
+    }
+
+    fn apply_effects(
+        &self,
+        state: &mut ProfileState,
+        event: &CloudEvent,
+        now_ms: i64,
+        rule_id: &str,
+        effects: crate::context::Effects,
+        d: &mut Decision,
+    ) {
+        for (name, value) in effects.attributes {
+            if let Err(note) = state.set_attribute(&name, value, self.limits) {
+                d.trace.notes.push(format!("{rule_id}: {note}"));
+            }
+        }
+        for name in effects.cancels {
+            if let Some(timer) = state.timers.remove(&name) {
+                d.unschedule.push(timer.id);
+                d.trace.timers_cancelled.push(name);
+            }
+        }
+        for timer in effects.timers {
+            let due_ms = now_ms.saturating_add(timer.delay_ms);
+            let id = digest(&[&event.source, &event.id, rule_id, "timer", &timer.name]);
+            let message = timer_event(event, &timer.name, &id, due_ms, timer.data);
+            let pending = PendingTimer {
+                id: id.clone(),
+                due_ms,
+                unless: timer.unless,
+                rule: rule_id.to_owned(),
+            };
+            if let Some(replaced) = state.timers.insert(timer.name.clone(), pending) {
+                d.unschedule.push(replaced.id);
+            }
+            d.trace.timers_scheduled.push(TraceItem {
+                rule: rule_id.to_owned(),
+                id: Some(id),
+                detail: Some(timer.name),
+                until: Some(rfc3339(due_ms)),
+                ..TraceItem::empty()
+            });
+            d.schedule.push(Scheduled { due_ms, message });
+        }
+    }
+
+    fn record_verdict(&self, event: &CloudEvent, now_ms: i64, verdict: Verdict, d: &mut Decision) {
+        let time = rfc3339(now_ms);
+        let item = |action: &Action| TraceItem {
+            rule: action.origin.label().to_owned(),
+            channel: Some(action.channel.as_str()),
+            id: Some(action.id(event)),
+            data: action.data_json(),
+            ..TraceItem::empty()
+        };
+        for action in verdict.fired {
+            d.trace.fired.push(item(&action));
+            d.publish.push(outgoing(&action, event, &time));
+            d.fired.push(action);
+        }
+        for (action, release_ms) in verdict.held {
+            d.trace.held.push(TraceItem {
+                reason: Some(Reason::QuietHours.as_str()),
+                until: Some(rfc3339(release_ms)),
+                ..item(&action)
+            });
+            d.schedule.push(Scheduled {
+                due_ms: release_ms,
+                message: outgoing(&action, event, &time),
+            });
+        }
+        for suppressed in verdict.suppressed {
+            d.trace.suppressed.push(TraceItem {
+                reason: Some(suppressed.reason.as_str()),
+                detail: Some(suppressed.detail),
+                ..item(&suppressed.action)
+            });
+        }
+    }
+}
+
+impl TraceItem {
+    fn empty() -> TraceItem {
+        TraceItem {
+            rule: String::new(),
+            channel: None,
+            id: None,
+            reason: None,
+            detail: None,
+            until: None,
+            data: Value::Null,
+        }
+    }
+}
+
+/// An action as the message that publishes it.
+pub fn outgoing(action: &Action, cause: &CloudEvent, time: &str) -> Outgoing {
+    Outgoing {
+        subject: action.nats_subject().to_owned(),
+        id: action.id(cause),
+        body: serde_json::to_string(&action.envelope(cause, time)).unwrap_or_default(),
+    }
+}
+
+/// The event a timer fires: type `timer.<name>`, the rule's `data` plus the original event
+/// under `cause` (for a chain of timers, the event that started the chain).
+fn timer_event(cause: &CloudEvent, name: &str, id: &str, due_ms: i64, data: Value) -> Outgoing {
+    let root_cause = if cause.event_type.starts_with(TIMER_PREFIX) {
+        cause.data.get("cause").cloned().unwrap_or(Value::Null)
+    } else {
+        serde_json::to_value(cause).unwrap_or(Value::Null)
+    };
+    let mut data = match data {
+        Value::Object(map) => map,
+        _ => Default::default(),
+    };
+    data.insert("cause".into(), root_cause);
+    let event = json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": TIMER_SOURCE,
+        "type": format!("{TIMER_PREFIX}{name}"),
+        "subject": cause.subject,
+        "time": rfc3339(due_ms),
+        "datacontenttype": "application/json",
+        "data": data,
+    });
+    Outgoing {
+        subject: format!("events.{TIMER_PREFIX}{name}"),
+        id: id.to_owned(),
+        body: event.to_string(),
+    }
+}
+
+/// Decides `event` for one rule against a throwaway profile state holding `profile`: what
+/// testing a rule shows (actions, suppressions, timers, trace), with nothing stored.
+pub fn dry_run(
+    decider: &Decider<'_>,
+    rule: &Arc<CompiledRule>,
+    event: &CloudEvent,
+    profile: Profile,
+    now_ms: i64,
+) -> Decision {
+    let mut state = ProfileState {
+        profile,
+        ..ProfileState::new(&event.subject, now_ms)
+    };
+    let rules: Vec<&Arc<CompiledRule>> = if rule.triggers_on(&event.event_type) {
+        vec![rule]
+    } else {
+        Vec::new()
+    };
+    decider.decide(&mut state, event, now_ms, &rules, &mut |_, _| {
+        PluginOutcome::default()
+    })
+}

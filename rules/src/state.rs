@@ -1,0 +1,379 @@
+//! Per-profile state: what nudge remembers about one user between events — the profile rules
+//! read (attributes, consent, time zone), counters and last-seen times per event type, sliding
+//! windows, pending timers, policy counters and the recently applied events. Every part is
+//! bounded by [`StateLimits`], so one busy profile cannot grow without end.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::event::CloudEvent;
+use crate::profile::Profile;
+
+/// The event type Segment `identify` calls become; its data updates the profile.
+pub const IDENTIFY_TYPE: &str = "profile.identified";
+
+/// Bounds on one profile's state. Each field is a `NUDGE_PROFILE_*` setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StateLimits {
+    /// Events remembered per event type for `count()`; older ones fall out first.
+    pub window_max_events: usize,
+    /// Longest window `count()` can look back over; entries older than this are dropped.
+    pub window_max_age_ms: i64,
+    /// Event types tracked (counters, last seen, windows); the longest-unseen type goes first.
+    pub max_event_types: usize,
+    /// Attributes a profile may hold.
+    pub max_attributes: usize,
+    /// Size of one attribute value as JSON.
+    pub max_attribute_bytes: usize,
+    /// Timers pending per profile.
+    pub max_timers: usize,
+    /// Recently applied events remembered to recognise a redelivery (and republish its outbox).
+    pub applied_events: usize,
+}
+
+impl Default for StateLimits {
+    fn default() -> Self {
+        StateLimits {
+            window_max_events: 100,
+            window_max_age_ms: 35 * DAY_MS,
+            max_event_types: 64,
+            max_attributes: 128,
+            max_attribute_bytes: 4_096,
+            max_timers: 16,
+            applied_events: 8,
+        }
+    }
+}
+
+pub const DAY_MS: i64 = 86_400_000;
+/// Scalar top-level data fields remembered per window entry, for `count(.., #{ field: value })`.
+const MAX_FILTER_FIELDS: usize = 16;
+
+/// One event in a window: when it happened and hashes of its scalar `data` fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowEntry(pub i64, pub Vec<u32>);
+
+/// A timer a rule scheduled with `after(..)`. The profile state is the truth: a timer event
+/// whose id is no longer listed here (cancelled or replaced) does nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingTimer {
+    pub id: String,
+    pub due_ms: i64,
+    /// Event types (patterns) that cancel the timer when they arrive first.
+    #[serde(default)]
+    pub unless: Vec<String>,
+    pub rule: String,
+}
+
+/// Actions counted towards a cap in the profile's current day and ISO week.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CapCount {
+    pub day: String,
+    pub day_count: u32,
+    pub week: String,
+    pub week_count: u32,
+}
+
+/// A message to publish with its JetStream dedupe id: an action, a timer event or a held action.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub subject: String,
+    pub id: String,
+    pub body: String,
+}
+
+/// An event whose decision is in the state: redelivered, it republishes `outbox` (deduplicated
+/// by id) instead of being decided again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    pub event: String,
+    #[serde(default)]
+    pub outbox: Vec<Outgoing>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProfileState {
+    pub profile: Profile,
+    #[serde(default)]
+    pub created_ms: i64,
+    #[serde(default)]
+    pub updated_ms: i64,
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub last_seen_ms: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub windows: BTreeMap<String, VecDeque<WindowEntry>>,
+    #[serde(default)]
+    pub timers: BTreeMap<String, PendingTimer>,
+    /// Cap counters, keyed `<channel>` (all rules) or `<channel>/<rule>`.
+    #[serde(default)]
+    pub caps: BTreeMap<String, CapCount>,
+    /// When each rule last fired for this profile (for `cooldown`).
+    #[serde(default)]
+    pub fired_ms: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub applied: VecDeque<Applied>,
+}
+
+impl ProfileState {
+    pub fn new(id: &str, now_ms: i64) -> ProfileState {
+        ProfileState {
+            profile: Profile::new(id),
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            ..ProfileState::default()
+        }
+    }
+
+    pub fn applied(&self, event_digest: &str) -> Option<&Applied> {
+        self.applied.iter().find(|a| a.event == event_digest)
+    }
+
+    pub fn remember_applied(&mut self, applied: Applied, limits: &StateLimits) {
+        self.applied.push_back(applied);
+        while self.applied.len() > limits.applied_events.max(1) {
+            self.applied.pop_front();
+        }
+    }
+
+    /// Counts the event in its type's counter and window (before rules run, so `count()`
+    /// includes it) and drops what fell out of the bounds.
+    pub fn record(&mut self, event: &CloudEvent, now_ms: i64, limits: &StateLimits) {
+        self.updated_ms = now_ms;
+        *self.counters.entry(event.event_type.clone()).or_insert(0) += 1;
+        let fields = match &event.data {
+            Value::Object(map) => map
+                .iter()
+                .filter_map(|(k, v)| field_hash(k, v))
+                .take(MAX_FILTER_FIELDS)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let window = self.windows.entry(event.event_type.clone()).or_default();
+        window.push_back(WindowEntry(now_ms, fields));
+        while window.len() > limits.window_max_events.max(1) {
+            window.pop_front();
+        }
+        let oldest_kept = now_ms - limits.window_max_age_ms;
+        for window in self.windows.values_mut() {
+            while window.front().is_some_and(|e| e.0 < oldest_kept) {
+                window.pop_front();
+            }
+        }
+        self.windows.retain(|_, w| !w.is_empty());
+        self.forget_types_beyond(limits.max_event_types, &event.event_type);
+    }
+
+    /// After the rules ran: `last_seen()` during an event means the one before it.
+    pub fn seen(&mut self, event_type: &str, now_ms: i64) {
+        self.last_seen_ms.insert(event_type.to_owned(), now_ms);
+    }
+
+    fn forget_types_beyond(&mut self, max_types: usize, keep: &str) {
+        while self.counters.len() > max_types.max(1) {
+            let stalest = self
+                .counters
+                .keys()
+                .filter(|t| t.as_str() != keep)
+                .min_by_key(|t| self.last_seen_ms.get(*t).copied().unwrap_or(i64::MIN))
+                .cloned();
+            let Some(stalest) = stalest else { break };
+            self.counters.remove(&stalest);
+            self.last_seen_ms.remove(&stalest);
+            self.windows.remove(&stalest);
+        }
+    }
+
+    /// Events of `event_type` at or after `now_ms - window_ms` whose data has every filter field.
+    pub fn count(&self, event_type: &str, window_ms: i64, now_ms: i64, filter: &[u32]) -> i64 {
+        let since = now_ms - window_ms;
+        self.windows.get(event_type).map_or(0, |window| {
+            window
+                .iter()
+                .rev()
+                .take_while(|e| e.0 >= since)
+                .filter(|e| filter.iter().all(|f| e.1.contains(f)))
+                .count() as i64
+        })
+    }
+
+    /// Applies a `profile.identified` event: `consent` and `timezone` fields update those, every
+    /// other field becomes an attribute. Returns the fields refused, with why.
+    pub fn identify(&mut self, data: &Value, limits: &StateLimits) -> Vec<String> {
+        let Value::Object(traits) = data else {
+            return Vec::new();
+        };
+        let mut refused = Vec::new();
+        for (name, value) in traits {
+            match (name.as_str(), value) {
+                ("consent", Value::Object(consent)) => {
+                    for (channel, given) in consent {
+                        if let Value::Bool(_) = given {
+                            self.profile.consent.insert(channel.clone(), given.clone());
+                        } else {
+                            refused.push(format!("consent.{channel}: must be true or false"));
+                        }
+                    }
+                }
+                ("timezone", Value::String(zone)) => match crate::calendar::zone(zone) {
+                    Ok(_) => self.profile.timezone = zone.clone(),
+                    Err(e) => refused.push(format!("timezone: {e}")),
+                },
+                _ => {
+                    if let Err(e) = self.set_attribute(name, value.clone(), limits) {
+                        refused.push(e);
+                    }
+                }
+            }
+        }
+        refused
+    }
+
+    /// Sets (or with `null`, removes) one attribute within the bounds.
+    pub fn set_attribute(
+        &mut self,
+        name: &str,
+        value: Value,
+        limits: &StateLimits,
+    ) -> Result<(), String> {
+        if value.is_null() {
+            self.profile.attributes.remove(name);
+            return Ok(());
+        }
+        check_attribute(&self.profile.attributes, name, &value, limits)?;
+        self.profile.attributes.insert(name.to_owned(), value);
+        Ok(())
+    }
+}
+
+/// Whether `name = value` fits the attribute bounds of a profile holding `attributes`.
+pub fn check_attribute(
+    attributes: &serde_json::Map<String, Value>,
+    name: &str,
+    value: &Value,
+    limits: &StateLimits,
+) -> Result<(), String> {
+    let bytes = serde_json::to_string(value).map_or(usize::MAX, |s| s.len());
+    if bytes > limits.max_attribute_bytes {
+        return Err(format!(
+            "attribute `{name}` is {bytes} bytes as JSON; the limit is {} (profile_max_attribute_bytes)",
+            limits.max_attribute_bytes
+        ));
+    }
+    if !attributes.contains_key(name) && attributes.len() >= limits.max_attributes {
+        return Err(format!(
+            "a profile holds at most {} attributes (profile_max_attributes); `{name}` is one too many",
+            limits.max_attributes
+        ));
+    }
+    Ok(())
+}
+
+/// The hash a window entry keeps of `key = value` for a scalar value; `count()`'s filter hashes
+/// its pairs the same way.
+pub fn field_hash(key: &str, value: &Value) -> Option<u32> {
+    let canonical = match value {
+        Value::String(s) => format!("s:{s}"),
+        Value::Bool(b) => format!("b:{b}"),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => format!("n:{i}"),
+            None => format!("n:{}", n.as_f64()?),
+        },
+        _ => return None,
+    };
+    let hash = key
+        .bytes()
+        .chain([b'='])
+        .chain(canonical.bytes())
+        .fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+    Some(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(event_type: &str, data: Value) -> CloudEvent {
+        CloudEvent::from_value(json!({"specversion":"1.0","id":"1","source":"t",
+            "type": event_type, "subject":"u","data": data}))
+        .unwrap()
+    }
+
+    #[test]
+    fn windows_count_with_filters_and_stay_bounded() {
+        let limits = StateLimits {
+            window_max_events: 3,
+            ..StateLimits::default()
+        };
+        let mut state = ProfileState::new("u", 0);
+        for (minute, product) in [(0, "p1"), (10, "p2"), (20, "p1"), (30, "p1")] {
+            let viewed = event("product.viewed", json!({"product_id": product}));
+            state.record(&viewed, minute * 60_000, &limits);
+        }
+        let p1 = field_hash("product_id", &json!("p1")).unwrap();
+        assert_eq!(
+            state.count("product.viewed", 3_600_000, 30 * 60_000, &[]),
+            3
+        );
+        assert_eq!(
+            state.count("product.viewed", 3_600_000, 30 * 60_000, &[p1]),
+            2
+        );
+        assert_eq!(
+            state.count("product.viewed", 15 * 60_000, 30 * 60_000, &[p1]),
+            2
+        );
+        assert_eq!(
+            state.count("product.viewed", 5 * 60_000, 30 * 60_000, &[]),
+            1
+        );
+        assert_eq!(state.count("order.placed", 3_600_000, 30 * 60_000, &[]), 0);
+        assert_eq!(state.counters["product.viewed"], 4);
+    }
+
+    #[test]
+    fn old_entries_and_stale_types_are_forgotten() {
+        let limits = StateLimits {
+            max_event_types: 2,
+            window_max_age_ms: DAY_MS,
+            ..StateLimits::default()
+        };
+        let mut state = ProfileState::new("u", 0);
+        for (i, t) in ["a.x", "b.x", "c.x"].iter().enumerate() {
+            state.record(&event(t, json!({})), i as i64, &limits);
+            state.seen(t, i as i64);
+        }
+        assert!(!state.counters.contains_key("a.x"));
+        assert_eq!(state.counters.len(), 2);
+        state.record(&event("c.x", json!({})), 2 * DAY_MS, &limits);
+        assert_eq!(state.windows["c.x"].len(), 1);
+        assert!(!state.windows.contains_key("b.x"));
+    }
+
+    #[test]
+    fn identify_updates_consent_timezone_and_attributes() {
+        let limits = StateLimits {
+            max_attributes: 1,
+            ..StateLimits::default()
+        };
+        let mut state = ProfileState::new("u", 0);
+        let refused = state.identify(
+            &json!({"consent": {"push": false}, "timezone": "Europe/Berlin",
+                    "email": "a@b", "plan": "pro"}),
+            &limits,
+        );
+        assert_eq!(state.profile.consent["push"], json!(false));
+        assert_eq!(state.profile.timezone, "Europe/Berlin");
+        assert_eq!(state.profile.attributes.len(), 1);
+        assert!(refused[0].contains("profile_max_attributes"), "{refused:?}");
+        let refused = state.identify(&json!({"timezone": "Mars/Base"}), &limits);
+        assert!(refused[0].starts_with("timezone"), "{refused:?}");
+    }
+}
