@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use nudge_rules::Limits;
+use std::collections::BTreeMap;
+
+use nudge_rules::calendar::QuietHours;
+use nudge_rules::rule::CapLimits;
+use nudge_rules::{Channel, Limits, Policy, StateLimits};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +114,46 @@ pub struct Settings {
     pub plugins_dir: Option<PathBuf>,
     /// Caps the plugin code object store as a whole.
     pub plugins_max_bytes: i64,
+
+    /// Events remembered per event type and profile for `count()`.
+    pub profile_window_max_events: usize,
+    /// Longest window `count()` can use; older entries are dropped.
+    pub profile_window_max_age_s: u64,
+    /// Event types tracked per profile (counters, last seen, windows).
+    pub profile_max_event_types: usize,
+    pub profile_max_attributes: usize,
+    /// Largest attribute value, as JSON.
+    pub profile_max_attribute_bytes: usize,
+    /// Timers pending per profile.
+    pub profile_max_timers: usize,
+    /// Recent events per profile whose actions are kept to republish on redelivery.
+    pub profile_applied_events: usize,
+    /// Largest stored profile state; an event that would grow it further goes to the DLQ.
+    pub profile_max_bytes: usize,
+    /// Profiles cached per lane with their KV revision (saves a read per event).
+    pub profile_cache_entries: usize,
+    /// Compare-and-set attempts per event when other instances write the same profile.
+    pub profile_cas_retries: u32,
+    /// Caps the profiles bucket as a whole.
+    pub profiles_max_bytes: i64,
+
+    /// Global frequency caps per channel, per profile, e.g. `push = { per_day = 3 }`.
+    pub caps: BTreeMap<String, CapLimits>,
+    /// Global quiet hours in each profile's time zone, e.g. `{ start = "21:00", end = "08:00" }`.
+    pub quiet_hours: Option<QuietHours>,
+    /// Channels whose marketing actions wait out quiet hours.
+    pub quiet_channels: Vec<String>,
+
+    /// Decisions kept per profile for `GET /api/profiles/{id}/trace`.
+    pub trace_max_per_profile: i64,
+    pub trace_max_age_s: u64,
+    pub trace_max_bytes: i64,
+    /// Caps the pending-timers bucket as a whole.
+    pub timers_max_bytes: i64,
+    /// Stored events one backtest may read.
+    pub backtest_max_events: u64,
+    /// Actions and suppressions a backtest report shows as samples.
+    pub backtest_sample: usize,
 }
 
 const DAY_S: u64 = 86_400;
@@ -118,6 +162,7 @@ const GIB: i64 = 1 << 30;
 impl Default for Settings {
     fn default() -> Self {
         let limits = Limits::default();
+        let state = StateLimits::default();
         Settings {
             nats_url: None,
             listen: "127.0.0.1:8080".into(),
@@ -173,6 +218,26 @@ impl Default for Settings {
             plugin_cache_dir: None,
             plugins_dir: None,
             plugins_max_bytes: GIB,
+            profile_window_max_events: state.window_max_events,
+            profile_window_max_age_s: (state.window_max_age_ms / 1_000) as u64,
+            profile_max_event_types: state.max_event_types,
+            profile_max_attributes: state.max_attributes,
+            profile_max_attribute_bytes: state.max_attribute_bytes,
+            profile_max_timers: state.max_timers,
+            profile_applied_events: state.applied_events,
+            profile_max_bytes: 1024 * 1024,
+            profile_cache_entries: 1_024,
+            profile_cas_retries: 10,
+            profiles_max_bytes: 10 * GIB,
+            caps: BTreeMap::new(),
+            quiet_hours: None,
+            quiet_channels: vec!["push".into()],
+            trace_max_per_profile: 100,
+            trace_max_age_s: 7 * DAY_S,
+            trace_max_bytes: GIB,
+            timers_max_bytes: GIB,
+            backtest_max_events: 10_000_000,
+            backtest_sample: 20,
         }
     }
 }
@@ -260,6 +325,41 @@ impl Settings {
                     .unwrap_or_else(|| self.data_dir.join("plugin-cache")),
             ),
         }
+    }
+
+    pub fn state_limits(&self) -> StateLimits {
+        StateLimits {
+            window_max_events: self.profile_window_max_events,
+            window_max_age_ms: i64::try_from(self.profile_window_max_age_s)
+                .unwrap_or(i64::MAX / 1_000)
+                .saturating_mul(1_000),
+            max_event_types: self.profile_max_event_types,
+            max_attributes: self.profile_max_attributes,
+            max_attribute_bytes: self.profile_max_attribute_bytes,
+            max_timers: self.profile_max_timers,
+            applied_events: self.profile_applied_events,
+        }
+    }
+
+    /// The global marketing policy; an error names the setting at fault.
+    pub fn policy(&self) -> anyhow::Result<Policy> {
+        for channel in self.caps.keys().chain(&self.quiet_channels) {
+            if Channel::parse(channel).is_none() {
+                anyhow::bail!(
+                    "caps / quiet_channels: `{channel}` is not a channel (push, personalize, price, webhook)"
+                );
+            }
+        }
+        if let Some(quiet) = &self.quiet_hours {
+            quiet
+                .validate()
+                .map_err(|e| anyhow::anyhow!("quiet_hours.{e}"))?;
+        }
+        Ok(Policy {
+            caps: self.caps.clone(),
+            quiet_hours: self.quiet_hours.clone(),
+            quiet_channels: self.quiet_channels.clone(),
+        })
     }
 
     /// Nak delay before delivery `delivered + 1` of an event that failed transiently.

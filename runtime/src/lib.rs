@@ -3,17 +3,22 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backtest;
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod pipeline;
 pub mod plugin;
 pub mod plugin_new;
 pub mod plugin_test;
+pub mod profiles;
+pub mod replay;
 pub mod rule_test;
 pub mod rulestore;
 pub mod rulesync;
 pub mod service;
 pub mod telemetry;
+pub mod timers;
 pub mod topology;
 pub mod up;
 pub mod versioned;

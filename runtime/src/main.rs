@@ -1,4 +1,4 @@
-//! The `nudge` command line: `serve`, `up`, `watch`, and the offline `rule test`,
+//! The `nudge` command line: `serve`, `up`, `watch`, `replay`, and the offline `rule test`,
 //! `plugin test` and `plugin new`.
 
 #![forbid(unsafe_code)]
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use nudge::config::{Settings, SettingsFlags};
-use nudge::{plugin_new, plugin_test, rule_test, service, telemetry, up, watch};
+use nudge::{plugin_new, plugin_test, replay, rule_test, service, telemetry, up, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Rule evaluation allocates many small maps and strings; mimalloc handles that churn with
@@ -40,6 +40,30 @@ enum Command {
         /// Stop after this many messages.
         #[arg(long)]
         count: Option<u64>,
+        /// NATS server URL (else `nats_url` from nudge.toml)
+        #[arg(long, env = "NUDGE_NATS_URL")]
+        nats_url: Option<String>,
+    },
+    /// Backtest a rule (stored id, or a rule file as a draft) over the stored events of a time
+    /// range; prints what it would have done. Publishes nothing.
+    Replay {
+        /// A rule id, or a `.toml` / `.rhai` rule file.
+        rule: String,
+        /// A stored version instead of the current one.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Start of the range (RFC 3339); default: `--to` minus `--last`.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range (RFC 3339); default: now.
+        #[arg(long)]
+        to: Option<String>,
+        /// How far back when `--from` is not given.
+        #[arg(long, default_value = "24h")]
+        last: String,
+        /// Sample actions and suppressions to show.
+        #[arg(long)]
+        sample: Option<usize>,
         /// NATS server URL (else `nats_url` from nudge.toml)
         #[arg(long, env = "NUDGE_NATS_URL")]
         nats_url: Option<String>,
@@ -164,6 +188,30 @@ fn main() -> ExitCode {
             Ok(0)
         }),
         Command::Up(flags) => run_async(up(flags)),
+        Command::Replay {
+            rule,
+            version,
+            from,
+            to,
+            last,
+            sample,
+            nats_url,
+        } => run_async(async move {
+            let flags = SettingsFlags {
+                nats_url,
+                ..SettingsFlags::default()
+            };
+            let settings = Settings::load(&flags)?;
+            let replay = replay::Replay {
+                rule: &rule,
+                version,
+                from: from.as_deref(),
+                to: to.as_deref(),
+                last: &last,
+                sample,
+            };
+            replay::run(&settings, replay).await
+        }),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

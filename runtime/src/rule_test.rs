@@ -6,12 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use nudge_rules::decide::dry_run;
 use nudge_rules::file::parse_rule_file;
-use nudge_rules::ruleset::evaluate_rules;
-use nudge_rules::{CloudEvent, CompiledRule, Profile, Rule, RuleError, Sandbox};
+use nudge_rules::{CloudEvent, CompiledRule, Decider, Profile, Rule, RuleError, Sandbox};
 
+use crate::clock;
 use crate::config::Settings;
-use crate::rulestore::now_rfc3339;
 
 /// Returns the process exit code: 0 when the rule ran (fired or not), 1 when it failed.
 pub fn run(
@@ -69,19 +69,53 @@ pub fn run(
         )?;
         return Ok(0);
     }
-    let evaluation = evaluate_rules(&sandbox, &[&compiled], &event, &profile);
-    for line in &evaluation.logs {
+    let (policy, limits) = (settings.policy()?, settings.state_limits());
+    let decider = Decider {
+        sandbox: &sandbox,
+        policy: &policy,
+        limits: &limits,
+    };
+    let decision = dry_run(
+        &decider,
+        &compiled,
+        &event,
+        profile,
+        clock::system().now_ms(),
+    );
+    for line in &decision.logs {
         eprintln!("print: {line}");
     }
-    let time = now_rfc3339();
-    for action in &evaluation.actions {
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&action.to_cloudevent(&event, &time))?
-        )?;
+    for message in &decision.publish {
+        let action: serde_json::Value = serde_json::from_str(&message.body)?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&action)?)?;
     }
-    if let Some(failure) = evaluation.failures.first() {
+    for held in &decision.trace.held {
+        eprintln!(
+            "held by quiet hours until {}: {} action",
+            held.until.as_deref().unwrap_or("?"),
+            held.channel.unwrap_or("?")
+        );
+    }
+    for item in decision
+        .trace
+        .suppressed
+        .iter()
+        .filter(|i| i.channel.is_some())
+    {
+        eprintln!(
+            "suppressed ({}): {}",
+            item.reason.unwrap_or("?"),
+            item.detail.as_deref().unwrap_or("")
+        );
+    }
+    for timer in &decision.trace.timers_scheduled {
+        eprintln!(
+            "timer {} scheduled for {}",
+            timer.detail.as_deref().unwrap_or("?"),
+            timer.until.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some(failure) = decision.failures.first() {
         let line = failure
             .failure
             .line
@@ -90,7 +124,7 @@ pub fn run(
         eprintln!("{shown}: rule failed{line}: {}", failure.failure.message);
         return Ok(1);
     }
-    if evaluation.actions.is_empty() {
+    if decision.publish.is_empty() && decision.trace.held.is_empty() {
         writeln!(out, "rule {} ran and fired no action", compiled.rule.id)?;
     }
     Ok(0)

@@ -14,14 +14,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::http::{AppState, app};
-use crate::pipeline::{self, Processor};
+use crate::pipeline::{self, Decisions, Processor};
 use crate::plugin::store::PluginStore;
 use crate::plugin::sync::sync_plugins;
 use crate::plugin::{LivePlugins, PluginHost, PluginSet, Plugins, dir as plugin_dir};
+use crate::profiles::ProfileStore;
 use crate::rulestore::RuleStore;
 use crate::rulesync::{LiveRules, sync_rules};
-use crate::topology;
+use crate::timers::{self, TimerStore};
 use crate::versioned::VersionedStore;
+use crate::{clock, topology};
 
 /// What the service has set up before it starts consuming; `nudge up` uses it to seed rules.
 pub struct Started {
@@ -53,7 +55,15 @@ pub async fn run(
         topology::ensure_bucket(&js, topology::PLUGIN_VERSIONS_BUCKET, &settings).await?;
     let plugin_code =
         topology::ensure_object_store(&js, topology::PLUGIN_CODE_STORE, &settings).await?;
+    let profiles = ProfileStore::new(
+        topology::ensure_bucket(&js, topology::PROFILES_BUCKET, &settings).await?,
+        settings.profile_max_bytes,
+    );
+    let timers =
+        TimerStore::new(topology::ensure_bucket(&js, topology::TIMERS_BUCKET, &settings).await?);
     topology::ensure_consumer(&js, &settings).await?;
+    let policy = Arc::new(settings.policy()?);
+    let clock = clock::system();
 
     let host = Arc::new(PluginHost::new(settings.plugin_limits(), false)?);
     let live_plugins: LivePlugins = Arc::new(ArcSwap::from_pointee(PluginSet::default()));
@@ -91,11 +101,20 @@ pub async fn run(
         plugins_loaded.clone(),
         shutdown.clone(),
     ));
+    let scheduler = tokio::spawn(timers::run(
+        timers.clone(),
+        js.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ));
     let state = Arc::new(AppState {
         js: js.clone(),
         store: store.clone(),
         rules: live.clone(),
         plugins: plugin_store.clone(),
+        profiles: profiles.clone(),
+        policy: policy.clone(),
+        clock: clock.clone(),
         settings: settings.clone(),
         metrics,
         ready: ready.clone(),
@@ -125,7 +144,18 @@ pub async fn run(
         }
     }
     ready.store(true, Ordering::Release);
-    let processor = Arc::new(Processor::new(js.clone(), live, plugins, settings.clone()));
+    let decisions = Decisions {
+        rules: live,
+        plugins,
+        profiles,
+        timers,
+        client: client.clone(),
+        clock,
+        policy,
+        limits: settings.state_limits(),
+        cas_retries: settings.profile_cas_retries,
+    };
+    let processor = Arc::new(Processor::new(js.clone(), decisions, settings.clone()));
     let consumed = pipeline::run(processor, js, settings, shutdown.clone()).await;
     ready.store(false, Ordering::Release);
     // Acks and naks are buffered by the client; they must reach the server before exit.
@@ -137,6 +167,7 @@ pub async fn run(
     watcher.await.ok();
     plugin_watcher.await.ok();
     rescuer.await.ok();
+    scheduler.await.ok();
     http.await??;
     consumed
 }

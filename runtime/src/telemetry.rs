@@ -22,6 +22,12 @@ pub const PLUGIN_ERRORS: &str = "nudge_plugin_errors_total";
 pub const PLUGIN_CALL_SECONDS: &str = "nudge_plugin_call_seconds";
 pub const PLUGIN_FUEL: &str = "nudge_plugin_fuel_consumed";
 pub const PLUGINS_LOADED: &str = "nudge_plugins_loaded";
+pub const ACTIONS_SUPPRESSED: &str = "nudge_actions_suppressed_total";
+pub const ACTIONS_HELD: &str = "nudge_actions_held_total";
+pub const TIMERS_FIRED: &str = "nudge_timers_fired_total";
+pub const TIMER_LATENESS_SECONDS: &str = "nudge_timer_lateness_seconds";
+pub const TIMERS_PENDING: &str = "nudge_timers_pending";
+pub const PROFILE_CONFLICTS: &str = "nudge_profile_conflicts_total";
 
 pub fn init_logs() {
     use tracing_subscriber::EnvFilter;
@@ -94,6 +100,27 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         "Fuel one plugin call used, by plugin (when metered)."
     );
     describe_gauge!(PLUGINS_LOADED, "Plugins in the running plugin set.");
+    describe_counter!(
+        ACTIONS_SUPPRESSED,
+        "Actions policy stopped, by reason (consent, cooldown, priority, cap) and channel."
+    );
+    describe_counter!(
+        ACTIONS_HELD,
+        "Actions held by quiet hours, to be released when they end."
+    );
+    describe_counter!(
+        TIMERS_FIRED,
+        "Due timers published, by kind (timer event or held-action release)."
+    );
+    describe_histogram!(
+        TIMER_LATENESS_SECONDS,
+        "How long after its due time a timer fired."
+    );
+    describe_gauge!(TIMERS_PENDING, "Timers this instance knows are waiting.");
+    describe_counter!(
+        PROFILE_CONFLICTS,
+        "Profile writes lost to a concurrent writer and decided again."
+    );
     Ok(handle)
 }
 
@@ -149,4 +176,17 @@ impl PluginMeters {
 
 pub fn plugin_failed(plugin: &str, reason: &'static str) {
     counter!(PLUGIN_ERRORS, "plugin" => plugin.to_owned(), "reason" => reason).increment(1);
+}
+
+pub fn timer_fired(kind: &'static str, lateness_seconds: f64) {
+    metrics::counter!(TIMERS_FIRED, "kind" => kind).increment(1);
+    metrics::histogram!(TIMER_LATENESS_SECONDS).record(lateness_seconds.max(0.0));
+}
+
+pub fn timers_pending(pending: usize) {
+    metrics::gauge!(TIMERS_PENDING).set(pending as f64);
+}
+
+pub fn suppressed(reason: &'static str, channel: &'static str) {
+    metrics::counter!(ACTIONS_SUPPRESSED, "reason" => reason, "channel" => channel).increment(1);
 }

@@ -22,6 +22,12 @@ pub const PLUGINS_BUCKET: &str = "NUDGE_PLUGINS";
 pub const PLUGIN_VERSIONS_BUCKET: &str = "NUDGE_PLUGIN_VERSIONS";
 /// Plugin code, one object per SHA-256 of the `.wasm`.
 pub const PLUGIN_CODE_STORE: &str = "NUDGE_PLUGIN_CODE";
+/// Profile state, one key per profile (see `profiles::key`), written by compare-and-set.
+pub const PROFILES_BUCKET: &str = "NUDGE_PROFILES";
+/// Pending timers and held actions, one key per message id: what to publish, and when.
+pub const TIMERS_BUCKET: &str = "NUDGE_TIMERS";
+/// Decision traces on `trace.<profile key>`, a bounded number per profile.
+pub const TRACE_STREAM: &str = "NUDGE_TRACE";
 
 fn seconds(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -47,6 +53,14 @@ pub async fn ensure_streams(js: &Context, s: &Settings) -> anyhow::Result<()> {
             ..Default::default()
         },
         stream::Config {
+            name: TRACE_STREAM.into(),
+            subjects: vec!["trace.>".into()],
+            max_messages_per_subject: s.trace_max_per_profile,
+            max_age: seconds(s.trace_max_age_s),
+            max_bytes: s.trace_max_bytes,
+            ..Default::default()
+        },
+        stream::Config {
             name: DLQ_STREAM.into(),
             subjects: vec!["dlq.>".into()],
             max_age: seconds(s.dlq_max_age_s),
@@ -67,6 +81,11 @@ pub async fn ensure_streams(js: &Context, s: &Settings) -> anyhow::Result<()> {
 /// Creates a KV bucket's backing stream directly (the layout `create_key_value` would make) because
 /// async-nats' own helper needs an account-info reply that nats-server 2.9 does not send.
 pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::Result<kv::Store> {
+    let (max_bytes, max_value_bytes) = match bucket {
+        PROFILES_BUCKET => (s.profiles_max_bytes, s.profile_max_bytes),
+        TIMERS_BUCKET => (s.timers_max_bytes, s.max_event_bytes * 4),
+        _ => (s.rules_max_bytes, s.rule_max_script_bytes * 2),
+    };
     if let Ok(store) = js.get_key_value(bucket).await {
         return Ok(store);
     }
@@ -75,8 +94,8 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
         description: Some(format!("nudge key-value bucket {bucket}")),
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
-        max_bytes: s.rules_max_bytes,
-        max_message_size: i32::try_from(s.rule_max_script_bytes * 2).unwrap_or(i32::MAX),
+        max_bytes,
+        max_message_size: i32::try_from(max_value_bytes).unwrap_or(i32::MAX),
         allow_rollup: true,
         deny_delete: true,
         allow_direct: true,

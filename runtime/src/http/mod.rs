@@ -2,10 +2,12 @@
 //! `axum` router built by [`app`] so tests can drive it without a socket.
 
 mod auth;
+mod backtest;
 mod error;
 mod ingest;
 mod ops;
 mod plugins;
+mod profiles;
 mod rules;
 pub mod segment;
 
@@ -23,8 +25,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 pub use error::ApiError;
 use segment::Call;
 
+use nudge_rules::Policy;
+
+use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::plugin::store::PluginStore;
+use crate::profiles::ProfileStore;
 use crate::rulestore::RuleStore;
 use crate::rulesync::LiveRules;
 
@@ -33,6 +39,9 @@ pub struct AppState {
     pub store: RuleStore,
     pub rules: LiveRules,
     pub plugins: PluginStore,
+    pub profiles: ProfileStore,
+    pub policy: Arc<Policy>,
+    pub clock: SharedClock,
     pub settings: Arc<Settings>,
     pub metrics: Option<PrometheusHandle>,
     /// True once every stored rule is loaded and the consumer runs.
@@ -50,6 +59,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/rules/{id}/versions/{version}", get(rules::version))
         .route("/api/rules/{id}/restore", post(rules::restore))
         .route("/api/rules/{id}/test", post(rules::test))
+        .route("/api/rules/{id}/backtest", post(backtest::backtest))
+        .route("/api/profiles/{id}", get(profiles::get))
+        .route("/api/profiles/{id}/trace", get(profiles::trace))
         .route("/api/plugins", get(plugins::list))
         .route(
             "/api/plugins/{name}",

@@ -6,15 +6,14 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use nudge_rules::ruleset::evaluate_rules;
-use nudge_rules::{CloudEvent, CompiledRule, Profile, Rule, RuleSpec};
+use nudge_rules::decide::dry_run;
+use nudge_rules::{CloudEvent, CompiledRule, Decider, Profile, Rule, RuleSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Actor;
 use super::error::{Body, parse_json};
 use super::{ApiError, AppState};
-use crate::rulestore::now_rfc3339;
 
 const MAX_VERSIONS_LISTED: u64 = 1_000;
 
@@ -165,26 +164,31 @@ pub async fn test(
     };
     let compiled = Arc::new(CompiledRule::compile(rules.sandbox(), rule)?);
     let triggered = compiled.triggers_on(&event.event_type);
-    let evaluation = if triggered {
-        // The rule may call plugins, which must not run on an async worker.
-        let (sandbox, rule, event) = (rules.sandbox().clone(), compiled.clone(), event.clone());
-        tokio::task::spawn_blocking(move || evaluate_rules(&sandbox, &[&rule], &event, &profile))
-            .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))?
-    } else {
-        Default::default()
-    };
-    let time = now_rfc3339();
-    let actions: Vec<Value> = evaluation
-        .actions
+    let now_ms = state.clock.now_ms();
+    let (policy, limits) = (state.policy.clone(), state.settings.state_limits());
+    // The rule may call plugins, which must not run on an async worker.
+    let (sandbox, rule) = (rules.sandbox().clone(), compiled.clone());
+    let decision = tokio::task::spawn_blocking(move || {
+        let decider = Decider {
+            sandbox: &sandbox,
+            policy: &policy,
+            limits: &limits,
+        };
+        dry_run(&decider, &rule, &event, profile, now_ms)
+    })
+    .await
+    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let actions: Vec<Value> = decision
+        .publish
         .iter()
-        .map(|a| a.to_cloudevent(&event, &time))
+        .filter_map(|m| serde_json::from_str(&m.body).ok())
         .collect();
     Ok(Json(json!({
         "rule": format!("{}@v{}", compiled.rule.id, compiled.rule.version),
         "triggered": triggered,
         "actions": actions,
-        "failures": evaluation.failures,
-        "logs": evaluation.logs,
+        "failures": decision.failures,
+        "logs": decision.logs,
+        "trace": decision.trace,
     })))
 }

@@ -89,10 +89,17 @@ pub fn to_cloudevent(
             };
             (event_type_for(name), object_field(body, "properties")?)
         }
-        Call::Identify => (
-            "profile.identified".to_owned(),
-            object_field(body, "traits")?,
-        ),
+        Call::Identify => {
+            let mut traits = object_field(body, "traits")?;
+            // Segment's libraries send the device's zone in `context.timezone`.
+            if let (Some(zone), Value::Object(fields)) = (
+                body.get("context").and_then(|c| c.get("timezone")).cloned(),
+                &mut traits,
+            ) {
+                fields.entry("timezone").or_insert(zone);
+            }
+            ("profile.identified".to_owned(), traits)
+        }
         Call::Page | Call::Screen => {
             let mut properties = object_field(body, "properties")?;
             if let Some(name) = string_field(body, "name") {
@@ -175,6 +182,12 @@ mod tests {
             ("profile.identified", "a1")
         );
         assert_eq!(identify.id, "generated");
+        let zoned = map(
+            Call::Identify,
+            json!({"userId":"u","traits":{"plan":"pro"},"context":{"timezone":"Europe/Berlin"}}),
+        )
+        .unwrap();
+        assert_eq!(zoned.data, json!({"plan":"pro","timezone":"Europe/Berlin"}));
         let page = map(Call::Page, json!({"userId":"u","name":"Home"})).unwrap();
         assert_eq!(page.event_type, "page.viewed");
         assert_eq!(page.data, json!({"name":"Home"}));

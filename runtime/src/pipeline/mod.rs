@@ -7,6 +7,7 @@
 //! Scaling out across instances keeps this shape: a lane is the unit a partition owner would
 //! own.
 
+mod decision;
 pub mod dlq;
 mod process;
 
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use decision::Decisions;
 pub use process::{Processor, decode};
 
 use crate::config::Settings;
@@ -34,6 +36,10 @@ type Work = (Message, Result<CloudEvent, String>);
 const HAND_BACK_IDLE: Duration = Duration::from_millis(100);
 /// And in any case after this long: what is left is redelivered after `ack_wait_ms`.
 const HAND_BACK_MAX: Duration = Duration::from_secs(2);
+/// A handed-back event is redelivered after this delay, not at once: at once it would come
+/// straight back into this closing subscription, be handed back again, and use up
+/// `max_deliver` within the hand-back window (ending in the DLQ instead of another instance).
+const HAND_BACK_REDELIVERY: Duration = Duration::from_secs(3);
 
 /// Consumes until `shutdown`, then stops fetching, lets the lanes finish what they hold (acking
 /// it) within `shutdown_grace_ms`, and returns. Anything not finished is redelivered later.
@@ -128,6 +134,7 @@ impl Lanes {
             let (sender, mut receiver) = mpsc::channel::<Vec<Work>>(lane_queue);
             senders.push(sender);
             let processor = processor.clone();
+            let mut cache = processor.profile_cache();
             workers.spawn(async move {
                 // Send every queued event's actions, then confirm them in order: the lane stays
                 // sequential per profile without waiting a round trip per event.
@@ -135,7 +142,7 @@ impl Lanes {
                 let mut in_flight = Vec::new();
                 while receiver.recv_many(&mut batches, lane_queue).await > 0 {
                     for (message, decoded) in batches.drain(..).flatten() {
-                        in_flight.push(processor.start(message, decoded).await);
+                        in_flight.push(processor.start(message, decoded, &mut cache).await);
                     }
                     for sent in in_flight.drain(..) {
                         processor.finish(sent).await;
@@ -218,7 +225,11 @@ where
             break;
         }
         for message in chunk.into_iter().flatten() {
-            if message.ack_with(AckKind::Nak(None)).await.is_ok() {
+            if message
+                .ack_with(AckKind::Nak(Some(HAND_BACK_REDELIVERY)))
+                .await
+                .is_ok()
+            {
                 handed_back += 1;
             }
         }

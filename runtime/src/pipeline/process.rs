@@ -1,6 +1,6 @@
-//! One event, start to end: evaluate the rules, publish every action with its deterministic
-//! `Nats-Msg-Id`, wait for JetStream's acks, then ack the event; or nak it for a retry, or move
-//! it to the DLQ with the reason.
+//! One event, start to end: decide it against its profile (see `decision`), publish every
+//! action with its deterministic `Nats-Msg-Id`, wait for JetStream's acks, then ack the event;
+//! or nak it for a retry, or move it to the DLQ with the reason.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,13 +9,13 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::{AckKind, Context, Message};
 use metrics::{Counter, Histogram};
-use nudge_rules::{Action, Channel, CloudEvent, Profile};
+use nudge_rules::state::Outgoing;
+use nudge_rules::{Channel, CloudEvent};
 
+use super::decision::{Decisions, Failure};
 use super::dlq::{self, DeadLetter};
 use crate::config::Settings;
-use crate::plugin::Plugins;
-use crate::rulestore::now_rfc3339;
-use crate::rulesync::LiveRules;
+use crate::profiles::ProfileCache;
 use crate::telemetry;
 
 /// Decodes a NATS payload as a CloudEvent; the error is the DLQ reason.
@@ -34,7 +34,6 @@ struct Meters {
     events_in: Counter,
     acked: Counter,
     processing_seconds: Histogram,
-    rule_eval_seconds: Histogram,
     actions_out: [Counter; 4],
     deduplicated: Counter,
 }
@@ -45,7 +44,6 @@ impl Meters {
             events_in: metrics::counter!(telemetry::EVENTS_IN),
             acked: metrics::counter!(telemetry::EVENTS_PROCESSED, "outcome" => "acked"),
             processing_seconds: metrics::histogram!(telemetry::PROCESSING_SECONDS),
-            rule_eval_seconds: metrics::histogram!(telemetry::RULE_EVAL_SECONDS),
             actions_out: Channel::ALL
                 .map(|c| metrics::counter!(telemetry::ACTIONS_OUT, "channel" => c.as_str())),
             deduplicated: metrics::counter!(telemetry::ACTIONS_DEDUPLICATED),
@@ -62,7 +60,7 @@ pub struct InFlight {
 }
 
 enum Stage {
-    Invalid(String),
+    Invalid(&'static str, String),
     Sent {
         event_id: String,
         acks: Vec<(Channel, PublishAckFuture)>,
@@ -75,34 +73,46 @@ enum Stage {
 
 pub struct Processor {
     js: Context,
-    rules: LiveRules,
-    plugins: Plugins,
+    decisions: Decisions,
     settings: Arc<Settings>,
     meters: Meters,
 }
 
 impl Processor {
-    pub fn new(js: Context, rules: LiveRules, plugins: Plugins, settings: Arc<Settings>) -> Self {
+    pub fn new(js: Context, decisions: Decisions, settings: Arc<Settings>) -> Self {
         Processor {
             js,
-            rules,
-            plugins,
+            decisions,
             settings,
             meters: Meters::new(),
         }
     }
 
+    /// A lane's profile cache, sized by `profile_cache_entries`.
+    pub fn profile_cache(&self) -> ProfileCache {
+        ProfileCache::new(self.settings.profile_cache_entries)
+    }
+
     /// Evaluates the event and sends its actions without waiting for JetStream, so a lane can
     /// send the actions of the next events while these acks travel.
-    pub async fn start(&self, message: Message, decoded: Result<CloudEvent, String>) -> InFlight {
+    pub async fn start(
+        &self,
+        message: Message,
+        decoded: Result<CloudEvent, String>,
+        cache: &mut ProfileCache,
+    ) -> InFlight {
         let started = Instant::now();
         self.meters.events_in.increment(1);
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
         let stage = match decoded {
-            Err(reason) => Stage::Invalid(reason),
-            Ok(event) => {
-                let actions = self.evaluate(&event);
-                match send_actions(&self.js, &event, &actions).await {
+            Err(reason) => Stage::Invalid("invalid_event", reason),
+            Ok(event) => match self.decisions.decide(&event, cache).await {
+                Err(Failure::Poison(kind, reason)) => Stage::Invalid(kind, reason),
+                Err(Failure::Transient(error)) => Stage::SendFailed {
+                    event_id: event.id,
+                    error,
+                },
+                Ok(decision) => match send(&self.js, &decision.publish).await {
                     Ok(acks) => Stage::Sent {
                         event_id: event.id,
                         acks,
@@ -111,8 +121,8 @@ impl Processor {
                         event_id: event.id,
                         error,
                     },
-                }
-            }
+                },
+            },
         };
         InFlight {
             message,
@@ -132,8 +142,8 @@ impl Processor {
             stage,
         } = in_flight;
         let (event_id, result) = match stage {
-            Stage::Invalid(reason) => {
-                let outcome = self.dead_letter(&message, "invalid_event", &reason).await;
+            Stage::Invalid(kind, reason) => {
+                let outcome = self.dead_letter(&message, kind, &reason).await;
                 telemetry::processed(outcome, started.elapsed().as_secs_f64());
                 return;
             }
@@ -173,37 +183,6 @@ impl Processor {
             }
         }
         Ok(())
-    }
-
-    /// The actions of every rule, then every plugin, the event triggers. Failures are logged and
-    /// counted where they happen; the others' actions go out regardless.
-    fn evaluate(&self, event: &CloudEvent) -> Vec<Action> {
-        let rules = self.rules.load();
-        let profile = Profile::new(&event.subject);
-        let evaluated_at = Instant::now();
-        let evaluation = rules.evaluate(event, &profile);
-        if !evaluation.matched.is_empty() {
-            self.meters
-                .rule_eval_seconds
-                .record(evaluated_at.elapsed().as_secs_f64());
-        }
-        for failure in &evaluation.failures {
-            tracing::warn!(
-                rule = %failure.rule,
-                version = failure.version,
-                event = %event.id,
-                source = %event.source,
-                reason = failure.reason(),
-                limit = failure.limit().unwrap_or(""),
-                line = failure.failure.line,
-                message = %failure.failure.message,
-                "rule failed on event"
-            );
-            telemetry::rule_failed(&failure.rule, failure.reason(), failure.limit());
-        }
-        let mut actions = evaluation.actions;
-        actions.extend(self.plugins.handle_event(event, &profile).actions);
-        actions
     }
 
     async fn nak(&self, message: &Message, delivered: i64) -> &'static str {
@@ -251,27 +230,26 @@ impl Processor {
     }
 }
 
-/// Sends the actions of one event with their deterministic `Nats-Msg-Id`s; the returned futures
-/// resolve when JetStream stored each one.
-pub async fn send_actions(
+/// Sends an event's decided messages with their deterministic `Nats-Msg-Id`s; the returned
+/// futures resolve when JetStream stored each one.
+pub async fn send(
     js: &Context,
-    event: &CloudEvent,
-    actions: &[Action],
+    messages: &[Outgoing],
 ) -> anyhow::Result<Vec<(Channel, PublishAckFuture)>> {
-    let mut pending = Vec::with_capacity(actions.len());
-    if actions.is_empty() {
-        return Ok(pending);
-    }
-    let time = now_rfc3339();
-    for action in actions {
-        let body = serde_json::to_vec(&action.envelope(event, &time))?;
+    let mut pending = Vec::with_capacity(messages.len());
+    for message in messages {
+        let channel = message
+            .subject
+            .strip_prefix("actions.")
+            .and_then(Channel::parse)
+            .unwrap_or(Channel::Webhook);
         let publish = Publish::build()
-            .payload(body.into())
-            .message_id(action.id(event))
+            .payload(message.body.clone().into_bytes().into())
+            .message_id(&message.id)
             .header("Content-Type", "application/cloudevents+json");
         pending.push((
-            action.channel,
-            js.send_publish(action.nats_subject(), publish).await?,
+            channel,
+            js.send_publish(message.subject.clone(), publish).await?,
         ));
     }
     Ok(pending)

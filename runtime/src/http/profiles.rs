@@ -1,0 +1,119 @@
+//! `/api/profiles/{id}`: a profile's state as nudge holds it, and `/trace`: its recent
+//! decisions, most recent first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use futures::StreamExt;
+use nudge_rules::calendar::rfc3339;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{ApiError, AppState};
+use crate::profiles;
+use crate::topology::TRACE_STREAM;
+
+fn unavailable(error: impl std::fmt::Display) -> ApiError {
+    ApiError::unavailable(error.to_string())
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Some((profile, revision)) = state.profiles.load(&id).await.map_err(unavailable)? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            Some("id"),
+            format!("no event about profile `{id}` has been seen"),
+        ));
+    };
+    let times = |map: &std::collections::BTreeMap<String, i64>| {
+        map.iter()
+            .map(|(k, ms)| (k.clone(), Value::String(rfc3339(*ms))))
+            .collect::<Map<String, Value>>()
+    };
+    let timers: Vec<Value> = profile
+        .timers
+        .iter()
+        .map(|(name, t)| {
+            json!({"name": name, "id": t.id, "due": rfc3339(t.due_ms), "unless": t.unless, "rule": t.rule})
+        })
+        .collect();
+    let windows: Map<String, Value> = profile
+        .windows
+        .iter()
+        .map(|(t, w)| (t.clone(), json!(w.len())))
+        .collect();
+    Ok(Json(json!({
+        "id": profile.profile.id,
+        "attributes": profile.profile.attributes,
+        "consent": profile.profile.consent,
+        "timezone": profile.profile.timezone,
+        "created_at": rfc3339(profile.created_ms),
+        "updated_at": rfc3339(profile.updated_ms),
+        "counters": profile.counters,
+        "last_seen": times(&profile.last_seen_ms),
+        "window_events": windows,
+        "timers": timers,
+        "caps": profile.caps,
+        "last_fired": times(&profile.fired_ms),
+        "revision": revision,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct TraceQuery {
+    limit: Option<usize>,
+}
+
+pub async fn trace(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<TraceQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let kept = usize::try_from(state.settings.trace_max_per_profile).unwrap_or(100);
+    let limit = query.limit.unwrap_or(kept).clamp(1, kept.max(1));
+    let stream = state
+        .js
+        .get_stream(TRACE_STREAM)
+        .await
+        .map_err(unavailable)?;
+    let subject = format!("trace.{}", profiles::key(&id));
+    let consumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: subject,
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(10),
+            ..Default::default()
+        })
+        .await
+        .map_err(unavailable)?;
+    let pending = usize::try_from(consumer.cached_info().num_pending).unwrap_or(0);
+    let mut decisions = Vec::with_capacity(pending);
+    if pending > 0 {
+        let mut messages = consumer
+            .fetch()
+            .max_messages(pending)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(unavailable)?;
+            if let Ok(decision) = serde_json::from_slice::<Value>(&message.payload) {
+                decisions.push(decision);
+            }
+        }
+    }
+    let name = consumer.cached_info().name.clone();
+    stream.delete_consumer(&name).await.ok();
+    decisions.reverse();
+    decisions.truncate(limit);
+    Ok(Json(json!({ "id": id, "decisions": decisions })))
+}
