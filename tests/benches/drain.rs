@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use futures::future::join_all;
+use nudge_tests::workload::{prefill, realistic_event};
 use nudge_tests::*;
 use serde_json::{Value, json};
 
@@ -66,63 +67,6 @@ const RULES: [(&str, &str, &str); 10] = [
         r#"if event.subject == "nobody" { push(#{}) }"#,
     ),
 ];
-
-fn realistic_event(n: u64) -> (String, Vec<u8>) {
-    let (event_type, data) = match n % 4 {
-        0 => (
-            "cart.updated",
-            json!({"cart_id": format!("c-{n}"), "currency": "EUR", "total": (n % 150) as f64 + 0.5, "store": "berlin-mitte",
-              "items": [{"sku": "sku-1", "qty": 1}, {"sku": "sku-2", "qty": 2}]}),
-        ),
-        1 => (
-            "product.viewed",
-            json!({"sku": format!("sku-{}", n % 977), "price": (n % 200) as f64, "category": "shoes", "campaign": "autumn",
-              "referrer": "https://search.example/?q=running+shoes", "position": n % 48}),
-        ),
-        2 => (
-            "order.placed",
-            json!({"order_id": format!("o-{n}"), "total": (n % 300) as f64, "currency": "EUR", "items": 3,
-              "payment": "card", "shipping": {"method": "standard", "country": "DE"}}),
-        ),
-        _ => (
-            "user.registered",
-            json!({"first_name": "Ada", "locale": "en", "signup_channel": "web", "referrer": "newsletter",
-              "consent": {"push": true, "email": false}, "device": "ios-17"}),
-        ),
-    };
-    let mut e = event(
-        &format!("evt-{n:010}"),
-        event_type,
-        &format!("user-{}", n % 10_000),
-        data,
-    );
-    e["data"]["context"] = json!({"ip": "203.0.113.7", "app": "shop-ios/5.2.1", "locale": "de-DE"});
-    (
-        format!("events.{event_type}"),
-        serde_json::to_vec(&e).expect("json"),
-    )
-}
-
-async fn prefill(js: &jetstream::Context, prefix: &str, first: u64, count: u64) -> usize {
-    let mut bytes = 0;
-    for chunk in (first..first + count).collect::<Vec<_>>().chunks(1_000) {
-        let mut acks = Vec::with_capacity(chunk.len());
-        for &n in chunk {
-            let (subject, payload) = realistic_event(n);
-            bytes += payload.len();
-            acks.push(
-                js.publish(format!("{prefix}{subject}"), payload.into())
-                    .await
-                    .expect("publish")
-                    .into_future(),
-            );
-        }
-        for ack in join_all(acks).await {
-            ack.expect("prefill ack");
-        }
-    }
-    bytes / count as usize
-}
 
 /// CPU seconds (user + system) of a process, from /proc.
 fn cpu_seconds(pid: &str) -> f64 {
