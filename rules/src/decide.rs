@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::action::Action;
 use crate::calendar::rfc3339;
@@ -352,33 +352,65 @@ pub fn outgoing(action: &Action, cause: &CloudEvent, time: &str) -> Outgoing {
     }
 }
 
+/// The cause a timer event carries: the triggering event, or (for a chain of timers) the cause
+/// of the timer event that triggered.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Cause<'a> {
+    Event(&'a CloudEvent),
+    Root(&'a Value),
+}
+
+#[derive(Serialize)]
+struct TimerData<'a> {
+    #[serde(flatten)]
+    data: &'a serde_json::Map<String, Value>,
+    cause: Cause<'a>,
+}
+
+#[derive(Serialize)]
+struct TimerEvent<'a> {
+    specversion: &'static str,
+    id: &'a str,
+    source: &'static str,
+    #[serde(rename = "type")]
+    event_type: String,
+    subject: &'a str,
+    time: String,
+    datacontenttype: &'static str,
+    data: TimerData<'a>,
+}
+
 /// The event a timer fires: type `timer.<name>`, the rule's `data` plus the original event
-/// under `cause` (for a chain of timers, the event that started the chain).
+/// under `cause`. Serialized straight from borrowed parts: a backtest schedules many of these.
 fn timer_event(cause: &CloudEvent, name: &str, id: &str, due_ms: i64, data: Value) -> Outgoing {
-    let root_cause = if cause.event_type.starts_with(TIMER_PREFIX) {
-        cause.data.get("cause").cloned().unwrap_or(Value::Null)
+    let root = if cause.event_type.starts_with(TIMER_PREFIX) {
+        Cause::Root(cause.data.get("cause").unwrap_or(&Value::Null))
     } else {
-        serde_json::to_value(cause).unwrap_or(Value::Null)
+        Cause::Event(cause)
     };
     let mut data = match data {
         Value::Object(map) => map,
         _ => Default::default(),
     };
-    data.insert("cause".into(), root_cause);
-    let event = json!({
-        "specversion": "1.0",
-        "id": id,
-        "source": TIMER_SOURCE,
-        "type": format!("{TIMER_PREFIX}{name}"),
-        "subject": cause.subject,
-        "time": rfc3339(due_ms),
-        "datacontenttype": "application/json",
-        "data": data,
-    });
+    data.remove("cause");
+    let event = TimerEvent {
+        specversion: "1.0",
+        id,
+        source: TIMER_SOURCE,
+        event_type: format!("{TIMER_PREFIX}{name}"),
+        subject: &cause.subject,
+        time: rfc3339(due_ms),
+        datacontenttype: "application/json",
+        data: TimerData {
+            data: &data,
+            cause: root,
+        },
+    };
     Outgoing {
         subject: format!("events.{TIMER_PREFIX}{name}"),
         id: id.to_owned(),
-        body: event.to_string(),
+        body: serde_json::to_string(&event).unwrap_or_default(),
     }
 }
 

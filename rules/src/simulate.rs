@@ -115,10 +115,13 @@ impl<'a> Simulation<'a> {
 
     fn decide(&mut self, event: &CloudEvent) {
         let now_ms = self.now_ms;
-        let state = self
-            .profiles
-            .entry(event.subject.clone())
-            .or_insert_with(|| ProfileState::new(&event.subject, now_ms));
+        if !self.profiles.contains_key(&event.subject) {
+            let fresh = ProfileState::new(&event.subject, now_ms);
+            self.profiles.insert(event.subject.clone(), fresh);
+        }
+        let Some(state) = self.profiles.get_mut(&event.subject) else {
+            return;
+        };
         let rules = self.rules.matching(&event.event_type);
         let decision = self
             .decider

@@ -2,8 +2,8 @@
 //! `NUDGE_EVENTS` for a time range, through the core's in-memory simulation — throwaway
 //! profiles, timers on the simulated clock, the live policy — publishing nothing.
 //!
-//! An ordered consumer reads the range in stream order; a blocking thread owns the simulation
-//! and decides the events while the next batch is read. The simulated clock is each event's
+//! An ordered consumer reads and decodes the range in stream order; a blocking thread owns the
+//! simulation and decides the events while the next batch is read and decoded. The simulated clock is each event's
 //! `time` (the stream's timestamp when it has none), never going backwards.
 
 use std::sync::Arc;
@@ -54,7 +54,8 @@ pub struct Outcome {
     pub events_per_second: u64,
 }
 
-type Batch = Vec<(i64, bytes::Bytes)>;
+/// Decoded on the reading side, so decoding and deciding use both cores.
+type Batch = Vec<(i64, Result<CloudEvent, ()>)>;
 
 /// Compiles the rule to backtest. A disabled rule is backtested as if enabled: finding out what
 /// it would do before switching it on is the point.
@@ -85,8 +86,8 @@ pub async fn run(js: &Context, backtest: Backtest) -> anyhow::Result<Outcome> {
         let mut invalid = 0u64;
         let mut clock_ms = i64::MIN;
         while let Some(batch) = receiver.blocking_recv() {
-            for (stored_ms, payload) in batch {
-                let Ok(event) = CloudEvent::from_slice(&payload) else {
+            for (stored_ms, decoded) in batch {
+                let Ok(event) = decoded else {
                     invalid += 1;
                     continue;
                 };
@@ -166,7 +167,8 @@ async fn read_range(
                 break;
             }
             at_end = info.pending == 0;
-            batch.push((stored_ms, message.payload.clone()));
+            let decoded = CloudEvent::from_slice(&message.payload).map_err(|_| ());
+            batch.push((stored_ms, decoded));
             read += 1;
             if read >= max_events {
                 sender.send(batch).await.ok();

@@ -116,6 +116,16 @@ impl ProfileCache {
     pub fn put(&mut self, id: &str, versioned: Versioned) {
         self.entries.put(id.to_owned(), versioned);
     }
+
+    /// The actions of event `identity` are stored: its outbox is no longer needed, and the next
+    /// write of the profile leaves it out (a redelivery then republishes nothing, correctly).
+    pub fn settled(&mut self, id: &str, identity: &str) {
+        if let Some((state, _)) = self.entries.peek_mut(id)
+            && let Some(applied) = state.applied.iter_mut().find(|a| a.event == identity)
+        {
+            applied.outbox.clear();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,10 @@ use nudge_tests::workload::prefill_at;
 
 const START_MS: i64 = 1_795_000_000_000;
 
+/// The allocator the `nudge` binary (and so `nudge replay` and the API) runs on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -44,11 +48,21 @@ async fn main() {
         .expect("clock")
         .as_millis() as i64;
     let sandbox = Arc::new(Sandbox::new(settings.rule_limits()));
-    for template in ["abandoned-cart", "win-back", "welcome-series"] {
-        let (file, text) = TEMPLATES
-            .iter()
-            .find(|(f, _)| f.trim_end_matches(".toml") == template)
-            .expect("template");
+    // First a rule no stored event triggers: the floor (read, decode, profile bookkeeping).
+    let idle = (
+        "idle.toml",
+        "name = \"idle\"\ntriggers = [\"never.happens\"]\nscript = \"1\"\n",
+    );
+    let cases = std::iter::once(idle).chain(["abandoned-cart", "win-back", "welcome-series"].map(
+        |template| {
+            *TEMPLATES
+                .iter()
+                .find(|(f, _)| f.trim_end_matches(".toml") == template)
+                .expect("template")
+        },
+    ));
+    for (file, text) in cases {
+        let template = file.trim_end_matches(".toml");
         let (id, spec) = parse_rule_file(file, text).expect("template parses");
         let rule = backtest::compile(&sandbox, Rule::unsaved(id, spec, "bench")).expect("compiles");
         let mut rates = Vec::new();

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
-use futures::future::join_all;
 use nudge_tests::workload::{prefill, realistic_event};
 use nudge_tests::*;
 use serde_json::{Value, json};

@@ -89,12 +89,14 @@ async fn the_same_event_twice_stores_one_action() {
         2,
         "one push and one webhook, not four"
     );
-    assert!(
-        nudge
-            .metrics()
-            .await
-            .contains("nudge_actions_deduplicated_total 2")
+    // The profile recognised the second copy; its actions, if republished while the first
+    // copy's were still in flight, were dropped by JetStream's duplicate window.
+    let (_, trace) = nudge.api_get("/api/profiles/user-7/trace").await;
+    assert_eq!(
+        trace["decisions"][0]["skipped"], "already decided (redelivery)",
+        "{trace:#}"
     );
+    assert_eq!(trace["decisions"][1]["fired"].as_array().map(Vec::len), Some(2));
 }
 
 #[tokio::test(flavor = "multi_thread")]

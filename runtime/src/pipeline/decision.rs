@@ -62,6 +62,7 @@ impl Decisions {
             let decision = self.decide_now(&mut state, event);
             if decision.duplicate {
                 cache.put(id, (state, revision));
+                self.record(event, &decision).await;
                 return Ok(decision);
             }
             for scheduled in &decision.schedule {

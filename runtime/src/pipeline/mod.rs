@@ -145,7 +145,7 @@ impl Lanes {
                         in_flight.push(processor.start(message, decoded, &mut cache).await);
                     }
                     for sent in in_flight.drain(..) {
-                        processor.finish(sent).await;
+                        processor.finish(sent, &mut cache).await;
                     }
                 }
             });

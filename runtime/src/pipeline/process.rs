@@ -64,6 +64,8 @@ enum Stage {
     Sent {
         event_id: String,
         acks: Vec<(Channel, PublishAckFuture)>,
+        /// `(profile, event identity)` when the event's actions sit in the profile's outbox.
+        outbox_of: Option<(String, String)>,
     },
     SendFailed {
         event_id: String,
@@ -114,6 +116,8 @@ impl Processor {
                 },
                 Ok(decision) => match send(&self.js, &decision.publish).await {
                     Ok(acks) => Stage::Sent {
+                        outbox_of: (!decision.duplicate && !decision.publish.is_empty())
+                            .then(|| (event.subject.clone(), event.identity_digest())),
                         event_id: event.id,
                         acks,
                     },
@@ -132,9 +136,10 @@ impl Processor {
         }
     }
 
-    /// Waits for the acks of every action, then acks the event; or naks it, or moves it to the
+    /// Waits for the acks of every action, then acks the event (and lets the profile's cached
+    /// state forget the outbox); or naks it, or moves it to the
     /// DLQ once it has used up `max_deliver`.
-    pub async fn finish(&self, in_flight: InFlight) {
+    pub async fn finish(&self, in_flight: InFlight, cache: &mut ProfileCache) {
         let InFlight {
             message,
             started,
@@ -148,7 +153,18 @@ impl Processor {
                 return;
             }
             Stage::SendFailed { event_id, error } => (event_id, Err(error)),
-            Stage::Sent { event_id, acks } => (event_id, self.confirm(acks).await),
+            Stage::Sent {
+                event_id,
+                acks,
+                outbox_of,
+            } => {
+                let confirmed = self.confirm(acks).await;
+                // Stored actions need no republishing: the next write of the profile drops them.
+                if let (Ok(()), Some((profile, identity))) = (&confirmed, outbox_of) {
+                    cache.settled(&profile, &identity);
+                }
+                (event_id, confirmed)
+            }
         };
         let outcome = match result {
             Ok(()) => {
