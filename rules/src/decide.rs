@@ -104,16 +104,6 @@ pub struct Decider<'a> {
     pub limits: &'a StateLimits,
 }
 
-/// The policy a compiled rule carries into arbitration, caps and cooldown.
-pub fn origin_policy(rule: &CompiledRule) -> OriginPolicy {
-    OriginPolicy {
-        priority: rule.rule.spec.priority,
-        cooldown_ms: rule.rule.spec.cooldown_ms(),
-        caps: rule.rule.spec.caps.clone(),
-        quiet_hours: rule.rule.spec.quiet_hours.clone(),
-    }
-}
-
 impl Decider<'_> {
     /// Decides `event` for the profile in `state`, which it updates. `rules` are the enabled
     /// rules the event's type triggers, in evaluation order.
@@ -188,15 +178,11 @@ impl Decider<'_> {
             for (rule_id, effects) in evaluation.effects {
                 self.apply_effects(state, event, now_ms, &rule_id, effects, &mut decision);
             }
-            let policies: Vec<(String, Arc<OriginPolicy>)> = rules
-                .iter()
-                .map(|r| (r.rule.id.clone(), Arc::new(origin_policy(r))))
-                .collect();
             for action in evaluation.actions {
-                let policy = policies
+                let policy = rules
                     .iter()
-                    .find(|(id, _)| *id == action.origin.id)
-                    .map(|(_, p)| p.clone())
+                    .find(|r| r.rule.id == action.origin.id)
+                    .map(|r| r.policy().clone())
                     .unwrap_or_default();
                 candidates.push(Candidate { action, policy });
             }

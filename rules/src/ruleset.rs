@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::action::{Action, Origin};
 use crate::context::Effects;
 use crate::event::CloudEvent;
+use crate::policy::OriginPolicy;
 use crate::profile::Profile;
 use crate::rule::{Rule, RuleError, validate_rule_id};
 use crate::sandbox::{FailureKind, RunFailure, Sandbox};
@@ -22,6 +23,7 @@ pub struct CompiledRule {
     ast: AST,
     patterns: Vec<Pattern>,
     origin: Arc<Origin>,
+    policy: Arc<OriginPolicy>,
 }
 
 impl CompiledRule {
@@ -31,17 +33,29 @@ impl CompiledRule {
         let patterns = rule.spec.validate()?;
         let ast = sandbox.compile(&rule.spec.script)?;
         let origin = Arc::new(Origin::new(&rule.id, rule.version));
+        let policy = Arc::new(OriginPolicy {
+            priority: rule.spec.priority,
+            cooldown_ms: rule.spec.cooldown_ms(),
+            caps: rule.spec.caps.clone(),
+            quiet_hours: rule.spec.quiet_hours.clone(),
+        });
         Ok(CompiledRule {
             rule,
             ast,
             patterns,
             origin,
+            policy,
         })
     }
 
     /// Whether this rule, enabled, runs for events of `event_type`.
     pub fn triggers_on(&self, event_type: &str) -> bool {
         self.rule.spec.enabled && self.patterns.iter().any(|p| p.matches(event_type))
+    }
+
+    /// What this rule brings to policy (priority, cooldown, caps, quiet hours), prepared once.
+    pub fn policy(&self) -> &Arc<OriginPolicy> {
+        &self.policy
     }
 
     /// The compiled script, for running it in a prepared scope (benchmarks, tools).

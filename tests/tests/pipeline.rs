@@ -96,7 +96,10 @@ async fn the_same_event_twice_stores_one_action() {
         trace["decisions"][0]["skipped"], "already decided (redelivery)",
         "{trace:#}"
     );
-    assert_eq!(trace["decisions"][1]["fired"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        trace["decisions"][1]["fired"].as_array().map(Vec::len),
+        Some(2)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
