@@ -34,3 +34,21 @@ ensure_rust_components() {
         fi
     done
 }
+
+# Node.js and npm build the web UI (runtime/build.rs runs `npm ci` and esbuild in web/); the
+# binary needs neither at run time.
+ensure_node() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        echo "installing nodejs and npm" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    fi
+}
+
+# Debian's Chromium for the browser tests (playwright-core drives it; no browser download).
+ensure_chromium() {
+    if [ ! -x /usr/bin/chromium ]; then
+        echo "installing chromium" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+    export CHROMIUM=/usr/bin/chromium
+}

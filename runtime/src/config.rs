@@ -154,6 +154,27 @@ pub struct Settings {
     pub backtest_max_events: u64,
     /// Actions and suppressions a backtest report shows as samples.
     pub backtest_sample: usize,
+
+    /// A browser session ends after this long without a request.
+    pub session_idle_timeout_s: u64,
+    /// A browser session ends this long after sign-in, however active.
+    pub session_max_age_s: u64,
+    /// Send the session cookie with `Secure` (browsers still send it to http://localhost).
+    pub session_cookie_secure: bool,
+    /// Four-eyes mode: a marketer's rule change is a draft until a developer or admin approves.
+    pub review_required: bool,
+    pub audit_max_age_s: u64,
+    pub audit_max_bytes: i64,
+    /// Live views (`GET /api/live`) open at once on this instance.
+    pub live_max_streams: usize,
+    /// Items buffered per live view; a slower browser skips items (and is told how many).
+    pub live_buffer_items: usize,
+    /// Sample events pinned per rule.
+    pub samples_max_per_rule: usize,
+    /// Dead letters one `POST /api/dlq/redrive` re-drives at most.
+    pub dlq_redrive_max: usize,
+    /// Stored events `GET /api/events/recent` looks back through.
+    pub recent_events_scan: u64,
 }
 
 const DAY_S: u64 = 86_400;
@@ -238,6 +259,17 @@ impl Default for Settings {
             timers_max_bytes: GIB / 2,
             backtest_max_events: 10_000_000,
             backtest_sample: 20,
+            session_idle_timeout_s: 3_600,
+            session_max_age_s: 12 * 3_600,
+            session_cookie_secure: true,
+            review_required: false,
+            audit_max_age_s: 400 * DAY_S,
+            audit_max_bytes: GIB / 4,
+            live_max_streams: 32,
+            live_buffer_items: 256,
+            samples_max_per_rule: 20,
+            dlq_redrive_max: 10_000,
+            recent_events_scan: 10_000,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod backtest;
 pub mod clock;
 pub mod config;
@@ -17,6 +18,8 @@ pub mod rule_test;
 pub mod rulestore;
 pub mod rulesync;
 pub mod service;
+pub mod stats;
+pub mod tail;
 pub mod telemetry;
 pub mod timers;
 pub mod topology;

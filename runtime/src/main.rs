@@ -284,9 +284,14 @@ async fn up(flags: SettingsFlags) -> anyhow::Result<i32> {
     let address = listener.local_addr()?;
     let result = service::run(settings, listener, Some(metrics), shutdown.clone(), async |started| {
         let seeded = up::seed_examples(&started.store).await?;
+        let admin_password = up::seed_admin(&started.access).await?;
         say(format!("nudge listening on http://{address}"));
         say("");
         say("  nudge is up");
+        say(format!("  web UI                http://{address}/login"));
+        if let Some(password) = admin_password {
+            say(format!("  first admin           admin / {password}   (shown once; add users under Admin)"));
+        }
         say(format!("  API, ingest, metrics  http://{address}   (GET /api/rules, POST /v1/events, /metrics)"));
         say(format!("  NATS                  {nats_url}   (publish CloudEvents on events.<type>, read actions.>)"));
         say(format!("  admin token           {admin_token}"));

@@ -12,6 +12,7 @@ use nudge_rules::{RuleSet, Sandbox};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::Access;
 use crate::config::Settings;
 use crate::http::{AppState, app};
 use crate::pipeline::{self, Decisions, Processor};
@@ -28,6 +29,7 @@ use crate::{clock, topology};
 /// What the service has set up before it starts consuming; `nudge up` uses it to seed rules.
 pub struct Started {
     pub js: Context,
+    pub access: Access,
     pub store: RuleStore,
     pub plugins: PluginStore,
 }
@@ -107,6 +109,7 @@ pub async fn run(
         clock.clone(),
         shutdown.clone(),
     ));
+    let access = Access::open(&js, &settings).await?;
     let state = Arc::new(AppState {
         js: js.clone(),
         store: store.clone(),
@@ -118,6 +121,10 @@ pub async fn run(
         settings: settings.clone(),
         metrics,
         ready: ready.clone(),
+        access: access.clone(),
+        drafts: topology::ensure_bucket(&js, topology::DRAFTS_BUCKET, &settings).await?,
+        samples: topology::ensure_bucket(&js, topology::SAMPLES_BUCKET, &settings).await?,
+        live_views: Arc::new(tokio::sync::Semaphore::new(settings.live_max_streams)),
     });
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
@@ -131,6 +138,7 @@ pub async fn run(
     }
     on_started(&Started {
         js: js.clone(),
+        access,
         store,
         plugins: plugin_store,
     })

@@ -144,6 +144,7 @@ pub fn consumer_lag(pending: u64, ack_pending: usize) {
 
 /// Metric handles of one loaded plugin, resolved once per version rather than per call.
 pub struct PluginMeters {
+    plugin: String,
     handle_calls: metrics::Counter,
     rule_calls: metrics::Counter,
     seconds: metrics::Histogram,
@@ -154,6 +155,7 @@ impl PluginMeters {
     pub fn new(plugin: &str) -> PluginMeters {
         let name = plugin.to_owned();
         PluginMeters {
+            plugin: plugin.to_owned(),
             handle_calls: counter!(PLUGIN_CALLS, "plugin" => name.clone(), "export" => "handle"),
             rule_calls: counter!(PLUGIN_CALLS, "plugin" => name.clone(), "export" => "call"),
             seconds: histogram!(PLUGIN_CALL_SECONDS, "plugin" => name.clone()),
@@ -168,6 +170,7 @@ impl PluginMeters {
             self.handle_calls.increment(1);
         }
         self.seconds.record(seconds);
+        crate::stats::global().plugin_call(&self.plugin, seconds, fuel);
         if let Some(fuel) = fuel {
             self.fuel.record(fuel as f64);
         }
@@ -176,6 +179,7 @@ impl PluginMeters {
 
 pub fn plugin_failed(plugin: &str, reason: &'static str) {
     counter!(PLUGIN_ERRORS, "plugin" => plugin.to_owned(), "reason" => reason).increment(1);
+    crate::stats::global().failed(&format!("plugin:{plugin}"), reason);
 }
 
 pub fn timer_fired(kind: &'static str, lateness_seconds: f64) {

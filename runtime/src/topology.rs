@@ -28,6 +28,18 @@ pub const PROFILES_BUCKET: &str = "NUDGE_PROFILES";
 pub const TIMERS_BUCKET: &str = "NUDGE_TIMERS";
 /// Decision traces on `trace.<profile key>`, a bounded number per profile.
 pub const TRACE_STREAM: &str = "NUDGE_TRACE";
+/// Append-only audit log (`audit.<action>`): deletes and purges are denied.
+pub const AUDIT_STREAM: &str = "NUDGE_AUDIT";
+/// Users: key = user name.
+pub const USERS_BUCKET: &str = "NUDGE_USERS";
+/// API tokens: key = token id.
+pub const TOKENS_BUCKET: &str = "NUDGE_TOKENS";
+/// Browser sessions: key = SHA-256 of the session id; entries expire after `session_max_age_s`.
+pub const SESSIONS_BUCKET: &str = "NUDGE_SESSIONS";
+/// Rule changes waiting for review (four-eyes mode): key = rule id.
+pub const DRAFTS_BUCKET: &str = "NUDGE_DRAFTS";
+/// Sample events pinned to a rule for its test panel: key = rule id.
+pub const SAMPLES_BUCKET: &str = "NUDGE_SAMPLES";
 
 fn seconds(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -68,6 +80,15 @@ pub async fn ensure_streams(js: &Context, s: &Settings) -> anyhow::Result<()> {
             duplicate_window: seconds(s.events_duplicate_window_s),
             ..Default::default()
         },
+        stream::Config {
+            name: AUDIT_STREAM.into(),
+            subjects: vec!["audit.>".into()],
+            max_age: seconds(s.audit_max_age_s),
+            max_bytes: s.audit_max_bytes,
+            deny_delete: true,
+            deny_purge: true,
+            ..Default::default()
+        },
     ];
     for config in streams {
         let name = config.name.clone();
@@ -84,6 +105,10 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
     let (max_bytes, max_value_bytes) = match bucket {
         PROFILES_BUCKET => (s.profiles_max_bytes, s.profile_max_bytes),
         TIMERS_BUCKET => (s.timers_max_bytes, s.max_event_bytes * 4),
+        SAMPLES_BUCKET => (
+            s.rules_max_bytes,
+            s.samples_max_per_rule * (s.max_event_bytes + 64),
+        ),
         _ => (s.rules_max_bytes, s.rule_max_script_bytes * 2),
     };
     if let Ok(store) = js.get_key_value(bucket).await {
@@ -95,6 +120,10 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
         max_bytes,
+        max_age: match bucket {
+            SESSIONS_BUCKET => seconds(s.session_max_age_s),
+            _ => Duration::ZERO,
+        },
         max_message_size: i32::try_from(max_value_bytes).unwrap_or(i32::MAX),
         allow_rollup: true,
         deny_delete: true,

@@ -134,3 +134,21 @@ pub async fn seed_examples(store: &RuleStore) -> anyhow::Result<Vec<String>> {
 pub fn random_secret(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
+
+/// On a deployment with no users yet, creates `admin` with a random password (answered, to be
+/// printed once) so the UI can be signed into right away.
+pub async fn seed_admin(access: &crate::access::Access) -> anyhow::Result<Option<String>> {
+    if !access.users.list().await?.is_empty() {
+        return Ok(None);
+    }
+    let password = random_secret("pw");
+    match access
+        .users
+        .create("admin", &password, crate::access::Role::Admin, "nudge up")
+        .await
+    {
+        Ok(_) => Ok(Some(password)),
+        Err(crate::access::users::AccessError::Conflict(_)) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}

@@ -1,22 +1,29 @@
-//! Who may call what: the admin bearer token for `/api`, a Segment-style write key (HTTP Basic
-//! user name, or `writeKey` in the body as some Segment libraries send it) or the admin token for
-//! ingest. A missing or wrong credential answers 401.
+//! Who is calling and may they: a bearer token (the bootstrap `NUDGE_ADMIN_TOKEN` or an API
+//! token) or a browser session cookie, then the route's role from [`super::routes`], then — for
+//! a session changing state — the CSRF token in `X-CSRF-Token`. No valid credential answers
+//! 401, a role that does not reach the route's or a missing CSRF token 403. Ingest takes a
+//! Segment write key (HTTP Basic user name, or `writeKey` in the body) or a bearer token of
+//! role developer or above.
 
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+use tower_sessions::Session;
 
+use super::routes;
 use super::{ApiError, AppState};
+use crate::access::sessions::SessionAuth;
+use crate::access::{Principal, Role, Via};
 
-/// The caller, as recorded in `updated_by`.
-#[derive(Clone, Debug)]
-pub struct Actor(pub String);
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// A session is written back (extending its idle timeout) at most this often.
+const SESSION_TOUCH_MS: i64 = 60_000;
 
 fn unauthorized(message: &str) -> Response {
     let mut response =
@@ -26,6 +33,10 @@ fn unauthorized(message: &str) -> Response {
         "Bearer".parse().expect("static header"),
     );
     response
+}
+
+fn forbidden(field: &str, message: String) -> Response {
+    ApiError::new(StatusCode::FORBIDDEN, Some(field), message).into_response()
 }
 
 /// Compares digests so the time taken does not tell how much of a secret matched.
@@ -59,42 +70,165 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
     )
 }
 
-fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
-    match (&state.settings.admin_token, bearer(headers)) {
-        (Some(expected), Some(given)) => same_secret(given, expected),
-        _ => false,
+/// The principal a bearer token stands for; `Err` is the 401 to answer.
+async fn from_bearer(state: &AppState, token: &str) -> Result<Principal, Response> {
+    if let Some(expected) = &state.settings.admin_token
+        && same_secret(token, expected)
+    {
+        return Ok(Principal {
+            name: "admin".into(),
+            role: Role::Admin,
+            via: Via::Bootstrap,
+        });
+    }
+    match state.access.tokens.authenticate(token).await {
+        Ok(Some(api)) => Ok(Principal {
+            name: format!("token:{}", api.name),
+            role: api.role,
+            via: Via::Token(api.id),
+        }),
+        Ok(None) => Err(unauthorized(
+            "the bearer token is not valid (unknown, mistyped or revoked)",
+        )),
+        Err(error) => Err(ApiError::unavailable(error.to_string()).into_response()),
     }
 }
 
-pub async fn require_admin(
+/// The signed-in session's user, if the session is still within its timeouts.
+async fn from_session(
+    state: &AppState,
+    session: &Session,
+) -> Result<Option<SessionAuth>, ApiError> {
+    let auth: Option<SessionAuth> = session
+        .get(SessionAuth::KEY)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let Some(mut auth) = auth else {
+        return Ok(None);
+    };
+    let now_ms = state.clock.now_ms();
+    let idle_ms = state.settings.session_idle_timeout_s as i64 * 1_000;
+    let max_ms = state.settings.session_max_age_s as i64 * 1_000;
+    if now_ms - auth.seen_ms > idle_ms || now_ms - auth.created_ms > max_ms {
+        session.flush().await.ok();
+        return Ok(None);
+    }
+    if now_ms - auth.seen_ms > SESSION_TOUCH_MS {
+        auth.seen_ms = now_ms;
+        session
+            .insert(SessionAuth::KEY, &auth)
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    }
+    Ok(Some(auth))
+}
+
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Authenticates and authorizes every `/api` request against its route's policy.
+pub async fn authorize(
     State(state): State<Arc<AppState>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    if state.settings.admin_token.is_none() {
-        return unauthorized("no admin token is configured (set NUDGE_ADMIN_TOKEN)");
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let Some(policy) = routes::policy(request.method().as_str(), &path) else {
+        tracing::error!(method = %request.method(), path, "route without an access policy");
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            "this route has no access policy",
+        )
+        .into_response();
+    };
+    let Some(required) = policy.role else {
+        return next.run(request).await;
+    };
+    let principal = if let Some(token) = bearer(request.headers()) {
+        match from_bearer(&state, token).await {
+            Ok(principal) => principal,
+            Err(response) => return response,
+        }
+    } else {
+        let Some(session) = request.extensions().get::<Session>().cloned() else {
+            return unauthorized("send `Authorization: Bearer <token>` or sign in at /login");
+        };
+        let auth = match from_session(&state, &session).await {
+            Ok(Some(auth)) => auth,
+            Ok(None) => {
+                return unauthorized(
+                    "send `Authorization: Bearer <token>` or sign in at /login (no session, or it expired)",
+                );
+            }
+            Err(error) => return error.into_response(),
+        };
+        if changes_state(request.method()) {
+            let sent = request
+                .headers()
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !same_secret(sent, &auth.csrf) {
+                return forbidden(
+                    "X-CSRF-Token",
+                    "a browser session must send its CSRF token (GET /api/session) in X-CSRF-Token to change anything".into(),
+                );
+            }
+        }
+        Principal {
+            name: auth.username,
+            role: auth.role,
+            via: Via::Session,
+        }
+    };
+    if !principal.role.allows(required) {
+        return forbidden(
+            "role",
+            format!(
+                "{} {} needs role `{}` or above; `{}` has `{}`",
+                policy.method,
+                policy.path,
+                required.as_str(),
+                principal.name,
+                principal.role.as_str()
+            ),
+        );
     }
-    if bearer(request.headers()).is_none() {
-        return unauthorized("send `Authorization: Bearer <token>`");
-    }
-    if !is_admin(&state, request.headers()) {
-        return unauthorized("the bearer token is not valid");
-    }
-    request.extensions_mut().insert(Actor("admin".into()));
+    request.extensions_mut().insert(principal);
     next.run(request).await
 }
+
+/// Bearer tokens of this role or above may ingest events.
+const INGEST_ROLE: Role = Role::Developer;
 
 pub async fn require_ingest(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if is_admin(&state, request.headers()) {
-        return next.run(request).await;
+    if let Some(token) = bearer(request.headers()) {
+        return match from_bearer(&state, token).await {
+            Ok(p) if p.role.allows(INGEST_ROLE) => next.run(request).await,
+            Ok(p) => forbidden(
+                "role",
+                format!(
+                    "ingest needs a write key or a token of role `{}` or above; this token has `{}`",
+                    INGEST_ROLE.as_str(),
+                    p.role.as_str()
+                ),
+            ),
+            Err(response) => response,
+        };
     }
     let Some(expected) = &state.settings.write_key else {
         return unauthorized(
-            "send the admin bearer token (no write key is configured: set NUDGE_WRITE_KEY)",
+            "send a bearer token (no write key is configured: set NUDGE_WRITE_KEY)",
         );
     };
     if let Some(user) = basic_user(request.headers()) {
@@ -104,7 +238,7 @@ pub async fn require_ingest(
         return unauthorized("the write key is not valid");
     }
     if request.headers().contains_key(header::AUTHORIZATION) {
-        return unauthorized("the bearer token is not valid");
+        return unauthorized("send the write key as the HTTP Basic user name, or a bearer token");
     }
     // Segment clients that cannot set headers put the write key in the JSON body.
     let (parts, body) = request.into_parts();

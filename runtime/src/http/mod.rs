@@ -1,15 +1,23 @@
-//! The HTTP surface: management API (`/api`), ingest (`/v1`), health and metrics, all on one
-//! `axum` router built by [`app`] so tests can drive it without a socket.
+//! The HTTP surface: the web UI (`/`), sign-in (`/login`, `/logout`), management API (`/api`,
+//! every route guarded by the policy in [`routes`]), ingest (`/v1`), health and metrics, all on
+//! one `axum` router built by [`app`] so tests can drive it without a socket.
 
+mod access;
 mod auth;
 mod backtest;
+mod catalog;
+mod dlq;
 mod error;
 mod ingest;
+mod live;
 mod ops;
 mod plugins;
 mod profiles;
+mod review;
+pub mod routes;
 mod rules;
 pub mod segment;
+mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -21,12 +29,16 @@ use axum::handler::Handler as _;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Semaphore;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
 
 pub use error::ApiError;
 use segment::Call;
 
 use nudge_rules::Policy;
 
+use crate::access::Access;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::plugin::store::PluginStore;
@@ -46,20 +58,47 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// True once every stored rule is loaded and the consumer runs.
     pub ready: Arc<AtomicBool>,
+    pub access: Access,
+    /// Rule changes waiting for review (`NUDGE_DRAFTS`).
+    pub drafts: async_nats::jetstream::kv::Store,
+    /// Sample events pinned to rules (`NUDGE_SAMPLES`).
+    pub samples: async_nats::jetstream::kv::Store,
+    /// One permit per open live view (`live_max_streams`).
+    pub live_views: Arc<Semaphore>,
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
     let api = Router::new()
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/session", get(access::session))
         .route("/api/rules", get(rules::list))
         .route(
             "/api/rules/{id}",
-            get(rules::get).put(rules::put).delete(rules::delete),
+            get(rules::get)
+                .put(rules::put)
+                .patch(rules::patch)
+                .delete(rules::delete),
         )
         .route("/api/rules/{id}/versions", get(rules::versions))
         .route("/api/rules/{id}/versions/{version}", get(rules::version))
         .route("/api/rules/{id}/restore", post(rules::restore))
+        .route("/api/rules/{id}/check", post(rules::check))
         .route("/api/rules/{id}/test", post(rules::test))
         .route("/api/rules/{id}/backtest", post(backtest::backtest))
+        .route(
+            "/api/rules/{id}/samples",
+            get(catalog::samples).put(catalog::put_samples),
+        )
+        .route(
+            "/api/rules/{id}/draft",
+            get(review::get_draft).delete(review::reject),
+        )
+        .route("/api/rules/{id}/draft/approve", post(review::approve))
+        .route("/api/drafts", get(review::list_drafts))
+        .route("/api/stats", get(catalog::stats))
+        .route("/api/templates", get(catalog::templates))
+        .route("/api/events/recent", get(catalog::recent_events))
+        .route("/api/live", get(live::live))
         .route("/api/profiles/{id}", get(profiles::get))
         .route("/api/profiles/{id}/trace", get(profiles::trace))
         .route("/api/plugins", get(plugins::list))
@@ -73,7 +112,23 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/api/plugins/{name}/versions", get(plugins::versions))
         .route("/api/plugins/{name}/test", post(plugins::test))
-        .route_layer(from_fn_with_state(state.clone(), auth::require_admin));
+        .route("/api/dlq", get(dlq::list))
+        .route("/api/dlq/redrive", post(dlq::redrive_all))
+        .route("/api/dlq/{sequence}/redrive", post(dlq::redrive))
+        .route(
+            "/api/users",
+            get(access::list_users).post(access::create_user),
+        )
+        .route(
+            "/api/tokens",
+            get(access::list_tokens).post(access::create_token),
+        )
+        .route(
+            "/api/tokens/{id}",
+            axum::routing::delete(access::revoke_token),
+        )
+        .route("/api/audit", get(access::audit_log))
+        .route_layer(from_fn_with_state(state.clone(), auth::authorize));
     let ingest = Router::new()
         .route("/v1/events", post(ingest::events))
         .route("/v1/track", ingest::segment_call(Call::Track))
@@ -82,15 +137,31 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/screen", ingest::segment_call(Call::Screen))
         .route("/v1/batch", post(ingest::batch))
         .route_layer(from_fn_with_state(state.clone(), auth::require_ingest));
+    let sessions = SessionManagerLayer::new(state.access.sessions.clone())
+        .with_name("nudge_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(state.settings.session_cookie_secure)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
+            i64::try_from(state.settings.session_idle_timeout_s).unwrap_or(i64::MAX),
+        )));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/login", get(ui::index).post(access::login))
+        .route("/logout", post(access::logout))
         .merge(api)
         .merge(ingest)
-        .fallback(ops::not_found)
+        .fallback(ui::page_or_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(sessions)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+async fn openapi() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::to_value(routes::openapi()).unwrap_or_default())
 }

@@ -41,11 +41,3 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         format!("{method} is not allowed on {}", uri.path()),
     )
 }
-
-pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        Some("path"),
-        format!("no route for {}", uri.path()),
-    )
-}

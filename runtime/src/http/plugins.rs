@@ -11,9 +11,9 @@ use nudge_rules::{CloudEvent, Profile};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::auth::Actor;
 use super::error::{Body, parse_json};
 use super::{ApiError, AppState};
+use crate::access::{Principal, audit};
 use crate::plugin::dispatch::{to_actions, wit_event, wit_profile};
 use crate::plugin::manifest::{Manifest, PluginRecord, parse_manifest};
 use crate::plugin::set::LoadedPlugin;
@@ -47,7 +47,7 @@ pub async fn put(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(query): Query<WriteQuery>,
-    Extension(actor): Extension<Actor>,
+    Extension(who): Extension<Principal>,
     request: Request,
 ) -> Result<(StatusCode, Json<PluginRecord>), ApiError> {
     let limit = state.settings.plugin_max_wasm_bytes;
@@ -73,16 +73,30 @@ pub async fn put(
             "the body is empty: send the .wasm bytes",
         ));
     }
+    let before = state.plugins.get(&name).await.ok();
     let record = state
         .plugins
-        .put(&name, write, &actor.0, query.version)
+        .put(&name, write, &who.name, query.version)
         .await?;
+    audit::record(
+        &state.js,
+        &who,
+        "plugin.put",
+        &name,
+        to_value(&before),
+        to_value(&record),
+    )
+    .await;
     let status = if record.version == 1 {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok((status, Json(record)))
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or_default()
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -143,7 +157,7 @@ pub async fn patch(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(query): Query<WriteQuery>,
-    Extension(actor): Extension<Actor>,
+    Extension(who): Extension<Principal>,
     Body(body): Body,
 ) -> Result<Json<PluginRecord>, ApiError> {
     let changes: Map<String, Value> = parse_json(&body)?;
@@ -158,17 +172,35 @@ pub async fn patch(
         manifest: Some(manifest),
     };
     let expected = query.version.or(Some(current.version));
-    Ok(Json(
-        state.plugins.put(&name, write, &actor.0, expected).await?,
-    ))
+    let record = state.plugins.put(&name, write, &who.name, expected).await?;
+    audit::record(
+        &state.js,
+        &who,
+        "plugin.patch",
+        &name,
+        to_value(&current),
+        to_value(&record),
+    )
+    .await;
+    Ok(Json(record))
 }
 
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    Extension(actor): Extension<Actor>,
+    Extension(who): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = state.plugins.delete(&name, &actor.0).await?;
+    let before = state.plugins.get(&name).await?;
+    let record = state.plugins.delete(&name, &who.name).await?;
+    audit::record(
+        &state.js,
+        &who,
+        "plugin.delete",
+        &name,
+        to_value(&before),
+        Value::Null,
+    )
+    .await;
     Ok(Json(
         json!({ "name": record.name, "deleted": true, "version": record.version }),
     ))

@@ -1,20 +1,17 @@
 //! `/api/profiles/{id}`: a profile's state as nudge holds it, and `/trace`: its recent
 //! decisions, most recent first.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use futures::StreamExt;
 use nudge_rules::calendar::rfc3339;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 use super::{ApiError, AppState};
 use crate::profiles;
+use crate::tail::tail;
 use crate::topology::TRACE_STREAM;
 
 fn unavailable(error: impl std::fmt::Display) -> ApiError {
@@ -78,42 +75,20 @@ pub async fn trace(
 ) -> Result<Json<Value>, ApiError> {
     let kept = usize::try_from(state.settings.trace_max_per_profile).unwrap_or(100);
     let limit = query.limit.unwrap_or(kept).clamp(1, kept.max(1));
-    let stream = state
-        .js
-        .get_stream(TRACE_STREAM)
-        .await
-        .map_err(unavailable)?;
     let subject = format!("trace.{}", profiles::key(&id));
-    let consumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subject,
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(10),
-            ..Default::default()
-        })
-        .await
-        .map_err(unavailable)?;
-    let pending = usize::try_from(consumer.cached_info().num_pending).unwrap_or(0);
-    let mut decisions = Vec::with_capacity(pending);
-    if pending > 0 {
-        let mut messages = consumer
-            .fetch()
-            .max_messages(pending)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .map_err(unavailable)?;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(unavailable)?;
-            if let Ok(decision) = serde_json::from_slice::<Value>(&message.payload) {
-                decisions.push(decision);
-            }
-        }
-    }
-    let name = consumer.cached_info().name.clone();
-    stream.delete_consumer(&name).await.ok();
-    decisions.reverse();
-    decisions.truncate(limit);
+    let stored = tail(
+        &state.js,
+        TRACE_STREAM,
+        Some(subject),
+        u64::MAX,
+        limit,
+        None,
+    )
+    .await
+    .map_err(unavailable)?;
+    let decisions: Vec<Value> = stored
+        .iter()
+        .filter_map(|m| serde_json::from_slice(&m.payload).ok())
+        .collect();
     Ok(Json(json!({ "id": id, "decisions": decisions })))
 }

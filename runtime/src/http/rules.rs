@@ -1,5 +1,6 @@
-//! `/api/rules`: read, write (each write a new immutable version), delete, list versions,
-//! restore, and dry-run a rule or a draft against an event.
+//! `/api/rules`: read, write (each write a new immutable version, see [`super::review`]),
+//! enable/disable, delete, list versions, restore, compile-check and dry-run a rule or a draft
+//! against an event.
 
 use std::sync::Arc;
 
@@ -11,9 +12,10 @@ use nudge_rules::{CloudEvent, CompiledRule, Decider, Profile, Rule, RuleSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::Actor;
 use super::error::{Body, parse_json};
+use super::review::change_rule;
 use super::{ApiError, AppState};
+use crate::access::{Principal, audit};
 
 const MAX_VERSIONS_LISTED: u64 = 1_000;
 
@@ -57,30 +59,56 @@ fn split_metadata(id: &str, body: &mut Value) -> Result<Option<u64>, ApiError> {
 pub async fn put(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Extension(actor): Extension<Actor>,
+    Extension(who): Extension<Principal>,
     Body(body): Body,
-) -> Result<(StatusCode, Json<Rule>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut value: Value = parse_json(&body)?;
     let expected_version = split_metadata(&id, &mut value)?;
     let spec: RuleSpec = parse_json(value.to_string().as_bytes())?;
-    let rule = state
-        .store
-        .put(&id, spec, &actor.0, expected_version)
-        .await?;
-    let status = if rule.version == 1 {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(rule)))
+    change_rule(&state, &who, &id, spec, expected_version, "rule.put").await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    enabled: bool,
+    /// The version the switch was flipped on (409 if another landed since).
+    #[serde(default)]
+    version: Option<u64>,
+}
+
+/// `PATCH /api/rules/{id}` `{"enabled": bool}`: the on/off switch, as a new version (every
+/// instance follows the rules bucket, so it acts within a second everywhere).
+pub async fn patch(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Extension(who): Extension<Principal>,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let PatchBody { enabled, version } = parse_json(&body)?;
+    let rule = state.store.get(&id).await?;
+    let mut spec = rule.spec;
+    spec.enabled = enabled;
+    let base = version.or(Some(rule.version));
+    change_rule(&state, &who, &id, spec, base, "rule.enable").await
 }
 
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Extension(actor): Extension<Actor>,
+    Extension(who): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
-    let rule = state.store.delete(&id, &actor.0).await?;
+    let before = state.store.get(&id).await?;
+    let rule = state.store.delete(&id, &who.name).await?;
+    audit::record(
+        &state.js,
+        &who,
+        "rule.delete",
+        &id,
+        serde_json::to_value(&before).unwrap_or_default(),
+        Value::Null,
+    )
+    .await;
     Ok(Json(
         json!({ "id": rule.id, "deleted": true, "version": rule.version }),
     ))
@@ -118,11 +146,26 @@ struct RestoreBody {
 pub async fn restore(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Extension(actor): Extension<Actor>,
+    Extension(who): Extension<Principal>,
     Body(body): Body,
-) -> Result<Json<Rule>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let RestoreBody { version } = parse_json(&body)?;
-    Ok(Json(state.store.restore(&id, version, &actor.0).await?))
+    let old = state.store.version(&id, version).await?;
+    change_rule(&state, &who, &id, old.record.spec, None, "rule.restore").await
+}
+
+/// Compiles a draft without saving: 200 `{"ok": true}`, or 422 with the field, line and column.
+pub async fn check(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let mut value: Value = parse_json(&body)?;
+    split_metadata(&id, &mut value)?;
+    let spec: RuleSpec = parse_json(value.to_string().as_bytes())?;
+    let rules = state.rules.load();
+    CompiledRule::compile(rules.sandbox(), Rule::unsaved(&id, spec, "draft"))?;
+    Ok(Json(json!({ "ok": true })))
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,161 @@
+//! `/api/dlq`: dead letters with their reason and payload, and re-driving them after a fix: the
+//! event is published again on its original subject, then removed from `NUDGE_DLQ`.
+
+use std::sync::Arc;
+
+use async_nats::jetstream::message::PublishMessage;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::access::{Principal, audit};
+use crate::tail::{Stored, tail};
+use crate::topology::DLQ_STREAM;
+
+/// Dead letters one `GET /api/dlq` lists at most.
+const DLQ_PAGE_MAX: usize = 500;
+
+fn unavailable(error: impl std::fmt::Display) -> ApiError {
+    ApiError::unavailable(error.to_string())
+}
+
+fn letter(m: &Stored) -> Value {
+    let payload = match serde_json::from_slice::<Value>(&m.payload) {
+        Ok(json) => json,
+        Err(_) => Value::String(String::from_utf8_lossy(&m.payload).into_owned()),
+    };
+    json!({
+        "sequence": m.sequence,
+        "subject": m.header("Nudge-Original-Subject").unwrap_or(m.subject.trim_start_matches("dlq.")),
+        "kind": m.header("Nudge-Dlq-Kind"),
+        "reason": m.header("Nudge-Dlq-Reason"),
+        "deliveries": m.header("Nudge-Delivery-Count").and_then(|d| d.parse::<u64>().ok()),
+        "original_sequence": m.header("Nudge-Original-Sequence").and_then(|d| d.parse::<u64>().ok()),
+        "stored_at": nudge_rules::calendar::rfc3339(m.stored_ms),
+        "payload": payload,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    limit: Option<usize>,
+    before: Option<u64>,
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, DLQ_PAGE_MAX);
+    let stored = tail(
+        &state.js,
+        DLQ_STREAM,
+        None,
+        limit as u64,
+        limit,
+        query.before,
+    )
+    .await
+    .map_err(unavailable)?;
+    let total = state
+        .js
+        .get_stream(DLQ_STREAM)
+        .await
+        .map_err(unavailable)?
+        .info()
+        .await
+        .map_err(unavailable)?
+        .state
+        .messages;
+    Ok(Json(json!({
+        "total": total,
+        "letters": stored.iter().map(letter).collect::<Vec<_>>(),
+    })))
+}
+
+/// Publishes one dead letter again and deletes it from the DLQ. The publish carries a
+/// `Nats-Msg-Id` of its own, so re-driving the same letter twice publishes it once.
+async fn redrive_one(state: &AppState, sequence: u64) -> Result<Value, ApiError> {
+    let stream = state.js.get_stream(DLQ_STREAM).await.map_err(unavailable)?;
+    let message = stream.get_raw_message(sequence).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            Some("sequence"),
+            format!("no dead letter at sequence {sequence}: {e}"),
+        )
+    })?;
+    let original = message
+        .headers
+        .get("Nudge-Original-Subject")
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_else(|| message.subject.trim_start_matches("dlq.").to_owned());
+    if !original.starts_with("events.") {
+        return Err(ApiError::bad_request(
+            "sequence",
+            format!("dead letter {sequence} came from `{original}`, not an events subject"),
+        ));
+    }
+    let publish = PublishMessage::build()
+        .payload(Bytes::from(message.payload.to_vec()))
+        .message_id(format!("redrive.{}.{sequence}", DLQ_STREAM));
+    state
+        .js
+        .send_publish(original.clone(), publish)
+        .await
+        .map_err(unavailable)?
+        .await
+        .map_err(unavailable)?;
+    stream.delete_message(sequence).await.map_err(unavailable)?;
+    Ok(json!({ "sequence": sequence, "subject": original }))
+}
+
+pub async fn redrive(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(sequence): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    let done = redrive_one(&state, sequence).await?;
+    audit::record(
+        &state.js,
+        &who,
+        "dlq.redrive",
+        &sequence.to_string(),
+        Value::Null,
+        done.clone(),
+    )
+    .await;
+    Ok(Json(done))
+}
+
+/// Re-drives every dead letter (oldest first, up to `dlq_redrive_max`).
+pub async fn redrive_all(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let max = state.settings.dlq_redrive_max;
+    let stored = tail(&state.js, DLQ_STREAM, None, max as u64, max, None)
+        .await
+        .map_err(unavailable)?;
+    let (mut redriven, mut failed) = (0usize, Vec::new());
+    for m in stored.iter().rev() {
+        match redrive_one(&state, m.sequence).await {
+            Ok(_) => redriven += 1,
+            Err(error) => failed.push(json!({ "sequence": m.sequence, "error": error.message })),
+        }
+    }
+    let summary = json!({ "redriven": redriven, "failed": failed });
+    audit::record(
+        &state.js,
+        &who,
+        "dlq.redrive_all",
+        "*",
+        Value::Null,
+        summary.clone(),
+    )
+    .await;
+    Ok(Json(summary))
+}

@@ -1,0 +1,72 @@
+// A profile's page: its state (attributes, consent, counters, timers, caps) and its recent
+// decisions with why each action fired, was held or was suppressed.
+import { useEffect, useState } from "preact/hooks";
+import { describe, get } from "../api.js";
+import { navigate } from "../main.jsx";
+
+const pretty = (v) => JSON.stringify(v, null, 2);
+
+function Decision({ d }) {
+  return (
+    <li class="decision">
+      <div>
+        <code>{d.event_type}</code> <span class="muted small">{d.at} · {d.event_id}</span>
+        {d.skipped && <span class="badge off">{d.skipped}</span>}
+      </div>
+      {d.matched?.length > 0 && <div class="small">matched: {d.matched.join(", ")}</div>}
+      {d.fired?.map((f) => <div class="small ok">fired {f.channel} by {f.rule}</div>)}
+      {d.held?.map((f) => <div class="small">held {f.channel} by {f.rule} until {f.until}</div>)}
+      {d.suppressed?.map((f) => (
+        <div class="small error-text">suppressed {f.channel ?? ""} by {f.rule}: {f.reason}{f.detail ? ` — ${f.detail}` : ""}</div>
+      ))}
+    </li>
+  );
+}
+
+export function ProfilePage({ id }) {
+  const [query, setQuery] = useState(id ?? "");
+  const [profile, setProfile] = useState(null);
+  const [trace, setTrace] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    if (!id) return;
+    setError(null);
+    get(`/api/profiles/${encodeURIComponent(id)}`).then(setProfile).catch((e) => setError(describe(e)));
+    get(`/api/profiles/${encodeURIComponent(id)}/trace?limit=50`).then((t) => setTrace(t.decisions)).catch(() => setTrace([]));
+  }, [id]);
+  return (
+    <section>
+      <h1>Profiles</h1>
+      <form class="filters" onSubmit={(e) => { e.preventDefault(); if (query) navigate(`/profiles/${encodeURIComponent(query)}`); }}>
+        <label>Profile id <input value={query} onInput={(e) => setQuery(e.currentTarget.value)} placeholder="user-42" data-testid="profile-id" /></label>
+        <button type="submit">Look up</button>
+      </form>
+      {!id && <p class="empty">Enter a profile id (the CloudEvent `subject`) to see its state and decisions.</p>}
+      {error && <p class="error" role="alert">{error}</p>}
+      {profile && (
+        <div class="split">
+          <div class="main-col">
+            <h2>State</h2>
+            <table class="facts" data-testid="profile-state">
+              <tbody>
+                <tr><th>Time zone</th><td>{profile.timezone ?? "—"}</td></tr>
+                <tr><th>Seen since</th><td>{profile.created_at}</td></tr>
+                <tr><th>Updated</th><td>{profile.updated_at}</td></tr>
+                <tr><th>Attributes</th><td><pre class="mono">{pretty(profile.attributes)}</pre></td></tr>
+                <tr><th>Consent</th><td><pre class="mono">{pretty(profile.consent)}</pre></td></tr>
+                <tr><th>Counters</th><td><pre class="mono">{pretty(profile.counters)}</pre></td></tr>
+                <tr><th>Pending timers</th><td>{profile.timers.length ? profile.timers.map((t) => <div>{t.name} due {t.due} ({t.rule})</div>) : "none"}</td></tr>
+                <tr><th>Caps used</th><td><pre class="mono">{pretty(profile.caps)}</pre></td></tr>
+              </tbody>
+            </table>
+          </div>
+          <div class="side-col">
+            <h2>Decisions</h2>
+            {trace?.length === 0 && <p class="empty">No decisions recorded.</p>}
+            <ol class="decisions" data-testid="profile-trace">{(trace ?? []).map((d) => <Decision d={d} />)}</ol>
+          </div>
+        </div>
+      )}
+    </section>
+  );
+}

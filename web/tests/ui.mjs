@@ -1,0 +1,216 @@
+// Browser test of the marketer's path through the UI, in Debian's Chromium driven by
+// playwright-core: sign in, rule from a template, an error shown inline, fixed, dry run shows
+// the push, save, an event published to NATS shows its action in the live view, restore an
+// older version, a viewer cannot edit (no control, API 403), sign-out ends the session.
+// Screenshots of each main page go to $SCREENSHOT_DIR. Run by tests/tests/browser.rs, which
+// starts nats-server and nudge and passes NUDGE_URL, NATS_URL and the users' passwords.
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { connect, StringCodec } from "nats";
+
+// 127.0.0.1 as `nudge up` prints it: browsers send Secure cookies to loopback over http.
+const base = process.env.NUDGE_URL;
+const shots = process.env.SCREENSHOT_DIR ?? "screenshots";
+const password = process.env.UI_PASSWORD;
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+const page = await context.newPage();
+page.setDefaultTimeout(15_000);
+const consoleErrors = [];
+page.on("pageerror", (e) => consoleErrors.push(String(e)));
+
+const step = (name) => console.log(`ui: ${name}`);
+const shot = (name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+const byTest = (id) => page.locator(`[data-testid="${id}"]`);
+
+async function signIn(username) {
+  await page.goto(`${base}/rules`);
+  await page.waitForURL(/\/login/);
+  await page.fill('input[name="username"]', username);
+  await page.fill('input[name="password"]', password);
+  await page.click('button[type="submit"]');
+  await page.waitForURL(/\/rules$/);
+  await byTest("who").waitFor();
+}
+
+async function signOut() {
+  await byTest("logout").click();
+  await page.waitForURL(/\/login/);
+}
+
+// The status the API answers this page's session, with its CSRF token.
+async function apiStatus(method, path, body) {
+  return page.evaluate(
+    async ([method, path, body]) => {
+      const session = await fetch("/api/session").then((r) => (r.ok ? r.json() : {}));
+      const response = await fetch(path, {
+        method,
+        headers: { "content-type": "application/json", "x-csrf-token": session.csrf ?? "" },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      return response.status;
+    },
+    [method, path, body],
+  );
+}
+
+try {
+  step("a wrong password is refused on the sign-in page");
+  await page.goto(`${base}/login`);
+  await shot("login");
+  await page.fill('input[name="username"]', "mia");
+  await page.fill('input[name="password"]', "not her password");
+  await page.click('button[type="submit"]');
+  await byTest("login-error").waitFor();
+
+  step("sign in as the marketer");
+  await signIn("mia");
+  await byTest("new-rule-button").waitFor();
+  await shot("rules-empty");
+
+  step("create a rule from the welcome-series template");
+  await byTest("new-rule-button").click();
+  await byTest("template-welcome-series").check();
+  await byTest("new-rule-id").fill("welcome");
+  await shot("new-rule");
+  await byTest("start-rule").click();
+  await page.waitForURL(/\/rules\/new/);
+  await page.locator(".cm-content").waitFor();
+  assert.equal(await byTest("rule-name").inputValue(), "Welcome series");
+  await page.waitForFunction(() => document.querySelector('[data-testid="lint"]')?.textContent === "Compiles.");
+
+  step("type an error and see it inline, with line and column");
+  await page.locator(".cm-content").click();
+  await page.keyboard.press("Control+End");
+  await page.keyboard.type("\nlet broken = ;");
+  await page.waitForFunction(() => /^Line \d+, column \d+/.test(document.querySelector('[data-testid="lint"]')?.textContent ?? ""));
+  const lint = await byTest("lint").textContent();
+  const lines = await page.locator(".cm-line").count();
+  assert.match(lint, new RegExp(`^Line ${lines}, column \\d+`), lint);
+  await page.locator(".cm-lintRange-error").first().waitFor();
+  assert.ok(await byTest("save").isDisabled(), "save is disabled while the script does not compile");
+  await shot("editor-error");
+
+  step("fix it");
+  await page.keyboard.press("End");
+  await page.keyboard.press("ArrowLeft");
+  await page.keyboard.type("1");
+  await page.waitForFunction(() => document.querySelector('[data-testid="lint"]')?.textContent === "Compiles.");
+
+  step("the dry run shows the push");
+  await byTest("run-test").click();
+  const action = byTest("test-action").first();
+  await action.waitFor();
+  assert.match(await action.textContent(), /push/);
+  assert.match(await action.textContent(), /Welcome, there!/);
+  assert.match(await byTest("test-trace").textContent(), /"fired"/);
+  await shot("editor-test");
+
+  step("save: version 1");
+  await byTest("save").click();
+  await page.waitForURL(/\/rules\/welcome$/);
+  await page.waitForFunction(() => /version 1/.test(document.body.textContent));
+
+  step("an event published to NATS shows its action in the live view");
+  await page.click('nav >> text="Live"');
+  await page.waitForURL(/\/live$/);
+  await page.waitForFunction(() => document.querySelector('[data-testid="live-status"]')?.textContent === "live");
+  const nc = await connect({ servers: process.env.NATS_URL });
+  const event = {
+    specversion: "1.0", id: "ui-evt-1", source: "ui-test", type: "user.registered",
+    subject: "user-77", time: new Date().toISOString(), data: { first_name: "Ada" },
+  };
+  nc.publish("events.user.registered", StringCodec().encode(JSON.stringify(event)));
+  await nc.flush();
+  await nc.close();
+  const liveAction = byTest("live-action").first();
+  await liveAction.waitFor();
+  assert.match(await liveAction.textContent(), /push/);
+  assert.match(await liveAction.textContent(), /welcome/);
+  assert.match(await liveAction.textContent(), /user-77/);
+  await byTest("live-event").first().waitFor();
+  await shot("live");
+
+  step("filter the live view by channel: the event row goes");
+  await byTest("filter-channel").selectOption("email");
+  await page.click('form.filters button[type="submit"]');
+  await byTest("live-empty").waitFor();
+
+  step("the profile page shows its state and decision trace");
+  await page.goto(`${base}/profiles/user-77`);
+  await byTest("profile-trace").locator("li").first().waitFor();
+  assert.match(await byTest("profile-trace").textContent(), /fired push by welcome/);
+  await shot("profile");
+
+  step("the rules list shows the rule, enabled, fired once");
+  await page.click('nav >> text="Rules"');
+  const row = byTest("rule-row-welcome");
+  await row.waitFor();
+  assert.match(await row.textContent(), /enabled/);
+  await page.waitForFunction(() => /ago/.test(document.querySelector('[data-testid="rule-row-welcome"]')?.textContent ?? ""));
+  await shot("rules");
+
+  step("save a second version, then restore the first");
+  await row.locator("a").first().click();
+  await page.waitForURL(/\/rules\/welcome$/);
+  await byTest("rule-name").fill("Welcome series v2");
+  await page.waitForFunction(() => document.querySelector('[data-testid="lint"]')?.textContent === "Compiles.");
+  await byTest("save").click();
+  await byTest("notice").filter({ hasText: "Saved version 2." }).waitFor();
+  await byTest("tab-versions").click();
+  await byTest("version-1").click();
+  await byTest("restore").click();
+  await page.waitForFunction(() => /version 3/.test(document.body.textContent));
+  assert.equal(await byTest("rule-name").inputValue(), "Welcome series");
+  await shot("versions");
+
+  step("the on/off switch");
+  await byTest("enabled").uncheck();
+  await byTest("notice").filter({ hasText: "Disabled (version 4)." }).waitFor();
+  await byTest("enabled").check();
+  await byTest("notice").filter({ hasText: "Enabled (version 5)." }).waitFor();
+
+  step("sign-out ends the session");
+  await signOut();
+  assert.equal(await apiStatus("GET", "/api/session"), 401);
+  await page.goto(`${base}/rules`);
+  await page.waitForURL(/\/login/);
+
+  step("a viewer cannot edit: no control, and the API says 403");
+  await signIn("vic");
+  await page.goto(`${base}/rules/welcome`);
+  await page.locator(".cm-content").waitFor();
+  assert.equal(await byTest("save").count(), 0, "no save button for a viewer");
+  assert.equal(await byTest("new-rule-button").count(), 0);
+  assert.equal(await page.locator(".cm-content").getAttribute("contenteditable"), "false");
+  assert.ok(await byTest("enabled").isDisabled());
+  assert.equal(await apiStatus("PUT", "/api/rules/welcome", { name: "x", triggers: ["a"], script: "1" }), 403);
+  await shot("editor-viewer");
+  await signOut();
+
+  step("the admin's pages");
+  await signIn("root");
+  for (const [path, name, testid] of [["/plugins", "plugins", null], ["/dlq", "dlq", null], ["/admin", "admin", "audit-table"]]) {
+    await page.goto(`${base}${path}`);
+    await page.locator("main h1").waitFor();
+    if (testid) await byTest(testid).locator("tbody tr").first().waitFor();
+    await shot(name);
+  }
+  assert.match(await byTest("audit-table").textContent(), /rule\.restore/);
+
+  assert.deepEqual(consoleErrors, [], "no script errors on any page");
+  console.log("ui: all steps passed");
+} catch (error) {
+  await shot("failure").catch(() => {});
+  console.error(`ui: failed: ${error.stack ?? error}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
