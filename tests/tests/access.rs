@@ -733,6 +733,28 @@ async fn four_eyes_keeps_a_marketers_change_as_a_draft_until_someone_else_approv
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["enabled"], true);
 
+    // Deleting cannot be reviewed as a draft, so it is the approvers' alone in this mode.
+    let (status, body) = with_session(
+        &nudge,
+        Method::DELETE,
+        "/api/rules/welcome",
+        &mia,
+        Some(&mia_csrf),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = with_session(
+        &nudge,
+        Method::DELETE,
+        "/api/rules/welcome",
+        &dev,
+        Some(&dev_csrf),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
     let (_, audit) = nudge.api_get("/api/audit").await;
     let actions: Vec<(String, String)> = audit["entries"]
         .as_array()

@@ -152,7 +152,8 @@ async fn samples_value(state: &AppState, id: &str) -> Value {
     }
 }
 
-pub async fn stats() -> Json<Value> {
+pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let s = &state.settings;
     let mut rules = serde_json::Map::new();
     let mut plugins = serde_json::Map::new();
     for (key, counts) in crate::stats::global().snapshot() {
@@ -165,5 +166,12 @@ pub async fn stats() -> Json<Value> {
             None => rules.insert(key, value),
         };
     }
-    Json(json!({ "rules": rules, "plugins": plugins }))
+    // The budget every plugin call runs under, beside what calls used.
+    let budget = json!({
+        "deadline_ms": s.plugin_deadline_ms,
+        "max_memory_bytes": s.plugin_max_memory_bytes,
+        "fuel": s.plugin_fuel,
+        "max_output_bytes": s.plugin_max_output_bytes,
+    });
+    Json(json!({ "rules": rules, "plugins": plugins, "plugin_budget": budget }))
 }

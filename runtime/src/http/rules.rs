@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::error::{Body, parse_json};
 use super::review::change_rule;
 use super::{ApiError, AppState};
-use crate::access::{Principal, audit};
+use crate::access::{Principal, Role, audit};
 
 const MAX_VERSIONS_LISTED: u64 = 1_000;
 
@@ -98,6 +98,13 @@ pub async fn delete(
     Path(id): Path<String>,
     Extension(who): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
+    if state.settings.review_required && !who.role.allows(Role::Developer) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            Some("role"),
+            "in four-eyes mode (review_required) deleting a rule needs a developer or admin",
+        ));
+    }
     let before = state.store.get(&id).await?;
     let rule = state.store.delete(&id, &who.name).await?;
     audit::record(

@@ -21,6 +21,7 @@ function Versions({ name }) {
 export function PluginsPage({ session }) {
   const [plugins, setPlugins] = useState(null);
   const [stats, setStats] = useState({});
+  const [budget, setBudget] = useState(null);
   const [error, setError] = useState(null);
   const [notice, setNotice] = useState(null);
   const [open, setOpen] = useState(null);
@@ -29,7 +30,12 @@ export function PluginsPage({ session }) {
   const mayWrite = can(session, "developer");
   const load = () => {
     get("/api/plugins").then(setPlugins).catch((e) => setError(describe(e)));
-    get("/api/stats").then((s) => setStats(s.plugins ?? {})).catch(() => {});
+    get("/api/stats")
+      .then((s) => {
+        setStats(s.plugins ?? {});
+        setBudget(s.plugin_budget);
+      })
+      .catch(() => {});
   };
   useEffect(load, []);
   const upload = async (e) => {
@@ -59,13 +65,19 @@ export function PluginsPage({ session }) {
       <h1>Plugins</h1>
       {notice && <p class="notice" role="status">{notice}</p>}
       {error && <p class="error" role="alert">{error}</p>}
+      {budget && (
+        <p class="muted small" data-testid="plugin-budget">
+          Each call's budget: {budget.deadline_ms} ms, {Math.round(budget.max_memory_bytes / 1048576)} MiB memory,{" "}
+          {budget.fuel ? `${budget.fuel} fuel` : "fuel unlimited"}, {Math.round(budget.max_output_bytes / 1024)} KiB output. Figures are this instance's since it started.
+        </p>
+      )}
       {plugins && plugins.length === 0 && <p class="empty">No plugins. {mayWrite ? "Upload a .wasm built with the nudge SDK below." : "A developer can upload one."}</p>}
       {plugins && plugins.length > 0 && (
         <table class="list" data-testid="plugins-table">
           <thead>
             <tr>
               <th scope="col">Plugin</th><th scope="col">Enabled</th><th scope="col">Triggers</th><th scope="col" class="num">Calls</th>
-              <th scope="col" class="num">Errors</th><th scope="col" class="num">Avg / max ms</th><th scope="col" class="num">Fuel / call</th><th scope="col">Budget</th>
+              <th scope="col" class="num">Errors</th><th scope="col" class="num">Avg / max ms</th><th scope="col" class="num">Fuel / call</th><th scope="col">Worst call vs deadline</th>
             </tr>
           </thead>
           <tbody>
@@ -88,7 +100,9 @@ export function PluginsPage({ session }) {
                   <td class={s.errors ? "num error-text" : "num"} title={s.last_error ?? ""}>{s.errors ?? 0}</td>
                   <td class="num">{avg} / {max}</td>
                   <td class="num">{s.calls && s.fuel_total ? Math.round(s.fuel_total / s.calls) : "—"}</td>
-                  <td class="small">{m.limits ? JSON.stringify(m.limits) : "defaults"}</td>
+                  <td class="small">
+                    {budget ? `${s.calls ? Math.round((s.call_seconds_max * 1000 * 100) / budget.deadline_ms) : 0}% of ${budget.deadline_ms} ms` : ""}
+                  </td>
                 </tr>,
                 open === p.name && (
                   <tr><td colSpan="8"><Versions name={p.name} /></td></tr>
