@@ -48,6 +48,10 @@ async fn a_marketer_edits_tests_saves_watches_and_restores_a_rule_in_the_browser
         .env("UI_PASSWORD", PASSWORD)
         .env("CHROMIUM", &chromium)
         .env("SCREENSHOT_DIR", &screenshots)
+        .env(
+            "PLUGIN_WASM",
+            plugin_wasm_dir().join("personalize_offer.wasm"),
+        )
         .stdin(Stdio::null())
         .output()
         .await

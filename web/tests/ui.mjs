@@ -45,6 +45,13 @@ async function signOut() {
   await page.waitForURL(/\/login/);
 }
 
+async function publishToNats(subject, text) {
+  const nc = await connect({ servers: process.env.NATS_URL });
+  nc.publish(subject, StringCodec().encode(text));
+  await nc.flush();
+  await nc.close();
+}
+
 // The status the API answers this page's session, with its CSRF token.
 async function apiStatus(method, path, body) {
   return page.evaluate(
@@ -118,18 +125,22 @@ try {
   await page.waitForURL(/\/rules\/welcome$/);
   await page.waitForFunction(() => /version 1/.test(document.body.textContent));
 
+  step("backtest the saved rule over the last 24 hours");
+  await byTest("tab-backtest").click();
+  await page.click('text="Last 24 hours"');
+  await byTest("backtest-report").waitFor();
+  assert.match(await byTest("backtest-report").textContent(), /Events scanned/);
+  await shot("backtest");
+
   step("an event published to NATS shows its action in the live view");
   await page.click('nav >> text="Live"');
   await page.waitForURL(/\/live$/);
   await page.waitForFunction(() => document.querySelector('[data-testid="live-status"]')?.textContent === "live");
-  const nc = await connect({ servers: process.env.NATS_URL });
   const event = {
     specversion: "1.0", id: "ui-evt-1", source: "ui-test", type: "user.registered",
     subject: "user-77", time: new Date().toISOString(), data: { first_name: "Ada" },
   };
-  nc.publish("events.user.registered", StringCodec().encode(JSON.stringify(event)));
-  await nc.flush();
-  await nc.close();
+  await publishToNats("events.user.registered", JSON.stringify(event));
   const liveAction = byTest("live-action").first();
   await liveAction.waitFor();
   assert.match(await liveAction.textContent(), /push/);
@@ -195,15 +206,41 @@ try {
   await shot("editor-viewer");
   await signOut();
 
-  step("the admin's pages");
+  step("a developer's pages: upload a plugin, switch it off");
   await signIn("root");
-  for (const [path, name, testid] of [["/plugins", "plugins", null], ["/dlq", "dlq", null], ["/admin", "admin", "audit-table"]]) {
-    await page.goto(`${base}${path}`);
-    await page.locator("main h1").waitFor();
-    if (testid) await byTest(testid).locator("tbody tr").first().waitFor();
-    await shot(name);
+  await page.goto(`${base}/plugins`);
+  await byTest("plugin-budget").waitFor();
+  await byTest("plugin-name").fill("offer");
+  await byTest("plugin-file").setInputFiles(process.env.PLUGIN_WASM);
+  await byTest("plugin-upload").click();
+  await byTest("notice").filter({ hasText: "Uploaded offer v1." }).waitFor();
+  const toggle = page.getByRole("switch", { name: "Enable offer" });
+  await toggle.waitFor();
+  assert.ok(await toggle.isChecked());
+  await toggle.uncheck();
+  await page.waitForFunction(() => /v2/.test(document.querySelector('[data-testid="plugins-table"]')?.textContent ?? ""));
+  assert.ok(!(await toggle.isChecked()));
+  await shot("plugins");
+
+  step("a dead letter with its reason and payload, re-driven");
+  await publishToNats("events.order.placed", '{"specversion":"1.0","id":"poison-1"}');
+  await page.goto(`${base}/dlq`);
+  await byTest("dlq-table").locator("tbody tr").first().waitFor();
+  assert.match(await byTest("dlq-table").textContent(), /invalid_event/);
+  await page.click('text="Payload"');
+  await page.locator("pre", { hasText: "poison-1" }).waitFor();
+  await shot("dlq");
+  await page.click('text="Re-drive"');
+  await byTest("notice").filter({ hasText: "Re-drove dead letter" }).waitFor();
+
+  step("the admin page and its audit log");
+  await page.goto(`${base}/admin`);
+  await byTest("audit-table").locator("tbody tr").first().waitFor();
+  await shot("admin");
+  const audit = await byTest("audit-table").textContent();
+  for (const action of ["rule.restore", "plugin.put", "plugin.patch", "dlq.redrive", "session.logout"]) {
+    assert.ok(audit.includes(action), `audit log shows ${action}`);
   }
-  assert.match(await byTest("audit-table").textContent(), /rule\.restore/);
 
   assert.deepEqual(consoleErrors, [], "no script errors on any page");
   console.log("ui: all steps passed");

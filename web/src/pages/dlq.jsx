@@ -35,7 +35,7 @@ export function DeadLettersPage() {
         <span class="muted">{total} stored</span>
         {letters?.length > 0 && <button type="button" onClick={() => redrive(null)} data-testid="redrive-all">Re-drive all</button>}
       </div>
-      {notice && <p class="notice" role="status">{notice}</p>}
+      {notice && <p class="notice" role="status" data-testid="notice">{notice}</p>}
       {error && <p class="error" role="alert">{error}</p>}
       {letters?.length === 0 && <p class="empty">No dead letters: every event was processed.</p>}
       {letters?.length > 0 && (

@@ -63,7 +63,7 @@ export function PluginsPage({ session }) {
   return (
     <section>
       <h1>Plugins</h1>
-      {notice && <p class="notice" role="status">{notice}</p>}
+      {notice && <p class="notice" role="status" data-testid="notice">{notice}</p>}
       {error && <p class="error" role="alert">{error}</p>}
       {budget && (
         <p class="muted small" data-testid="plugin-budget">
@@ -83,7 +83,7 @@ export function PluginsPage({ session }) {
           <tbody>
             {plugins.map((p) => {
               const s = stats[p.name] ?? {};
-              const m = p.manifest ?? {};
+              const m = p; // the manifest fields are flattened into the record
               const avg = s.calls ? ((s.call_seconds_total / s.calls) * 1000).toFixed(2) : "—";
               const max = s.calls ? (s.call_seconds_max * 1000).toFixed(2) : "—";
               return [
@@ -115,9 +115,9 @@ export function PluginsPage({ session }) {
       {mayWrite && (
         <form class="card" onSubmit={upload} aria-label="Upload a plugin">
           <h2>Upload a plugin</h2>
-          <label>Name <input value={name} onInput={(e) => setName(e.currentTarget.value)} required pattern="[a-z0-9][a-z0-9-]*" placeholder="push-compose" /></label>
-          <label>WebAssembly component (.wasm) <input type="file" accept=".wasm,application/wasm" onChange={(e) => setFile(e.currentTarget.files[0])} /></label>
-          <button type="submit">Upload</button>
+          <label>Name <input value={name} onInput={(e) => setName(e.currentTarget.value)} required pattern="[a-z0-9][a-z0-9-]*" placeholder="push-compose" data-testid="plugin-name" /></label>
+          <label>WebAssembly component (.wasm) <input type="file" accept=".wasm,application/wasm" onChange={(e) => setFile(e.currentTarget.files[0])} data-testid="plugin-file" /></label>
+          <button type="submit" data-testid="plugin-upload">Upload</button>
         </form>
       )}
     </section>
