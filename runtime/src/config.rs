@@ -161,6 +161,8 @@ pub struct Settings {
     pub session_max_age_s: u64,
     /// Send the session cookie with `Secure` (browsers still send it to http://localhost).
     pub session_cookie_secure: bool,
+    /// Sign-in attempts per user name per minute (per instance); past it 429.
+    pub login_attempts_per_minute: u32,
     /// Four-eyes mode: a marketer's rule change is a draft until a developer or admin approves.
     pub review_required: bool,
     pub audit_max_age_s: u64,
@@ -262,6 +264,7 @@ impl Default for Settings {
             session_idle_timeout_s: 3_600,
             session_max_age_s: 12 * 3_600,
             session_cookie_secure: true,
+            login_attempts_per_minute: 10,
             review_required: false,
             audit_max_age_s: 400 * DAY_S,
             audit_max_bytes: GIB / 4,

@@ -545,6 +545,24 @@ async fn sessions_need_csrf_to_change_anything_and_end_at_sign_out_or_when_idle(
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
+    // Guessing is throttled per user name: after the minute's budget, even the right password waits.
+    let guess = |username: &'static str, password: &'static str| {
+        reqwest::Client::new()
+            .post(nudge.url("/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+    };
+    for _ in 0..10 {
+        assert_eq!(
+            guess("eve", "guess").await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let throttled = guess("eve", "guess").await.unwrap();
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = throttled.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "username");
+
     let (cookie, csrf) = sign_in(&nudge, "ada", "correct horse").await;
     let (status, me) = with_session(&nudge, Method::GET, "/api/session", &cookie, None, None).await;
     assert_eq!(status, StatusCode::OK);

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod sessions;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 
@@ -86,6 +87,7 @@ pub struct Access {
     pub users: users::UserStore,
     pub tokens: tokens::TokenStore,
     pub sessions: sessions::NatsSessionStore,
+    pub login_throttle: std::sync::Arc<throttle::LoginThrottle>,
 }
 
 impl Access {
@@ -100,6 +102,9 @@ impl Access {
             sessions: sessions::NatsSessionStore::new(
                 ensure_bucket(js, SESSIONS_BUCKET, settings).await?,
             ),
+            login_throttle: std::sync::Arc::new(throttle::LoginThrottle::new(
+                settings.login_attempts_per_minute,
+            )),
         })
     }
 }

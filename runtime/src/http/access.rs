@@ -75,6 +75,25 @@ pub async fn login(
         }
         Err(error) => return error.into_response(),
     };
+    if !state
+        .access
+        .login_throttle
+        .allow(&credentials.username, state.clock.now_ms())
+    {
+        tracing::warn!(username = %credentials.username, "sign-in attempts throttled");
+        if form {
+            return Redirect::to("/login?error=throttled").into_response();
+        }
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("username"),
+            format!(
+                "more than {} sign-in attempts for this user in a minute (login_attempts_per_minute): wait and retry",
+                state.settings.login_attempts_per_minute
+            ),
+        )
+        .into_response();
+    }
     let user = match state
         .access
         .users

@@ -11,7 +11,11 @@ export function Login() {
         <h1 id="login-title">Sign in to nudge</h1>
         {error && (
           <p class="error" role="alert" data-testid="login-error">
-            {error === "invalid" ? "Wrong user name or password." : "Enter your user name and password."}
+            {error === "invalid"
+              ? "Wrong user name or password."
+              : error === "throttled"
+                ? "Too many attempts for this user: wait a minute and try again."
+                : "Enter your user name and password."}
           </p>
         )}
         <label>
