@@ -46,6 +46,14 @@ fn cases(role: &str) -> Vec<Case> {
     use Method as M;
     vec![
         c(
+            M::POST,
+            "/login",
+            "/login".into(),
+            Some(json!({"username": "nobody", "password": "not a password"})),
+            None,
+        ),
+        c(M::POST, "/logout", "/logout".into(), None, None),
+        c(
             M::GET,
             "/api/openapi.json",
             "/api/openapi.json".into(),
@@ -307,6 +315,13 @@ fn cases(role: &str) -> Vec<Case> {
             Some("admin"),
         ),
         c(
+            M::DELETE,
+            "/api/users/{username}",
+            format!("/api/users/gone-{role}"),
+            None,
+            Some("admin"),
+        ),
+        c(
             M::GET,
             "/api/tokens",
             "/api/tokens".into(),
@@ -335,6 +350,16 @@ fn cases(role: &str) -> Vec<Case> {
             Some("admin"),
         ),
     ]
+}
+
+/// What a public route answers whoever calls: the document; a refused sign-in (the case's
+/// credentials are wrong); a sign-out with no session to end.
+fn public_status(route: &str) -> StatusCode {
+    match route {
+        "/login" => StatusCode::UNAUTHORIZED,
+        "/logout" => StatusCode::NO_CONTENT,
+        _ => StatusCode::OK,
+    }
 }
 
 async fn call(nudge: &Nudge, case: &Case, auth: Option<&str>) -> (StatusCode, Value) {
@@ -402,6 +427,14 @@ async fn every_route_for_every_role_answers_as_its_policy_says() {
         nudge
             .put_rule(&format!("del-{role}"), rule_body("doomed"))
             .await;
+        let (status, _) = nudge
+            .api(
+                Method::POST,
+                "/api/users",
+                Some(json!({"username": format!("gone-{role}"), "password": "long enough", "role": "viewer"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
         let (_, token) = create_token(&nudge, &format!("matrix-{role}"), role).await;
         let (victim, _) = create_token(&nudge, &format!("victim-{role}"), "viewer").await;
         tokens.push((role, token, victim));
@@ -415,7 +448,9 @@ async fn every_route_for_every_role_answers_as_its_policy_says() {
             cells += 1;
             let allowed = case.min_role.is_none_or(|min| rank(role) >= rank(min));
             let cell = format!("{} {} as {role}", case.method, case.path);
-            if allowed {
+            if case.min_role.is_none() {
+                assert_eq!(status, public_status(case.route), "{cell}: {body}");
+            } else if allowed {
                 assert!(
                     status != StatusCode::UNAUTHORIZED
                         && status != StatusCode::FORBIDDEN
@@ -430,7 +465,7 @@ async fn every_route_for_every_role_answers_as_its_policy_says() {
     }
     assert_eq!(cells, 4 * cases("viewer").len());
 
-    // Without a credential, or with a wrong or revoked one: 401 everywhere but the public route.
+    // Without a credential, or with a wrong or revoked one: 401 everywhere but the public routes.
     let (revoked_id, revoked) = create_token(&nudge, "to-revoke", "admin").await;
     let (status, _) = nudge
         .api(Method::DELETE, &format!("/api/tokens/{revoked_id}"), None)
@@ -440,7 +475,7 @@ async fn every_route_for_every_role_answers_as_its_policy_says() {
         for auth in [None, Some("nudge_wrong_token"), Some(revoked.as_str())] {
             let (status, body) = call(&nudge, &case, auth).await;
             let expected = if case.min_role.is_none() {
-                StatusCode::OK
+                public_status(case.route)
             } else {
                 StatusCode::UNAUTHORIZED
             };
@@ -471,6 +506,10 @@ async fn every_route_for_every_role_answers_as_its_policy_says() {
     assert_eq!(deleted["before"]["name"], "doomed");
     find("token.revoke", &revoked_id);
     find("user.create", "made-by-admin");
+    assert_eq!(
+        find("user.delete", "gone-admin")["before"]["role"],
+        "viewer"
+    );
     assert!(
         entries
             .iter()
@@ -572,7 +611,8 @@ async fn sessions_need_csrf_to_change_anything_and_end_at_sign_out_or_when_idle(
     // Every state-changing route refuses a session request without the CSRF token.
     let mut refused = 0;
     for case in cases("admin") {
-        if case.method == Method::GET {
+        // Signing in has no session yet to protect (and the cookie is SameSite=Strict).
+        if case.method == Method::GET || case.route == "/login" {
             continue;
         }
         for token in [None, Some("forged")] {
@@ -635,6 +675,22 @@ async fn sessions_need_csrf_to_change_anything_and_end_at_sign_out_or_when_idle(
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (status, body) = with_session(&nudge, Method::GET, "/api/rules", &cookie, None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // A removed user's session ends at its next check (every half idle timeout here).
+    let (status, _) = nudge
+        .api(
+            Method::POST,
+            "/api/users",
+            Some(json!({"username": "zed", "password": "long enough", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (zed, _) = sign_in(&nudge, "zed", "long enough").await;
+    let (status, body) = nudge.api(Method::DELETE, "/api/users/zed", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let (status, _) = with_session(&nudge, Method::GET, "/api/session", &zed, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     let (_, audit) = nudge.api_get("/api/audit").await;
     let actions: Vec<&str> = audit["entries"]

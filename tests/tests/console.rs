@@ -313,3 +313,52 @@ async fn the_live_view_streams_events_and_actions_filtered() {
     );
     assert_eq!(filtered[0].1["profile"], "u-2");
 }
+
+#[tokio::test]
+async fn the_binary_serves_the_ui_pages_and_assets() {
+    let nats = NatsServer::start();
+    let nudge = Nudge::start(&nats, &[]).await;
+    let client = reqwest::Client::new();
+    for page in ["/", "/login", "/rules/welcome", "/live?rule=x"] {
+        let response = client.get(nudge.url(page)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{page}");
+        let headers = response.headers().clone();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'self'")
+        );
+        let html = response.text().await.unwrap();
+        assert!(
+            html.contains(r#"<script type="module" src="/assets/app.js">"#),
+            "{page}: {html}"
+        );
+    }
+    let bundle = client
+        .get(nudge.url("/assets/app.js"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bundle.status(), StatusCode::OK);
+    assert_eq!(bundle.headers()["content-encoding"], "gzip");
+    assert!(
+        bundle.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    for missing in ["/assets/nope.js", "/api/nope", "/v1/nope"] {
+        let response = client.get(nudge.url(missing)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{missing}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "path");
+    }
+}

@@ -179,6 +179,16 @@ impl UserStore {
         Ok(users)
     }
 
+    /// Removes a user; their sessions end at their next check (within a minute).
+    pub async fn delete(&self, username: &str) -> Result<User, AccessError> {
+        let user = self
+            .get(username)
+            .await?
+            .ok_or_else(|| AccessError::NotFound(format!("no user `{username}`")))?;
+        self.kv.purge(username).await.map_err(AccessError::nats)?;
+        Ok(user.public())
+    }
+
     /// The user if the password is theirs.
     pub async fn verify(
         &self,

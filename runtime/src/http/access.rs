@@ -260,6 +260,31 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(after)))
 }
 
+pub async fn delete_user(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(username): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if username == principal.name {
+        return Err(ApiError::bad_request(
+            "username",
+            "you cannot remove your own account (another admin can)",
+        ));
+    }
+    let removed = state.access.users.delete(&username).await?;
+    let before = serde_json::to_value(&removed).unwrap_or_default();
+    audit::record(
+        &state.js,
+        &principal,
+        "user.delete",
+        &username,
+        before,
+        Value::Null,
+    )
+    .await;
+    Ok(Json(json!({ "username": username, "deleted": true })))
+}
+
 pub async fn list_users(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let users = state.access.users.list().await?;
     Ok(Json(json!({ "users": users })))

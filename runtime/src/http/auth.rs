@@ -22,7 +22,8 @@ use crate::access::sessions::SessionAuth;
 use crate::access::{Principal, Role, Via};
 
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// A session is written back (extending its idle timeout) at most this often.
+/// A session is written back (extending its idle timeout) and its user re-read at most this
+/// often (or every half idle timeout, if that is shorter).
 const SESSION_TOUCH_MS: i64 = 60_000;
 
 fn unauthorized(message: &str) -> Response {
@@ -113,7 +114,20 @@ async fn from_session(
         session.flush().await.ok();
         return Ok(None);
     }
-    if now_ms - auth.seen_ms > SESSION_TOUCH_MS {
+    if now_ms - auth.seen_ms > SESSION_TOUCH_MS.min(idle_ms / 2) {
+        // Once a minute the account is read again: a removed user is signed out, a changed
+        // role applies.
+        let user = state
+            .access
+            .users
+            .get(&auth.username)
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        let Some(user) = user else {
+            session.flush().await.ok();
+            return Ok(None);
+        };
+        auth.role = user.role;
         auth.seen_ms = now_ms;
         session
             .insert(SessionAuth::KEY, &auth)

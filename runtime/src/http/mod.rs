@@ -120,6 +120,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(access::list_users).post(access::create_user),
         )
         .route(
+            "/api/users/{username}",
+            axum::routing::delete(access::delete_user),
+        )
+        .route(
             "/api/tokens",
             get(access::list_tokens).post(access::create_token),
         )
@@ -157,6 +161,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(ui::page_or_not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(sessions)
+        // gzip for the UI bundle and large JSON; server-sent events are never buffered by it.
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -46,7 +46,25 @@ const fn route(
 
 use Role::{Admin, Developer, Marketer, Viewer};
 
+/// The routes the UI and scripts call, `/api` and the session's own. The auth layer guards the
+/// `/api` ones; `/login` and `/logout` check credentials and the CSRF token themselves.
 pub const API_ROUTES: &[RoutePolicy] = &[
+    route(
+        "POST",
+        "/login",
+        None,
+        "access",
+        "Sign in: form fields or JSON `username`, `password`; sets the `nudge_session` cookie (form: redirects to `next`; JSON: the session with its CSRF token); 401 on wrong credentials, 429 past login_attempts_per_minute",
+        Some("application/x-www-form-urlencoded"),
+    ),
+    route(
+        "POST",
+        "/logout",
+        None,
+        "access",
+        "Sign out: ends the browser session; needs the session's X-CSRF-Token (403 without)",
+        None,
+    ),
     route(
         "GET",
         "/api/openapi.json",
@@ -344,6 +362,14 @@ pub const API_ROUTES: &[RoutePolicy] = &[
         JSON,
     ),
     route(
+        "DELETE",
+        "/api/users/{username}",
+        Some(Admin),
+        "access",
+        "Remove a user (not yourself); their browser sessions end within a minute",
+        None,
+    ),
+    route(
         "GET",
         "/api/tokens",
         Some(Admin),
@@ -455,7 +481,7 @@ fn operation(route: &RoutePolicy) -> utoipa::openapi::path::Operation {
     op.build()
 }
 
-/// The OpenAPI 3.1 document for every `/api` route.
+/// The OpenAPI 3.1 document for every route in [`API_ROUTES`].
 pub fn openapi() -> OpenApi {
     let mut paths = PathsBuilder::new();
     for route in API_ROUTES {

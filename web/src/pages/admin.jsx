@@ -2,7 +2,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { ROLES, api, describe, get } from "../api.js";
 
-function Users() {
+function Users({ session }) {
   const [users, setUsers] = useState([]);
   const [form, setForm] = useState({ username: "", password: "", role: "marketer" });
   const [error, setError] = useState(null);
@@ -20,12 +20,30 @@ function Users() {
     }
   };
   const field = (name) => (e) => setForm({ ...form, [name]: e.currentTarget.value });
+  const remove = async (username) => {
+    if (!confirm(`Remove ${username}? Their sessions end within a minute.`)) return;
+    try {
+      await api("DELETE", `/api/users/${encodeURIComponent(username)}`);
+      load();
+    } catch (err) {
+      setError(describe(err));
+    }
+  };
   return (
     <div class="card">
       <h2>Users</h2>
       <table class="list">
-        <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Created</th></tr></thead>
-        <tbody>{users.map((u) => <tr><td>{u.username}</td><td>{u.role}</td><td class="small">{u.created_at} by {u.created_by}</td></tr>)}</tbody>
+        <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Created</th><th scope="col"></th></tr></thead>
+        <tbody>
+          {users.map((u) => (
+            <tr>
+              <td>{u.username}</td>
+              <td>{u.role}</td>
+              <td class="small">{u.created_at} by {u.created_by}</td>
+              <td>{u.username !== session.username && <button type="button" class="ghost" onClick={() => remove(u.username)}>Remove</button>}</td>
+            </tr>
+          ))}
+        </tbody>
       </table>
       <form class="filters" onSubmit={create} aria-label="Add a user">
         <label>User name <input value={form.username} onInput={field("username")} required /></label>
@@ -126,11 +144,11 @@ function Audit() {
   );
 }
 
-export function AdminPage() {
+export function AdminPage({ session }) {
   return (
     <section>
       <h1>Admin</h1>
-      <Users />
+      <Users session={session} />
       <Tokens />
       <Audit />
     </section>
