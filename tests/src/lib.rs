@@ -2,6 +2,7 @@
 //! pattern of the async-nats repository's own test helper) and the real `nudge` binary as a child
 //! process that tests can SIGKILL.
 
+pub mod matrix;
 pub mod workload;
 
 use std::path::PathBuf;

@@ -1,0 +1,434 @@
+//! The access-control test table: every route the UI and scripts call, how to call it as a
+//! given role, and the lowest role allowed — shared by the authorization-matrix and session
+//! tests — plus helpers to call routes with a token or a browser session.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{Nudge, event};
+
+pub const ROLES: [&str; 4] = ["viewer", "marketer", "developer", "admin"];
+
+pub fn rank(role: &str) -> usize {
+    ROLES.iter().position(|r| *r == role).expect("a role")
+}
+
+pub fn rule_body(name: &str) -> Value {
+    json!({"name": name, "triggers": ["cart.updated"], "script": "push(#{ title: \"hi\" });"})
+}
+
+/// One cell row: a route, how to call it for `role`, and the lowest role allowed (`None`:
+/// anyone, signed in or not).
+pub struct Case {
+    pub method: Method,
+    pub route: &'static str,
+    pub path: String,
+    pub body: Option<Value>,
+    pub min_role: Option<&'static str>,
+}
+
+pub fn cases(role: &str) -> Vec<Case> {
+    let event = event("e-1", "cart.updated", "user-1", json!({"total": 5}));
+    let c = |method: Method,
+             route: &'static str,
+             path: String,
+             body: Option<Value>,
+             min: Option<&'static str>| Case {
+        method,
+        route,
+        path,
+        body,
+        min_role: min,
+    };
+    use Method as M;
+    vec![
+        c(
+            M::POST,
+            "/login",
+            "/login".into(),
+            Some(json!({"username": "nobody", "password": "not a password"})),
+            None,
+        ),
+        c(M::POST, "/logout", "/logout".into(), None, None),
+        c(
+            M::GET,
+            "/api/openapi.json",
+            "/api/openapi.json".into(),
+            None,
+            None,
+        ),
+        c(
+            M::GET,
+            "/api/session",
+            "/api/session".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/rules",
+            "/api/rules".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/rules/{id}",
+            "/api/rules/base".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::PUT,
+            "/api/rules/{id}",
+            format!("/api/rules/new-{role}"),
+            Some(rule_body("new")),
+            Some("marketer"),
+        ),
+        c(
+            M::PATCH,
+            "/api/rules/{id}",
+            "/api/rules/base".into(),
+            Some(json!({"enabled": true})),
+            Some("marketer"),
+        ),
+        c(
+            M::DELETE,
+            "/api/rules/{id}",
+            format!("/api/rules/del-{role}"),
+            None,
+            Some("marketer"),
+        ),
+        c(
+            M::GET,
+            "/api/rules/{id}/versions",
+            "/api/rules/base/versions".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/rules/{id}/versions/{version}",
+            "/api/rules/base/versions/1".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::POST,
+            "/api/rules/{id}/restore",
+            "/api/rules/base/restore".into(),
+            Some(json!({"version": 1})),
+            Some("marketer"),
+        ),
+        c(
+            M::POST,
+            "/api/rules/{id}/check",
+            "/api/rules/base/check".into(),
+            Some(rule_body("x")),
+            Some("marketer"),
+        ),
+        c(
+            M::POST,
+            "/api/rules/{id}/test",
+            "/api/rules/base/test".into(),
+            Some(json!({"event": event})),
+            Some("marketer"),
+        ),
+        c(
+            M::POST,
+            "/api/rules/{id}/backtest",
+            "/api/rules/base/backtest".into(),
+            Some(json!({"last": "1h"})),
+            Some("marketer"),
+        ),
+        c(
+            M::GET,
+            "/api/rules/{id}/samples",
+            "/api/rules/base/samples".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::PUT,
+            "/api/rules/{id}/samples",
+            "/api/rules/base/samples".into(),
+            Some(json!({"samples": [{"name": "cart", "event": event}]})),
+            Some("marketer"),
+        ),
+        c(
+            M::GET,
+            "/api/rules/{id}/draft",
+            "/api/rules/base/draft".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::DELETE,
+            "/api/rules/{id}/draft",
+            "/api/rules/base/draft".into(),
+            None,
+            Some("marketer"),
+        ),
+        c(
+            M::POST,
+            "/api/rules/{id}/draft/approve",
+            "/api/rules/base/draft/approve".into(),
+            None,
+            Some("developer"),
+        ),
+        c(
+            M::GET,
+            "/api/drafts",
+            "/api/drafts".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/stats",
+            "/api/stats".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/templates",
+            "/api/templates".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/events/recent",
+            "/api/events/recent?limit=5".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/live",
+            "/api/live".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/profiles/{id}",
+            "/api/profiles/user-1".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/profiles/{id}/trace",
+            "/api/profiles/user-1/trace".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/plugins",
+            "/api/plugins".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/plugins/{name}",
+            "/api/plugins/missing".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::PUT,
+            "/api/plugins/{name}",
+            "/api/plugins/bogus".into(),
+            Some(json!("not wasm")),
+            Some("developer"),
+        ),
+        c(
+            M::PATCH,
+            "/api/plugins/{name}",
+            "/api/plugins/missing".into(),
+            Some(json!({"enabled": false})),
+            Some("developer"),
+        ),
+        c(
+            M::DELETE,
+            "/api/plugins/{name}",
+            "/api/plugins/missing".into(),
+            None,
+            Some("developer"),
+        ),
+        c(
+            M::GET,
+            "/api/plugins/{name}/versions",
+            "/api/plugins/missing/versions".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::POST,
+            "/api/plugins/{name}/test",
+            "/api/plugins/missing/test".into(),
+            Some(json!({"event": event})),
+            Some("developer"),
+        ),
+        c(
+            M::GET,
+            "/api/dlq",
+            "/api/dlq".into(),
+            None,
+            Some("developer"),
+        ),
+        c(
+            M::POST,
+            "/api/dlq/{sequence}/redrive",
+            "/api/dlq/999/redrive".into(),
+            None,
+            Some("developer"),
+        ),
+        c(
+            M::POST,
+            "/api/dlq/redrive",
+            "/api/dlq/redrive".into(),
+            None,
+            Some("developer"),
+        ),
+        c(
+            M::GET,
+            "/api/users",
+            "/api/users".into(),
+            None,
+            Some("admin"),
+        ),
+        c(
+            M::POST,
+            "/api/users",
+            "/api/users".into(),
+            Some(
+                json!({"username": format!("made-by-{role}"), "password": "long enough", "role": "viewer"}),
+            ),
+            Some("admin"),
+        ),
+        c(
+            M::DELETE,
+            "/api/users/{username}",
+            format!("/api/users/gone-{role}"),
+            None,
+            Some("admin"),
+        ),
+        c(
+            M::GET,
+            "/api/tokens",
+            "/api/tokens".into(),
+            None,
+            Some("admin"),
+        ),
+        c(
+            M::POST,
+            "/api/tokens",
+            "/api/tokens".into(),
+            Some(json!({"name": format!("by-{role}"), "role": "viewer"})),
+            Some("admin"),
+        ),
+        c(
+            M::DELETE,
+            "/api/tokens/{id}",
+            "/api/tokens/VICTIM".into(),
+            None,
+            Some("admin"),
+        ),
+        c(
+            M::GET,
+            "/api/audit",
+            "/api/audit".into(),
+            None,
+            Some("admin"),
+        ),
+    ]
+}
+
+/// What a public route answers whoever calls: the document; a refused sign-in (the case's
+/// credentials are wrong); a sign-out with no session to end.
+pub fn public_status(route: &str) -> StatusCode {
+    match route {
+        "/login" => StatusCode::UNAUTHORIZED,
+        "/logout" => StatusCode::NO_CONTENT,
+        _ => StatusCode::OK,
+    }
+}
+
+pub async fn call(nudge: &Nudge, case: &Case, auth: Option<&str>) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().request(case.method.clone(), nudge.url(&case.path));
+    if let Some(token) = auth {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = &case.body {
+        request = request.json(body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    if case.route == "/api/live" {
+        return (status, Value::Null);
+    }
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn create_token(nudge: &Nudge, name: &str, role: &str) -> (String, String) {
+    let (status, body) = nudge
+        .api(
+            Method::POST,
+            "/api/tokens",
+            Some(json!({"name": name, "role": role})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (
+        body["id"].as_str().unwrap().to_owned(),
+        body["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Signs in over the JSON form of `/login`; answers the cookie header and the CSRF token.
+pub async fn sign_in(nudge: &Nudge, username: &str, password: &str) -> (String, String) {
+    let response = reqwest::Client::new()
+        .post(nudge.url("/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    assert!(set_cookie.contains("Secure"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    (cookie, body["csrf"].as_str().unwrap().to_owned())
+}
+
+pub async fn with_session(
+    nudge: &Nudge,
+    method: Method,
+    path: &str,
+    cookie: &str,
+    csrf: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, nudge.url(path))
+        .header("cookie", cookie);
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
