@@ -35,38 +35,55 @@ pub fn label_key(label: &str) -> &str {
     label.rsplit_once("@v").map_or(label, |(key, _)| key)
 }
 
+/// Applies `change` to the counts of `key`, creating them while there is room.
+fn with(entries: &mut HashMap<String, Counts>, key: &str, change: impl FnOnce(&mut Counts)) {
+    if let Some(counts) = entries.get_mut(key) {
+        change(counts);
+    } else if entries.len() < STATS_MAX_ENTRIES {
+        change(entries.entry(key.to_owned()).or_default());
+    }
+}
+
 impl Stats {
-    fn with(&self, key: &str, change: impl FnOnce(&mut Counts)) {
+    /// One decision's figures under one lock: the labels matched and fired, and the failures
+    /// as (label, message).
+    pub fn decision<'a>(
+        &self,
+        matched: impl IntoIterator<Item = &'a str>,
+        fired: impl IntoIterator<Item = &'a str>,
+        failed: impl IntoIterator<Item = (&'a str, String)>,
+        now_ms: i64,
+    ) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
-        if let Some(counts) = entries.get_mut(key) {
-            change(counts);
-        } else if entries.len() < STATS_MAX_ENTRIES {
-            change(entries.entry(key.to_owned()).or_default());
+        for label in matched {
+            with(&mut entries, label_key(label), |c| c.matched += 1);
+        }
+        for label in fired {
+            with(&mut entries, label_key(label), |c| {
+                c.fired += 1;
+                c.last_fired_ms = Some(now_ms);
+            });
+        }
+        for (label, message) in failed {
+            with(&mut entries, label_key(label), |c| {
+                c.errors += 1;
+                c.last_error = Some(message.chars().take(500).collect());
+            });
         }
     }
 
-    pub fn matched(&self, label: &str) {
-        self.with(label_key(label), |c| c.matched += 1);
-    }
-
-    pub fn fired(&self, label: &str, now_ms: i64) {
-        self.with(label_key(label), |c| {
-            c.fired += 1;
-            c.last_fired_ms = Some(now_ms);
-        });
-    }
-
     pub fn failed(&self, label: &str, message: &str) {
-        self.with(label_key(label), |c| {
-            c.errors += 1;
-            c.last_error = Some(message.chars().take(500).collect());
-        });
+        self.decision([], [], [(label, message.to_owned())], 0);
     }
 
-    pub fn plugin_call(&self, plugin: &str, seconds: f64, fuel: Option<u64>) {
-        self.with(&format!("plugin:{plugin}"), |c| {
+    /// A plugin call; `key` is `plugin:<name>`, prepared once per loaded plugin.
+    pub fn plugin_call(&self, key: &str, seconds: f64, fuel: Option<u64>) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        with(&mut entries, key, |c| {
             c.calls += 1;
             c.call_seconds_total += seconds;
             c.call_seconds_max = c.call_seconds_max.max(seconds);
@@ -91,10 +108,9 @@ mod tests {
     #[test]
     fn counts_by_rule_and_plugin_across_versions() {
         let stats = Stats::default();
-        stats.matched("welcome@v1");
-        stats.fired("welcome@v2", 5);
+        stats.decision(["welcome@v1"], ["welcome@v2"], [], 5);
         stats.failed("plugin:offer@v1", "trap");
-        stats.plugin_call("offer", 0.002, Some(10));
+        stats.plugin_call("plugin:offer", 0.002, Some(10));
         let snap = stats.snapshot();
         assert_eq!(snap["welcome"].matched, 1);
         assert_eq!(snap["welcome"].fired, 1);

@@ -144,7 +144,8 @@ pub fn consumer_lag(pending: u64, ack_pending: usize) {
 
 /// Metric handles of one loaded plugin, resolved once per version rather than per call.
 pub struct PluginMeters {
-    plugin: String,
+    /// `plugin:<name>`, the plugin's key in `stats`.
+    stats_key: String,
     handle_calls: metrics::Counter,
     rule_calls: metrics::Counter,
     seconds: metrics::Histogram,
@@ -155,7 +156,7 @@ impl PluginMeters {
     pub fn new(plugin: &str) -> PluginMeters {
         let name = plugin.to_owned();
         PluginMeters {
-            plugin: plugin.to_owned(),
+            stats_key: format!("plugin:{plugin}"),
             handle_calls: counter!(PLUGIN_CALLS, "plugin" => name.clone(), "export" => "handle"),
             rule_calls: counter!(PLUGIN_CALLS, "plugin" => name.clone(), "export" => "call"),
             seconds: histogram!(PLUGIN_CALL_SECONDS, "plugin" => name.clone()),
@@ -170,7 +171,7 @@ impl PluginMeters {
             self.handle_calls.increment(1);
         }
         self.seconds.record(seconds);
-        crate::stats::global().plugin_call(&self.plugin, seconds, fuel);
+        crate::stats::global().plugin_call(&self.stats_key, seconds, fuel);
         if let Some(fuel) = fuel {
             self.fuel.record(fuel as f64);
         }

@@ -172,11 +172,7 @@ pub async fn logout(
     let Some(auth) = auth else {
         return StatusCode::NO_CONTENT.into_response();
     };
-    let sent = headers
-        .get(super::auth::CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if sent != auth.csrf {
+    if !super::auth::sends_csrf(&headers, &auth) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             Some("X-CSRF-Token"),

@@ -137,6 +137,15 @@ async fn from_session(
     Ok(Some(auth))
 }
 
+/// Whether the request carries the session's CSRF token (compared in constant time).
+pub fn sends_csrf(headers: &HeaderMap, auth: &SessionAuth) -> bool {
+    let sent = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    same_secret(sent, &auth.csrf)
+}
+
 fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -182,18 +191,11 @@ pub async fn authorize(
             }
             Err(error) => return error.into_response(),
         };
-        if changes_state(request.method()) {
-            let sent = request
-                .headers()
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if !same_secret(sent, &auth.csrf) {
-                return forbidden(
-                    "X-CSRF-Token",
-                    "a browser session must send its CSRF token (GET /api/session) in X-CSRF-Token to change anything".into(),
-                );
-            }
+        if changes_state(request.method()) && !sends_csrf(request.headers(), &auth) {
+            return forbidden(
+                "X-CSRF-Token",
+                "a browser session must send its CSRF token (GET /api/session) in X-CSRF-Token to change anything".into(),
+            );
         }
         Principal {
             name: auth.username,

@@ -152,21 +152,19 @@ impl Decisions {
             );
             telemetry::rule_failed(&failure.rule, failure.reason(), failure.limit());
         }
-        let stats = crate::stats::global();
-        for label in &decision.trace.matched {
-            stats.matched(label);
-        }
-        let now_ms = self.clock.now_ms();
-        for item in &decision.trace.fired {
-            stats.fired(&item.rule, now_ms);
-        }
-        for failure in &decision.failures {
-            let label = match failure.limit() {
+        let failed = decision.failures.iter().map(|failure| {
+            let message = match failure.limit() {
                 Some(limit) => format!("{} (limit {limit})", failure.failure.message),
                 None => failure.failure.message.clone(),
             };
-            stats.failed(&failure.rule, &label);
-        }
+            (failure.rule.as_str(), message)
+        });
+        crate::stats::global().decision(
+            decision.trace.matched.iter().map(String::as_str),
+            decision.trace.fired.iter().map(|item| item.rule.as_str()),
+            failed,
+            self.clock.now_ms(),
+        );
         for item in &decision.trace.suppressed {
             if let (Some(reason), Some(channel)) = (item.reason, item.channel) {
                 telemetry::suppressed(reason, channel);
