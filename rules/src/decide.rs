@@ -82,9 +82,9 @@ pub struct Trace {
 /// Everything one event caused.
 #[derive(Debug, Default)]
 pub struct Decision {
-    /// The event was applied before (a redelivery): republish `publish`, change nothing.
+    /// The event (its `source` + `id`) was applied before: it changes and publishes nothing.
     pub duplicate: bool,
-    /// Actions to publish now (already in the state's outbox).
+    /// Actions to publish now.
     pub publish: Vec<Outgoing>,
     /// The actions behind `publish`, for metrics and backtests.
     pub fired: Vec<Action>,
@@ -94,6 +94,8 @@ pub struct Decision {
     pub unschedule: Vec<String>,
     pub failures: Vec<RuleFailure>,
     pub logs: Vec<String>,
+    /// Attributes rules set or removed (`set_attribute`): how much the profile may have grown.
+    pub attributes_set: usize,
     pub trace: Trace,
 }
 
@@ -126,10 +128,10 @@ impl Decider<'_> {
             },
             ..Decision::default()
         };
-        if let Some(applied) = state.applied(&identity) {
+        if state.applied(&identity).is_some() {
             decision.duplicate = true;
-            decision.publish = applied.outbox.clone();
-            decision.trace.skipped = Some("already decided (redelivery)".into());
+            decision.trace.skipped =
+                Some("already decided (a duplicate of an earlier event)".into());
             return decision;
         }
         if let Some(name) = event.event_type.strip_prefix(TIMER_PREFIX) {
@@ -138,13 +140,7 @@ impl Decider<'_> {
                 decision.trace.skipped = Some(format!(
                     "timer `{name}` was cancelled or replaced before it fired"
                 ));
-                state.remember_applied(
-                    Applied {
-                        event: identity,
-                        outbox: Vec::new(),
-                    },
-                    self.limits,
-                );
+                state.remember_applied(Applied { event: identity }, self.limits);
                 return decision;
             }
             state.timers.remove(name);
@@ -207,13 +203,7 @@ impl Decider<'_> {
 
         let verdict = self.policy.apply(state, candidates, now_ms);
         self.record_verdict(event, now_ms, verdict, &mut decision);
-        state.remember_applied(
-            Applied {
-                event: identity,
-                outbox: decision.publish.clone(),
-            },
-            self.limits,
-        );
+        state.remember_applied(Applied { event: identity }, self.limits);
         decision
     }
 
@@ -246,6 +236,7 @@ impl Decider<'_> {
         d: &mut Decision,
     ) {
         for (name, value) in effects.attributes {
+            d.attributes_set += 1;
             if let Err(note) = state.set_attribute(&name, value, self.limits) {
                 d.trace.notes.push(format!("{rule_id}: {note}"));
             }

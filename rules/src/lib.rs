@@ -14,6 +14,7 @@ pub mod decide;
 pub mod duration;
 pub mod event;
 pub mod file;
+pub mod partition;
 pub mod policy;
 pub mod profile;
 pub mod rule;

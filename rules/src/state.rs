@@ -30,7 +30,8 @@ pub struct StateLimits {
     pub max_attribute_bytes: usize,
     /// Timers pending per profile.
     pub max_timers: usize,
-    /// Recently applied events remembered to recognise a redelivery (and republish its outbox).
+    /// Recently applied events remembered to recognise a duplicate (the same `source` + `id`
+    /// published again).
     pub applied_events: usize,
 }
 
@@ -85,13 +86,11 @@ pub struct Outgoing {
     pub body: String,
 }
 
-/// An event whose decision is in the state: redelivered, it republishes `outbox` (deduplicated
-/// by id) instead of being decided again.
+/// An event whose decision is in the state: seen again, it is a duplicate and changes nothing.
+/// (States written before partitioned checkpoints also held an `outbox` here; it is ignored.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Applied {
     pub event: String,
-    #[serde(default)]
-    pub outbox: Vec<Outgoing>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -119,6 +118,11 @@ pub struct ProfileState {
     pub fired_ms: BTreeMap<String, i64>,
     #[serde(default)]
     pub applied: VecDeque<Applied>,
+    /// Stream sequence of the last event applied to this state (0: none, or decided outside a
+    /// stream, as in a backtest). A partition restored from an older checkpoint skips the events
+    /// this state already holds.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl ProfileState {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Serialized};
 use std::collections::BTreeMap;
 
 use nudge_rules::calendar::QuietHours;
@@ -28,22 +28,37 @@ pub struct Settings {
     /// The `nats-server` executable `nudge up` runs.
     pub nats_server_bin: String,
 
-    /// Durable consumer name; instances sharing it share the work.
-    pub consumer_name: String,
-    /// Concurrent per-profile lanes; events of one profile always use the same lane.
-    pub lanes: usize,
-    /// Batches of events queued per lane before fetching pauses.
-    pub lane_queue: usize,
-    /// Messages per pull request.
+    /// Partitions of the profile key. Fixed when the deployment's topology is created (the first
+    /// start); `nudge partitions set` changes it with every instance stopped.
+    pub partitions: u32,
+    /// Replicas of every stream and bucket nudge creates (1 on a single server, 3 on a
+    /// three-node cluster).
+    pub replicas: usize,
+    /// This instance's name in the cluster; a random one (host name + suffix) when unset.
+    pub instance_id: Option<String>,
+    /// How long an owner's partition lease lasts without renewal: the time a dead instance's
+    /// partitions wait before another instance takes them.
+    pub partition_lease_ms: u64,
+    /// How often an owned partition writes its changed profiles and commits its position.
+    pub checkpoint_interval_ms: u64,
+    /// Changed profiles in one partition that trigger a checkpoint before the interval is up.
+    pub checkpoint_max_profiles: usize,
+    /// Actions sent and not yet confirmed per partition before it checkpoints early.
+    pub max_pending_actions: usize,
+    /// Profiles one partition keeps in memory (changed ones stay until written).
+    pub partition_max_profiles: usize,
+    /// Batches of read events queued per partition before the reader waits.
+    pub partition_queue_batches: usize,
+    /// Events one partition decides in one go on a decision thread.
+    pub decide_batch_events: usize,
+    /// Threads that run rules and plugins; 0: one per core (one fewer on more than two).
+    pub decision_threads: usize,
+    /// Messages per pull request of the event reader.
     pub fetch_batch: usize,
-    /// Events delivered but not yet acked, across the consumer.
-    pub max_ack_pending: i64,
-    /// How long JetStream waits for an ack before redelivering (e.g. after a crash).
-    pub ack_wait_ms: u64,
-    /// Deliveries of one event before it goes to the DLQ.
+    /// Attempts to publish an event's action before the event goes to the DLQ.
     pub max_deliver: i64,
-    /// Nak delays for successive transient failures; the last one repeats.
-    pub nak_backoff_ms: Vec<u64>,
+    /// Delays between those attempts; the last one repeats.
+    pub retry_backoff_ms: Vec<u64>,
     /// Largest accepted event; larger ones go to the DLQ (NATS) or get 413 (HTTP).
     pub max_event_bytes: usize,
 
@@ -126,14 +141,10 @@ pub struct Settings {
     pub profile_max_attribute_bytes: usize,
     /// Timers pending per profile.
     pub profile_max_timers: usize,
-    /// Recent events per profile whose actions are kept to republish on redelivery.
+    /// Recent events per profile remembered to recognise a duplicate (same `source` + `id`).
     pub profile_applied_events: usize,
     /// Largest stored profile state; an event that would grow it further goes to the DLQ.
     pub profile_max_bytes: usize,
-    /// Profiles cached per lane with their KV revision (saves a read per event).
-    pub profile_cache_entries: usize,
-    /// Compare-and-set attempts per event when other instances write the same profile.
-    pub profile_cas_retries: u32,
     /// Caps the profiles bucket as a whole.
     pub profiles_max_bytes: i64,
 
@@ -175,11 +186,41 @@ pub struct Settings {
     pub samples_max_per_rule: usize,
     /// Dead letters one `POST /api/dlq/redrive` re-drives at most.
     pub dlq_redrive_max: usize,
+    /// How often each instance writes its rule and plugin figures for `GET /api/stats`.
+    pub stats_flush_ms: u64,
+    /// How long an instance's figures count after it stopped writing them.
+    pub stats_max_age_s: u64,
+    /// Consecutive limit failures (deadline, memory, fuel, stack) after which a plugin version is
+    /// quarantined: its calls fail at once, without running, for `plugin_quarantine_ms`.
+    pub plugin_quarantine_after: u32,
+    pub plugin_quarantine_ms: u64,
     /// Stored events `GET /api/events/recent` looks back through.
     pub recent_events_scan: u64,
 }
 
 const DAY_S: u64 = 86_400;
+/// The actions' dedupe window must be this many times the longest replay after a failover:
+/// room for a slow restore, a backlog, a broker restart in between.
+const REPLAY_WINDOW_FACTOR: u64 = 10;
+
+/// Settings of earlier versions that no longer mean anything; a file or environment that still
+/// sets them gets a warning naming what replaced them, not an error.
+const RETIRED: [(&str, &str); 8] = [
+    (
+        "consumer_name",
+        "partitions (instances share the work by partition)",
+    ),
+    ("lanes", "partitions"),
+    ("lane_queue", "partition_queue_batches"),
+    ("max_ack_pending", "max_pending_actions"),
+    ("ack_wait_ms", "partition_lease_ms"),
+    ("nak_backoff_ms", "retry_backoff_ms"),
+    ("profile_cache_entries", "partition_max_profiles"),
+    (
+        "profile_cas_retries",
+        "nothing: one owner per partition writes its profiles",
+    ),
+];
 const GIB: i64 = 1 << 30;
 
 impl Default for Settings {
@@ -193,14 +234,20 @@ impl Default for Settings {
             write_key: None,
             data_dir: PathBuf::from("nudge-data"),
             nats_server_bin: "nats-server".into(),
-            consumer_name: "nudge".into(),
-            lanes: 64,
-            lane_queue: 4,
-            fetch_batch: 256,
-            max_ack_pending: 4_096,
-            ack_wait_ms: 30_000,
+            partitions: 16,
+            replicas: 1,
+            instance_id: None,
+            partition_lease_ms: 5_000,
+            checkpoint_interval_ms: 200,
+            checkpoint_max_profiles: 4_096,
+            max_pending_actions: 4_096,
+            partition_max_profiles: 4_096,
+            partition_queue_batches: 8,
+            decide_batch_events: 512,
+            decision_threads: 0,
+            fetch_batch: 512,
             max_deliver: 5,
-            nak_backoff_ms: vec![1_000, 5_000, 30_000, 120_000],
+            retry_backoff_ms: vec![1_000, 5_000, 30_000, 120_000],
             max_event_bytes: 64 * 1024,
             actions_duplicate_window_s: 2 * 3_600,
             events_duplicate_window_s: 2 * 3_600,
@@ -249,8 +296,6 @@ impl Default for Settings {
             profile_max_timers: state.max_timers,
             profile_applied_events: state.applied_events,
             profile_max_bytes: 1024 * 1024,
-            profile_cache_entries: 1_024,
-            profile_cas_retries: 10,
             profiles_max_bytes: 2 * GIB,
             caps: BTreeMap::new(),
             quiet_hours: None,
@@ -272,6 +317,10 @@ impl Default for Settings {
             live_buffer_items: 256,
             samples_max_per_rule: 20,
             dlq_redrive_max: 10_000,
+            stats_flush_ms: 2_000,
+            stats_max_age_s: 30 * DAY_S,
+            plugin_quarantine_after: 5,
+            plugin_quarantine_ms: 30_000,
             recent_events_scan: 10_000,
         }
     }
@@ -309,18 +358,27 @@ impl Settings {
             .clone()
             .unwrap_or_else(|| PathBuf::from("nudge.toml"));
         // Only known names are read from the environment: other NUDGE_* variables (of tools and
-        // tests around nudge) are not settings. The TOML file, in contrast, refuses unknown keys.
+        // tests around nudge) are not settings. The TOML file, in contrast, refuses unknown keys
+        // (retired ones only warn).
         let known: Vec<String> = match serde_json::to_value(Settings::default()) {
             Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
             _ => Vec::new(),
         };
         let known: Vec<&str> = known.iter().map(String::as_str).collect();
         let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
-            .merge(Toml::file(file))
+            .merge(Serialized::defaults(file_without_retired(&file)?))
             .merge(Env::prefixed("NUDGE_").only(&known))
             .merge(Serialized::defaults(flags))
             .extract()
             .map_err(Box::new)?;
+        for (name, replaced_by) in RETIRED {
+            if std::env::var_os(format!("NUDGE_{}", name.to_uppercase())).is_some() {
+                tracing::warn!(
+                    "NUDGE_{} is no longer a setting (see {replaced_by}); ignored",
+                    name.to_uppercase()
+                );
+            }
+        }
         Ok(settings)
     }
 
@@ -397,17 +455,73 @@ impl Settings {
         })
     }
 
-    /// Nak delay before delivery `delivered + 1` of an event that failed transiently.
-    pub fn nak_delay(&self, delivered: i64) -> std::time::Duration {
-        let step = usize::try_from(delivered.max(1) - 1).unwrap_or(usize::MAX);
+    /// Delay before attempt `attempts + 1` of something that failed transiently.
+    pub fn retry_delay(&self, attempts: u32) -> std::time::Duration {
+        let step = attempts.max(1) as usize - 1;
         let ms = self
-            .nak_backoff_ms
+            .retry_backoff_ms
             .get(step)
-            .or(self.nak_backoff_ms.last())
+            .or(self.retry_backoff_ms.last())
             .copied()
             .unwrap_or(1_000);
         std::time::Duration::from_millis(ms)
     }
+
+    /// Checks the settings that must agree with each other; the error names them.
+    pub fn check(&self) -> anyhow::Result<()> {
+        // A partition's actions may be published again by a new owner replaying from the last
+        // checkpoint: JetStream must still remember their ids by then. The longest replay starts
+        // two leases (an orphaned partition) plus a checkpoint after the first publish.
+        let replay_ms = 2 * self.partition_lease_ms + self.checkpoint_interval_ms;
+        let needed_s = (replay_ms / 1_000).max(1) * REPLAY_WINDOW_FACTOR;
+        anyhow::ensure!(
+            self.actions_duplicate_window_s >= needed_s,
+            "actions_duplicate_window_s ({}) must outlast a failover: at least {needed_s} s \
+             with partition_lease_ms = {} and checkpoint_interval_ms = {} (a new owner \
+             republishes what the last checkpoint did not cover, and JetStream drops those \
+             copies only within the window)",
+            self.actions_duplicate_window_s,
+            self.partition_lease_ms,
+            self.checkpoint_interval_ms,
+        );
+        anyhow::ensure!(
+            self.partition_lease_ms >= 1_000,
+            "partition_lease_ms ({}) must be at least 1000",
+            self.partition_lease_ms
+        );
+        anyhow::ensure!(
+            self.replicas >= 1 && self.replicas <= 5,
+            "replicas ({}) must be 1 to 5",
+            self.replicas
+        );
+        Ok(())
+    }
+}
+
+/// The TOML settings file as a table (empty when there is none), minus retired settings, each
+/// of which gets a warning.
+fn file_without_retired(path: &std::path::Path) -> Result<toml::Table, Box<figment::Error>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(toml::Table::new()),
+        Err(error) => {
+            return Err(Box::new(figment::Error::from(format!(
+                "reading {}: {error}",
+                path.display()
+            ))));
+        }
+    };
+    let mut table: toml::Table = toml::from_str(&text)
+        .map_err(|error| Box::new(figment::Error::from(format!("{}: {error}", path.display()))))?;
+    for (name, replaced_by) in RETIRED {
+        if table.remove(name).is_some() {
+            tracing::warn!(
+                "{}: `{name}` is no longer a setting (see {replaced_by}); ignored",
+                path.display()
+            );
+        }
+    }
+    Ok(table)
 }
 
 #[cfg(test)]
@@ -418,13 +532,13 @@ mod tests {
     #[test]
     fn env_overrides_file_and_flags_override_env() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("nudge.toml", "listen = \"0.0.0.0:1\"\nlanes = 8\n")?;
+            jail.create_file("nudge.toml", "listen = \"0.0.0.0:1\"\npartitions = 8\n")?;
             jail.set_env("NUDGE_LISTEN", "0.0.0.0:2");
             jail.set_env("NUDGE_RULE_MAX_OPERATIONS", "7");
             jail.set_env("NUDGE_SOMETHING_ELSE", "not a setting");
             let from_env = Settings::load(&SettingsFlags::default()).map_err(|e| *e)?;
             assert_eq!(from_env.listen, "0.0.0.0:2");
-            assert_eq!(from_env.lanes, 8);
+            assert_eq!(from_env.partitions, 8);
             assert_eq!(from_env.rule_limits().max_operations, 7);
             let flags = SettingsFlags {
                 listen: Some("0.0.0.0:3".into()),
@@ -446,10 +560,33 @@ mod tests {
     }
 
     #[test]
-    fn nak_backoff_repeats_its_last_step() {
+    fn retry_backoff_repeats_its_last_step() {
         let s = Settings::default();
-        assert_eq!(s.nak_delay(1).as_millis(), 1_000);
-        assert_eq!(s.nak_delay(2).as_millis(), 5_000);
-        assert_eq!(s.nak_delay(99).as_millis(), 120_000);
+        assert_eq!(s.retry_delay(1).as_millis(), 1_000);
+        assert_eq!(s.retry_delay(2).as_millis(), 5_000);
+        assert_eq!(s.retry_delay(99).as_millis(), 120_000);
+    }
+
+    #[test]
+    fn retired_settings_warn_instead_of_failing() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("nudge.toml", "lanes = 8\npartitions = 4\n")?;
+            jail.set_env("NUDGE_ACK_WAIT_MS", "2000");
+            let settings = Settings::load(&SettingsFlags::default()).map_err(|e| *e)?;
+            assert_eq!(settings.partitions, 4);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_duplicate_window_shorter_than_a_failover_is_refused() {
+        let settings = Settings {
+            actions_duplicate_window_s: 30,
+            ..Settings::default()
+        };
+        let error = settings.check().unwrap_err().to_string();
+        assert!(error.contains("actions_duplicate_window_s"), "{error}");
+        assert!(error.contains("partition_lease_ms"), "{error}");
+        Settings::default().check().unwrap();
     }
 }

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod backtest;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod pipeline;

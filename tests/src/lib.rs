@@ -158,12 +158,12 @@ impl Nudge {
             .env("NUDGE_LISTEN", "127.0.0.1:0")
             .env("NUDGE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("NUDGE_WRITE_KEY", WRITE_KEY)
-            .env(
-                "NUDGE_ACK_WAIT_MS",
-                std::env::var("NUDGE_ACK_WAIT_MS").unwrap_or_else(|_| "2000".into()),
-            )
             .env("NUDGE_DATA_DIR", dir.path().join("data"))
-            .env("RUST_LOG", "info")
+            .env("NUDGE_NATS_SERVER_BIN", nats_server_binary())
+            .env(
+                "RUST_LOG",
+                std::env::var("NUDGE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("NUDGE_NATS_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -414,24 +414,47 @@ pub async fn wait_for_len(
     }
 }
 
-/// Waits until the nudge consumer has acked every event in `NUDGE_EVENTS`.
+/// Every partition's committed position (`NUDGE_CLUSTER`), in partition order.
+pub async fn partition_positions(js: &jetstream::Context) -> Vec<u64> {
+    let Ok(cluster) = js.get_key_value("NUDGE_CLUSTER").await else {
+        return Vec::new();
+    };
+    let Ok(Some(topology)) = cluster.get("topology").await else {
+        return Vec::new();
+    };
+    let topology: Value = serde_json::from_slice(&topology).expect("topology JSON");
+    let partitions = topology["partitions"].as_u64().expect("partitions");
+    let mut positions = Vec::new();
+    for p in 0..partitions {
+        let record = cluster.get(format!("partition.{p}")).await.ok().flatten();
+        let position = record
+            .and_then(|r| serde_json::from_slice::<Value>(&r).ok())
+            .and_then(|r| r["position"].as_u64())
+            .unwrap_or(0);
+        positions.push(position);
+    }
+    positions
+}
+
+/// Waits until every partition has committed every event in `NUDGE_EVENTS`: decided, actions
+/// stored, profiles and traces written.
 pub async fn wait_drained(js: &jetstream::Context, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        let stream = js.get_stream("NUDGE_EVENTS").await.expect("events stream");
-        let last = stream.cached_info().state.last_sequence;
-        let info = stream.consumer_info("nudge").await.expect("consumer info");
-        // Not the ack floor: after a redelivery nats-server 2.9 may leave it one short although
-        // everything is acked.
-        if info.delivered.stream_sequence >= last
-            && info.num_ack_pending == 0
-            && info.num_pending == 0
-        {
+        let mut stream = js.get_stream("NUDGE_EVENTS").await.expect("events stream");
+        let last = stream
+            .info()
+            .await
+            .expect("stream info")
+            .state
+            .last_sequence;
+        let positions = partition_positions(js).await;
+        if !positions.is_empty() && positions.iter().all(|p| *p >= last) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "consumer not drained (stream at {last}): {info:?}"
+            "not drained (stream at {last}); partition positions: {positions:?}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

@@ -192,6 +192,13 @@ pub fn cases(role: &str) -> Vec<Case> {
         ),
         c(
             M::GET,
+            "/api/cluster",
+            "/api/cluster".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
             "/api/templates",
             "/api/templates".into(),
             None,

@@ -75,7 +75,7 @@ async fn sigkill_three_times_while_draining_loses_and_duplicates_nothing() {
         "NUDGE_ACTIONS",
         EVENTS,
         Duration::from_secs(120),
-        "draining after restarts",
+        &format!("draining after restarts; log:\n{}", nudge.logs()),
     )
     .await;
     wait_drained(&js, Duration::from_secs(60)).await;

@@ -93,7 +93,7 @@ async fn the_same_event_twice_stores_one_action() {
     // copy's were still in flight, were dropped by JetStream's duplicate window.
     let (_, trace) = nudge.api_get("/api/profiles/user-7/trace").await;
     assert_eq!(
-        trace["decisions"][0]["skipped"], "already decided (redelivery)",
+        trace["decisions"][0]["skipped"], "already decided (a duplicate of an earlier event)",
         "{trace:#}"
     );
     assert_eq!(
@@ -249,11 +249,12 @@ async fn a_rule_change_is_picked_up_live_by_every_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn graceful_shutdown_finishes_in_flight_events_and_hands_back_the_rest() {
+async fn graceful_shutdown_checkpoints_and_releases_every_partition() {
     let nats = NatsServer::start();
-    // A long ack_wait: an event left unacked would make the drain below time out.
-    let long_ack_wait = [("NUDGE_ACK_WAIT_MS", "120000")];
-    let nudge = Nudge::start(&nats, &long_ack_wait).await;
+    // A long lease: a partition the first instance did not release would keep the second one
+    // waiting past the drain's deadline.
+    let long_lease = [("NUDGE_PARTITION_LEASE_MS", "120000")];
+    let nudge = Nudge::start(&nats, &long_lease).await;
     let js = nats.jetstream().await;
     nudge.put_rule("r", push_rule(&[">"], r#"push(#{})"#)).await;
     for i in 0..500 {
@@ -269,8 +270,8 @@ async fn graceful_shutdown_finishes_in_flight_events_and_hands_back_the_rest() {
         .await;
     }
     assert!(nudge.stop().await, "nudge exits 0 on SIGTERM");
-    // Handed-back events come back after a short delay, to whichever instance pulls next.
-    let _next = Nudge::start(&nats, &long_ack_wait).await;
+    // What the first one did not finish, the next one resumes at once.
+    let _next = Nudge::start(&nats, &long_lease).await;
     wait_drained(&js, WAIT).await;
     assert_eq!(
         stream_len(&js, "NUDGE_ACTIONS").await,
@@ -280,41 +281,49 @@ async fn graceful_shutdown_finishes_in_flight_events_and_hands_back_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_event_never_acked_within_max_deliver_still_reaches_the_dlq() {
+async fn an_action_jetstream_refuses_sends_its_event_to_the_dlq_after_max_deliver() {
     let nats = NatsServer::start();
-    // Each try outlives ack_wait, so JetStream gives up after two deliveries.
-    let slow = [
+    let quick = [
         ("NUDGE_MAX_DELIVER", "2"),
-        ("NUDGE_ACK_WAIT_MS", "300"),
-        ("NUDGE_RULE_MAX_OPERATIONS", "0"),
-        ("NUDGE_RULE_DEADLINE_MS", "1500"),
+        ("NUDGE_RETRY_BACKOFF_MS", "[50]"),
     ];
-    let nudge = Nudge::start(&nats, &slow).await;
+    let nudge = Nudge::start(&nats, &quick).await;
     let js = nats.jetstream().await;
+    // 80 strings of 16 KiB: a push over NATS's 1 MiB max_payload, refused on every attempt.
+    let oversized = r#"
+        let big = "0123456789abcdef";
+        for i in 0..10 { big += big; }
+        let payload = #{};
+        for i in 0..80 { payload["k" + i] = big; }
+        push(payload);"#;
     nudge
-        .put_rule("slow", push_rule(&["cart.updated"], "loop {}"))
+        .put_rule("huge", push_rule(&["cart.updated"], oversized))
         .await;
-
-    publish(&js, &event("slow-1", "cart.updated", "user-1", json!({}))).await;
+    publish(&js, &event("huge-1", "cart.updated", "user-1", json!({}))).await;
+    publish(&js, &event("fine-1", "order.placed", "user-1", json!({}))).await;
     wait_for_len(&js, "NUDGE_DLQ", 1, WAIT, &nudge.logs()).await;
+    wait_drained(&js, WAIT).await;
 
     let dead = read_stream(&js, "NUDGE_DLQ", 10).await;
     assert_eq!(dead.len(), 1);
     let headers = dead[0].headers.as_ref().unwrap();
     assert_eq!(
         headers.get("Nudge-Dlq-Kind").unwrap().as_str(),
-        "max_deliveries"
+        "publish_failed"
     );
-    assert!(
-        headers
-            .get("Nudge-Dlq-Reason")
-            .unwrap()
-            .as_str()
-            .contains("max_deliver")
-    );
+    let reason = headers.get("Nudge-Dlq-Reason").unwrap().as_str();
+    assert!(reason.contains("failed 2 times"), "{reason}");
+    assert!(reason.contains("payload"), "{reason}");
     assert_eq!(
         json_payload(&dead[0])["id"],
-        "slow-1",
+        "huge-1",
         "the original event is kept"
+    );
+    assert!(
+        nudge
+            .metrics()
+            .await
+            .contains("nudge_action_publish_retries_total 1"),
+        "the retry is counted"
     );
 }

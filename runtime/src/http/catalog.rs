@@ -152,12 +152,16 @@ async fn samples_value(state: &AppState, id: &str) -> Value {
     }
 }
 
-pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {
+pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let s = &state.settings;
     let mut rules = serde_json::Map::new();
     let mut plugins = serde_json::Map::new();
-    for (key, counts) in crate::stats::global().snapshot() {
-        let mut value = serde_json::to_value(&counts).unwrap_or_default();
+    let counted = crate::stats::cluster_wide(&state.stats, &state.cluster.id)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
+    for (key, counts) in counted {
+        let mut value = serde_json::to_value(&counts)
+            .map_err(|e| ApiError::internal(format!("stats of {key}: {e}")))?;
         if let Some(ms) = counts.last_fired_ms {
             value["last_fired"] = json!(nudge_rules::calendar::rfc3339(ms));
         }
@@ -173,5 +177,7 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Value> {
         "fuel": s.plugin_fuel,
         "max_output_bytes": s.plugin_max_output_bytes,
     });
-    Json(json!({ "rules": rules, "plugins": plugins, "plugin_budget": budget }))
+    Ok(Json(
+        json!({ "rules": rules, "plugins": plugins, "plugin_budget": budget }),
+    ))
 }

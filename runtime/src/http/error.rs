@@ -41,6 +41,10 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, None, message)
     }
 
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, None, message)
+    }
+
     /// An event error, its field prefixed with where the event sits in the body.
     pub fn event(prefix: &str, error: EventError) -> Self {
         Self::bad_request(&format!("{prefix}{}", error.field), error.message)

@@ -65,6 +65,10 @@ pub struct AppState {
     pub samples: async_nats::jetstream::kv::Store,
     /// One permit per open live view (`live_max_streams`).
     pub live_views: Arc<Semaphore>,
+    /// This instance's membership and view of the cluster.
+    pub cluster: Arc<crate::cluster::Cluster>,
+    /// Every instance's rule and plugin figures (`NUDGE_STATS`).
+    pub stats: async_nats::jetstream::kv::Store,
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
@@ -96,6 +100,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/rules/{id}/draft/approve", post(review::approve))
         .route("/api/drafts", get(review::list_drafts))
         .route("/api/stats", get(catalog::stats))
+        .route("/api/cluster", get(ops::cluster))
         .route("/api/templates", get(catalog::templates))
         .route("/api/events/recent", get(catalog::recent_events))
         .route("/api/live", get(live::live))

@@ -1,4 +1,4 @@
-//! Liveness, readiness and Prometheus metrics.
+//! Liveness, readiness, Prometheus metrics and the cluster's state.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,6 +32,24 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         .map(|h| h.render())
         .unwrap_or_default();
     ([("content-type", "text/plain; version=0.0.4")], body)
+}
+
+/// `GET /api/cluster`: partitions, owners, positions and lag, as this instance sees them.
+pub async fn cluster(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<crate::cluster::ClusterStatus>, ApiError> {
+    let mut events = state
+        .js
+        .get_stream(crate::topology::EVENTS_STREAM)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("reading the events stream: {e}")))?;
+    let last = events
+        .info()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("reading the events stream: {e}")))?
+        .state
+        .last_sequence;
+    Ok(Json(state.cluster.status(last)))
 }
 
 pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {

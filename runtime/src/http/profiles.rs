@@ -86,9 +86,18 @@ pub async fn trace(
     )
     .await
     .map_err(unavailable)?;
-    let decisions: Vec<Value> = stored
-        .iter()
-        .filter_map(|m| serde_json::from_slice(&m.payload).ok())
-        .collect();
+    // Each message holds one checkpoint's decisions of this profile, oldest first (messages of
+    // earlier versions hold one decision each).
+    let mut decisions = Vec::with_capacity(limit);
+    for message in &stored {
+        let batch: Value = serde_json::from_slice(&message.payload).map_err(|e| {
+            ApiError::internal(format!("a stored decision trace is unreadable: {e}"))
+        })?;
+        match batch {
+            Value::Array(batch) => decisions.extend(batch.into_iter().rev()),
+            single => decisions.push(single),
+        }
+    }
+    decisions.truncate(limit);
     Ok(Json(json!({ "id": id, "decisions": decisions })))
 }

@@ -94,6 +94,7 @@ pub async fn change_rule(
         ));
     }
     let rule = state.store.put(id, spec, &who.name, base_version).await?;
+    crate::rulesync::wait_live(&state.rules, id, Some(rule.version)).await;
     audit::record(
         &state.js,
         who,

@@ -222,7 +222,15 @@ pub const API_ROUTES: &[RoutePolicy] = &[
         "/api/stats",
         Some(Viewer),
         "rules",
-        "Per-rule and per-plugin figures on this instance: fired, errors, last fired, calls, latency",
+        "Per-rule and per-plugin figures summed over every instance: fired, errors, last fired, calls, latency",
+        None,
+    ),
+    route(
+        "GET",
+        "/api/cluster",
+        Some(Viewer),
+        "cluster",
+        "Partitions and instances: who owns which partition, each partition's committed position, lag and last checkpoint",
         None,
     ),
     route(

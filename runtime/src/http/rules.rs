@@ -107,6 +107,7 @@ pub async fn delete(
     }
     let before = state.store.get(&id).await?;
     let rule = state.store.delete(&id, &who.name).await?;
+    crate::rulesync::wait_live(&state.rules, &id, None).await;
     audit::record(
         &state.js,
         &who,

@@ -1,98 +1,106 @@
-//! Deciding one live event: load the profile's state (from the lane's cache or KV), run the
-//! core's decision on the system clock, store its timers, write the state back by
-//! compare-and-set (deciding again on a conflict), then drop cancelled timers and record the
-//! trace. Only after this does the processor publish the decision's actions.
-//!
-//! Order matters for exactly-once: timers are stored before the state that lists them (a timer
-//! whose state write lost is dropped by the profile when it fires); the actions are in the
-//! state's outbox before they are published, so a redelivered event republishes exactly them.
+//! Deciding one live event against its profile's state in memory, on a decision thread: the
+//! core's decision on the system clock with the live rules and plugins, the profile size bound,
+//! and everything a person sees about it (logs, metrics, per-rule stats, the trace).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_nats::Client;
-use nudge_rules::decide::{Decider, PluginOutcome as CoreOutcome};
+use nudge_rules::decide::{Decider, PluginOutcome as CoreOutcome, Scheduled};
 use nudge_rules::policy::Reason;
+use nudge_rules::state::Outgoing;
 use nudge_rules::{CloudEvent, Decision, Policy, Profile, ProfileState, StateLimits};
 
+use super::memory::{EVENT_GROWTH_BOUND_BYTES, Held};
 use crate::clock::SharedClock;
 use crate::plugin::Plugins;
-use crate::profiles::{self, ProfileCache, ProfileStore, WriteError};
+use crate::profiles::ProfileStore;
 use crate::rulesync::LiveRules;
 use crate::telemetry;
-use crate::timers::TimerStore;
 
-/// Why an event could not be decided.
-pub enum Failure {
-    /// Worth retrying (NATS unavailable, too many concurrent writers).
-    Transient(anyhow::Error),
-    /// Retrying cannot help: the event goes to the DLQ with this kind and reason.
-    Poison(&'static str, String),
-}
-
+/// What the live service decides with.
 pub struct Decisions {
     pub rules: LiveRules,
     pub plugins: Plugins,
     pub profiles: ProfileStore,
-    pub timers: TimerStore,
-    pub client: Client,
     pub clock: SharedClock,
     pub policy: Arc<Policy>,
     pub limits: StateLimits,
-    pub cas_retries: u32,
+}
+
+/// What one decided event asks the partition to do.
+pub struct Decided {
+    /// Actions to publish now.
+    pub publish: Vec<Outgoing>,
+    /// Timer events and held actions to store (before the state that lists them is written).
+    pub schedule: Vec<Scheduled>,
+    /// Timers to drop.
+    pub unschedule: Vec<String>,
+    /// The decision trace, serialized.
+    pub trace: Vec<u8>,
+}
+
+/// Why an event is not decided but dead-lettered.
+pub struct Poison {
+    pub kind: &'static str,
+    pub reason: String,
 }
 
 impl Decisions {
-    pub async fn decide(
+    /// Decides `event` (stream sequence `seq`) against `held`. `Ok(None)`: the state already
+    /// holds this event (it was restored from a checkpoint written after it).
+    pub fn decide(
         &self,
+        held: &mut Held,
         event: &CloudEvent,
-        cache: &mut ProfileCache,
-    ) -> Result<Decision, Failure> {
-        let id = event.subject.as_str();
-        for _ in 0..=self.cas_retries {
-            let (mut state, revision) = match cache.take(id) {
-                Some(cached) => cached,
-                None => self
-                    .profiles
-                    .load(id)
-                    .await
-                    .map_err(Failure::Transient)?
-                    .unwrap_or_else(|| (ProfileState::new(id, self.clock.now_ms()), 0)),
-            };
-            let decision = self.decide_now(&mut state, event);
-            if decision.duplicate {
-                cache.put(id, (state, revision));
-                self.record(event, &decision).await;
-                return Ok(decision);
-            }
-            for scheduled in &decision.schedule {
-                self.timers
-                    .schedule(scheduled)
-                    .await
-                    .map_err(Failure::Transient)?;
-            }
-            match self.profiles.save(id, &state, revision).await {
-                Ok(written) => {
-                    cache.put(id, (state, written));
-                    for cancelled in &decision.unschedule {
-                        self.timers.unschedule(cancelled).await;
-                    }
-                    self.record(event, &decision).await;
-                    return Ok(decision);
+        seq: u64,
+        event_bytes: usize,
+    ) -> Result<Option<Decided>, Poison> {
+        if seq <= held.state.seq {
+            tracing::debug!(seq, profile = %event.subject, state_seq = held.state.seq, "skipped: the state already holds this event");
+            return Ok(None);
+        }
+        let max_bytes = self.profiles.max_bytes();
+        let attribute_growth = self.limits.max_attributes * self.limits.max_attribute_bytes;
+        let growth_bound = EVENT_GROWTH_BOUND_BYTES + event_bytes;
+        // Only a state that might outgrow profile_max_bytes with this event is copied first, so
+        // it can be put back if it does.
+        let before = (held.size_bound_bytes + growth_bound + attribute_growth > max_bytes)
+            .then(|| held.state.clone());
+        let decision = self.decide_now(&mut held.state, event);
+        held.size_bound_bytes += growth_bound
+            + decision.attributes_set.min(self.limits.max_attributes)
+                * self.limits.max_attribute_bytes;
+        if held.size_bound_bytes > max_bytes {
+            let exact = serde_json::to_vec(&held.state).map_or(usize::MAX, |b| b.len());
+            held.size_bound_bytes = exact;
+            if exact > max_bytes {
+                if let Some(before) = before {
+                    held.size_bound_bytes = serde_json::to_vec(&before).map_or(0, |b| b.len());
+                    held.state = before;
                 }
-                Err(WriteError::Conflict) => {
-                    metrics::counter!(telemetry::PROFILE_CONFLICTS).increment(1);
-                }
-                Err(too_large @ WriteError::TooLarge(..)) => {
-                    return Err(Failure::Poison("profile_too_large", too_large.to_string()));
-                }
-                Err(WriteError::Other(error)) => return Err(Failure::Transient(error)),
+                return Err(Poison {
+                    kind: "profile_too_large",
+                    reason: format!(
+                        "deciding it would grow profile {} to {exact} bytes; the limit is \
+                         {max_bytes} (profile_max_bytes)",
+                        event.subject
+                    ),
+                });
             }
         }
-        Err(Failure::Transient(anyhow::anyhow!(
-            "profile {id}: lost {} compare-and-set races in a row (profile_cas_retries)",
-            self.cas_retries
-        )))
+        held.state.seq = seq;
+        held.dirty = true;
+        self.record(event, &decision);
+        let trace = serde_json::to_vec(&decision.trace).map_err(|e| Poison {
+            kind: "invalid_event",
+            reason: format!("its decision trace cannot be serialized: {e}"),
+        })?;
+        Ok(Some(Decided {
+            publish: decision.publish,
+            schedule: decision.schedule,
+            unschedule: decision.unschedule,
+            trace,
+        }))
     }
 
     /// The core's decision with the live rules and plugins, at the clock's now.
@@ -135,9 +143,8 @@ impl Decisions {
         }
     }
 
-    /// Logs and counts what the decision suppressed, and publishes its trace (no ack awaited:
-    /// the trace is for people; losing one never blocks an event).
-    async fn record(&self, event: &CloudEvent, decision: &Decision) {
+    /// Logs and counts what the decision suppressed and which rules failed.
+    fn record(&self, event: &CloudEvent, decision: &Decision) {
         for failure in &decision.failures {
             tracing::warn!(
                 rule = %failure.rule,
@@ -172,15 +179,6 @@ impl Decisions {
         }
         if !decision.trace.held.is_empty() {
             metrics::counter!(telemetry::ACTIONS_HELD).increment(decision.trace.held.len() as u64);
-        }
-        let subject = format!("trace.{}", profiles::key(&event.subject));
-        match serde_json::to_vec(&decision.trace) {
-            Ok(body) => {
-                if let Err(error) = self.client.publish(subject, body.into()).await {
-                    tracing::debug!(%error, "could not publish a decision trace");
-                }
-            }
-            Err(error) => tracing::debug!(%error, "could not serialize a decision trace"),
         }
     }
 }

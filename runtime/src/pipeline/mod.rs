@@ -1,274 +1,264 @@
-//! The consuming side: pull events from `NUDGE_EVENTS`, hand each to the lane of its profile,
-//! and let lanes evaluate, publish and ack.
+//! The consuming side: this instance's share of the partitions, read from `NUDGE_EVENTS`,
+//! decided against profile state held in memory, checkpointed in batches.
 //!
-//! Ordering: one lane per profile hash, each lane strictly sequential, so events of one profile
-//! are decided and acked in stream order while different profiles run concurrently
-//! (`max_ack_pending` bounds the events in flight; `lane_queue` the batches a lane may queue).
-//! Scaling out across instances keeps this shape: a lane is the unit a partition owner would
-//! own.
+//! - [`reader`]: one ordered consumer reads every event and routes those of owned partitions;
+//! - [`partition`]: one worker per owned partition decides its events in stream order, publishes
+//!   their actions, and checkpoints (actions confirmed, timers, profiles, traces, position);
+//! - [`decision`] runs on the [`pool`] of decision threads, never on the async workers;
+//! - this module's [`run`] keeps ownership current every tick: heartbeat, renew leases, and take
+//!   or give up partitions as `cluster::assign` plans.
+//!
+//! Ordering: one owner per partition, one worker per owned partition, strictly sequential — so
+//! the events of one profile are decided one at a time, in stream order, across any number of
+//! instances.
 
 mod decision;
 pub mod dlq;
-mod process;
+mod memory;
+mod outbox;
+mod partition;
+mod pool;
+mod reader;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull::MessagesError;
-use async_nats::jetstream::consumer::{Consumer, pull};
-use async_nats::jetstream::{AckKind, Context, Message};
-use futures::StreamExt;
+use async_nats::Client;
+use async_nats::jetstream::Context;
+use futures::future::join_all;
 use nudge_rules::CloudEvent;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use decision::Decisions;
-pub use process::{Processor, decode};
+pub use pool::{Pool, default_threads};
 
+use crate::cluster::Cluster;
+use crate::cluster::lease::Lease;
 use crate::config::Settings;
-use crate::{telemetry, topology};
+use crate::profiles::{self, ProfileStore};
+use crate::telemetry;
+use crate::timers::TimerStore;
+use partition::{Exit, Partition};
+use reader::Router;
 
-type Work = (Message, Result<CloudEvent, String>);
+/// Decodes a NATS payload as a CloudEvent; the error is the DLQ reason.
+pub fn decode(payload: &[u8], max_event_bytes: usize) -> Result<CloudEvent, String> {
+    if payload.len() > max_event_bytes {
+        return Err(format!(
+            "event is {} bytes; the limit is {max_event_bytes} (max_event_bytes)",
+            payload.len()
+        ));
+    }
+    CloudEvent::from_slice(payload).map_err(|e| format!("invalid CloudEvent: {e}"))
+}
 
-/// On shutdown, fetched events keep arriving until the open pull request is used up; stop handing
-/// them back once none came for this long.
-const HAND_BACK_IDLE: Duration = Duration::from_millis(100);
-/// And in any case after this long: what is left is redelivered after `ack_wait_ms`.
-const HAND_BACK_MAX: Duration = Duration::from_secs(2);
-/// A handed-back event is redelivered after this delay, not at once: at once it would come
-/// straight back into this closing subscription, be handed back again, and use up
-/// `max_deliver` within the hand-back window (ending in the DLQ instead of another instance).
-const HAND_BACK_REDELIVERY: Duration = Duration::from_secs(3);
+/// What every partition worker of this instance shares.
+pub struct Shared {
+    pub js: Context,
+    pub client: Client,
+    pub decisions: Decisions,
+    pub profiles: ProfileStore,
+    pub timers: TimerStore,
+    pub pool: Pool,
+    pub settings: Arc<Settings>,
+    router: Arc<Router>,
+}
 
-/// Consumes until `shutdown`, then stops fetching, lets the lanes finish what they hold (acking
-/// it) within `shutdown_grace_ms`, and returns. Anything not finished is redelivered later.
-/// A broken message stream (the broker restarted, the consumer vanished) is reopened, with the
-/// consumer re-created if needed; the lanes keep their work meanwhile.
+impl Shared {
+    pub fn new(
+        js: Context,
+        client: Client,
+        decisions: Decisions,
+        timers: TimerStore,
+        settings: Arc<Settings>,
+        partitions: u32,
+    ) -> Shared {
+        let threads = match settings.decision_threads {
+            0 => default_threads(),
+            n => n,
+        };
+        Shared {
+            js,
+            client,
+            profiles: decisions.profiles.clone(),
+            decisions,
+            timers,
+            pool: Pool::new(threads),
+            settings,
+            router: Arc::new(Router::new(partitions)),
+        }
+    }
+
+    /// The stream's last sequence as the reader last saw it.
+    pub fn tail(&self) -> u64 {
+        self.router.tail.load(Ordering::Acquire)
+    }
+
+    /// One profile's decisions since the last checkpoint as one message on its trace subject
+    /// (no ack awaited: the trace is for people, and losing one never holds up an event).
+    async fn publish_traces(&self, profile: &str, traces: Vec<Vec<u8>>) {
+        let mut body = Vec::with_capacity(traces.iter().map(|t| t.len() + 1).sum::<usize>() + 2);
+        body.push(b'[');
+        for (i, trace) in traces.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(trace);
+        }
+        body.push(b']');
+        let subject = format!("trace.{}", profiles::key(profile));
+        if let Err(error) = self.client.publish(subject, body.into()).await {
+            tracing::debug!(%error, "could not publish decision traces");
+        }
+    }
+}
+
+struct Owned {
+    lease: Arc<Lease>,
+    stop: CancellationToken,
+    worker: JoinHandle<Exit>,
+}
+
+/// Owns partitions and consumes their events until `shutdown`; then checkpoints and releases
+/// every owned partition (within `shutdown_grace_ms`) so other instances take over at once.
 pub async fn run(
-    processor: Arc<Processor>,
-    js: Context,
-    settings: Arc<Settings>,
+    shared: Arc<Shared>,
+    cluster: Arc<Cluster>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let lanes = Lanes::spawn(&processor, &settings);
-    let mut lag = None;
-    let fetch_batch = settings.fetch_batch.max(1);
-    while !shutdown.is_cancelled() {
-        let opened = async {
-            let consumer = topology::ensure_consumer(&js, &settings).await?;
-            let messages = consumer
-                .stream()
-                .max_messages_per_batch(fetch_batch)
-                .heartbeat(Duration::from_secs(5))
-                .expires(Duration::from_secs(30))
-                .messages()
-                .await?;
-            anyhow::Ok((consumer, messages))
+    let reader_stop = CancellationToken::new();
+    let reader = tokio::spawn(reader::run(
+        shared.js.clone(),
+        shared.router.clone(),
+        shared.settings.fetch_batch,
+        reader_stop.clone(),
+    ));
+    let tick = cluster.lease / 4;
+    let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
+    loop {
+        reap(&shared, &mut owned).await;
+        let owns: BTreeSet<u32> = owned.keys().copied().collect();
+        if let Err(error) = cluster.heartbeat(&owns).await {
+            tracing::warn!(error = format!("{error:#}"), "heartbeat failed");
         }
-        .await;
-        let (consumer, messages) = match opened {
-            Ok(opened) => opened,
-            Err(error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "cannot consume events yet; retrying"
-                );
-                sleep_unless_cancelled(Duration::from_secs(1), &shutdown).await;
-                continue;
+        renew(&owned).await;
+        if cluster.loaded() {
+            let plan = cluster.plan(&owns);
+            if !plan.acquire.is_empty() || !plan.release.is_empty() {
+                tracing::debug!(?plan, "ownership plan");
             }
-        };
-        if let Some(previous) = lag.replace(tokio::spawn(report_lag(consumer, shutdown.clone()))) {
-            previous.abort();
-        }
-        tracing::info!(lanes = lanes.senders.len(), "consuming events.>");
-        // Everything already delivered is taken at once and split by lane.
-        let mut chunks = messages.ready_chunks(fetch_batch);
-        loop {
-            let chunk = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => {
-                    hand_back(&mut chunks).await;
-                    break;
+            for partition in plan.release {
+                if let Some(held) = owned.remove(&partition) {
+                    // The worker checkpoints and releases on its own; this loop keeps renewing
+                    // the others meanwhile.
+                    shared.router.detach(partition);
+                    held.stop.cancel();
+                    tokio::spawn(finish(partition, held.worker));
                 }
-                chunk = chunks.next() => chunk,
-            };
-            let Some(chunk) = chunk else {
-                tracing::warn!("the JetStream message stream ended; reopening it");
-                break;
-            };
-            if !lanes.dispatch(chunk, settings.max_event_bytes).await? {
-                sleep_unless_cancelled(Duration::from_millis(200), &shutdown).await;
+            }
+            for partition in plan.acquire {
+                match cluster.acquire(partition).await {
+                    Ok(Some(lease)) => {
+                        owned.insert(partition, start(&shared, lease));
+                    }
+                    Ok(None) => tracing::debug!(partition, "another instance took it first"),
+                    Err(error) => {
+                        tracing::warn!(
+                            partition,
+                            error = format!("{error:#}"),
+                            "taking a partition failed"
+                        )
+                    }
+                }
             }
         }
+        telemetry::partitions_owned(owned.len());
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(tick) => {}
+        }
     }
-    if let Some(lag) = lag {
-        lag.abort();
+    // Stop reading, let every worker checkpoint and release, then leave.
+    for (partition, held) in &owned {
+        shared.router.detach(*partition);
+        held.stop.cancel();
     }
-    lanes
-        .finish(Duration::from_millis(settings.shutdown_grace_ms))
-        .await;
+    let grace = Duration::from_millis(shared.settings.shutdown_grace_ms);
+    let finishing = join_all(
+        owned
+            .into_iter()
+            .map(|(partition, held)| finish(partition, held.worker)),
+    );
+    if tokio::time::timeout(grace, finishing).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "partitions not released in time; other instances take them when their leases run out"
+        );
+    }
+    reader_stop.cancel();
+    reader.await.ok();
+    cluster.leave().await;
     Ok(())
 }
 
-async fn sleep_unless_cancelled(duration: Duration, shutdown: &CancellationToken) {
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = tokio::time::sleep(duration) => {}
+fn start(shared: &Arc<Shared>, lease: Lease) -> Owned {
+    let partition = lease.partition;
+    let lease = Arc::new(lease);
+    tracing::info!(
+        partition,
+        epoch = lease.epoch,
+        from = lease.resume_after,
+        "took partition"
+    );
+    metrics::counter!(telemetry::PARTITIONS_ACQUIRED).increment(1);
+    let (sender, queue) = mpsc::channel(shared.settings.partition_queue_batches.max(1));
+    let stop = CancellationToken::new();
+    let worker = Partition::new(lease.clone(), shared.clone(), queue, stop.clone());
+    let worker = tokio::spawn(worker.run());
+    shared.router.attach(partition, lease.resume_after, sender);
+    Owned {
+        lease,
+        stop,
+        worker,
     }
 }
 
-/// The per-profile lanes: one task each, fed batches over a bounded channel.
-struct Lanes {
-    senders: Vec<mpsc::Sender<Vec<Work>>>,
-    workers: JoinSet<()>,
+/// Waits for a worker to end and says how it ended.
+async fn finish(partition: u32, worker: JoinHandle<Exit>) {
+    match worker.await {
+        Ok(Exit::Released) => tracing::info!(partition, "released partition"),
+        Ok(exit) => tracing::warn!(partition, ?exit, "partition stopped"),
+        Err(error) => tracing::error!(partition, %error, "partition worker failed"),
+    }
 }
 
-impl Lanes {
-    fn spawn(processor: &Arc<Processor>, settings: &Settings) -> Lanes {
-        let lane_queue = settings.lane_queue.max(1);
-        let mut senders = Vec::with_capacity(settings.lanes.max(1));
-        let mut workers = JoinSet::new();
-        for _ in 0..settings.lanes.max(1) {
-            // A lane receives batches: one wake-up per lane per fetched chunk, not per event.
-            let (sender, mut receiver) = mpsc::channel::<Vec<Work>>(lane_queue);
-            senders.push(sender);
-            let processor = processor.clone();
-            let mut cache = processor.profile_cache();
-            workers.spawn(async move {
-                // Send every queued event's actions, then confirm them in order: the lane stays
-                // sequential per profile without waiting a round trip per event.
-                let mut batches = Vec::with_capacity(lane_queue);
-                let mut in_flight = Vec::new();
-                while receiver.recv_many(&mut batches, lane_queue).await > 0 {
-                    for (message, decoded) in batches.drain(..).flatten() {
-                        in_flight.push(processor.start(message, decoded, &mut cache).await);
-                    }
-                    for sent in in_flight.drain(..) {
-                        processor.finish(sent, &mut cache).await;
-                    }
-                }
-            });
-        }
-        Lanes { senders, workers }
-    }
-
-    /// Decodes a fetched chunk and hands each event to its profile's lane. Returns false when
-    /// the chunk carried a pull error (the caller backs off briefly).
-    async fn dispatch(
-        &self,
-        chunk: Vec<Result<Message, MessagesError>>,
-        max_event_bytes: usize,
-    ) -> anyhow::Result<bool> {
-        let lanes = self.senders.len();
-        let mut by_lane: Vec<Vec<Work>> = std::iter::repeat_with(Vec::new).take(lanes).collect();
-        let mut clean = true;
-        for item in chunk {
-            match item {
-                Err(error) => {
-                    tracing::warn!(%error, "pulling events failed; retrying");
-                    clean = false;
-                }
-                Ok(message) => {
-                    let decoded = decode(&message.payload, max_event_bytes);
-                    let key = match &decoded {
-                        Ok(event) => event.subject.as_str(),
-                        Err(_) => message.subject.as_str(),
-                    };
-                    by_lane[lane_of(key, lanes)].push((message, decoded));
-                }
-            }
-        }
-        for (lane, work) in by_lane.into_iter().enumerate() {
-            if !work.is_empty() && self.senders[lane].send(work).await.is_err() {
-                anyhow::bail!("lane {lane} stopped");
-            }
-        }
-        Ok(clean)
-    }
-
-    /// Lets every lane finish what it holds, within `grace`.
-    async fn finish(self, grace: Duration) {
-        let Lanes {
-            senders,
-            mut workers,
-        } = self;
-        drop(senders);
-        let drained = tokio::time::timeout(grace, async {
-            while workers.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                ?grace,
-                "in-flight events not finished in time; JetStream will redeliver them"
-            );
+/// Forgets workers that stopped on their own (lost or lapsed); their partitions can be taken
+/// again — by this instance too, from their last checkpoint.
+async fn reap(shared: &Shared, owned: &mut BTreeMap<u32, Owned>) {
+    let ended: Vec<u32> = owned
+        .iter()
+        .filter(|(_, held)| held.worker.is_finished())
+        .map(|(partition, _)| *partition)
+        .collect();
+    for partition in ended {
+        if let Some(held) = owned.remove(&partition) {
+            shared.router.detach(partition);
+            metrics::counter!(telemetry::PARTITIONS_LOST).increment(1);
+            finish(partition, held.worker).await;
         }
     }
 }
 
-/// Events already delivered to this process but not handed to a lane go straight back, so
-/// another instance (or the next start) gets them now rather than after `ack_wait_ms`.
-async fn hand_back<S>(chunks: &mut S)
-where
-    S: futures::Stream<Item = Vec<Result<Message, MessagesError>>> + Unpin,
-{
-    let mut handed_back = 0;
-    let hand_back_until = tokio::time::Instant::now() + HAND_BACK_MAX;
-    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(
-        hand_back_until,
-        tokio::time::timeout(HAND_BACK_IDLE, chunks.next()),
-    )
-    .await
-    {
-        if chunk.iter().any(Result::is_err) {
-            break;
+/// Renews every owned lease at once; a lost one stops its worker.
+async fn renew(owned: &BTreeMap<u32, Owned>) {
+    join_all(owned.values().map(|held| async {
+        if let Err(error) = held.lease.renew().await {
+            tracing::warn!(partition = held.lease.partition, %error, "renewing the lease failed");
         }
-        for message in chunk.into_iter().flatten() {
-            if message
-                .ack_with(AckKind::Nak(Some(HAND_BACK_REDELIVERY)))
-                .await
-                .is_ok()
-            {
-                handed_back += 1;
-            }
-        }
-    }
-    if handed_back > 0 {
-        tracing::info!(handed_back, "returned undispatched events to the stream");
-    }
-}
-
-/// FNV-1a: stable across processes and versions, so every instance maps a profile alike.
-pub fn lane_of(profile_key: &str, lanes: usize) -> usize {
-    let hash = profile_key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (hash % lanes as u64) as usize
-}
-
-async fn report_lag(mut consumer: Consumer<pull::Config>, shutdown: CancellationToken) {
-    loop {
-        if let Ok(info) = consumer.info().await {
-            telemetry::consumer_lag(info.num_pending, info.num_ack_pending);
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lane_of;
-
-    #[test]
-    fn lanes_are_stable_and_spread() {
-        assert_eq!(lane_of("user-42", 64), lane_of("user-42", 64));
-        let used: std::collections::HashSet<usize> = (0..1_000)
-            .map(|i| lane_of(&format!("user-{i}"), 16))
-            .collect();
-        assert_eq!(used.len(), 16);
-    }
+    }))
+    .await;
 }

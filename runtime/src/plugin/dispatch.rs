@@ -204,5 +204,10 @@ fn report_failure(plugin: &LoadedPlugin, event: Option<&CloudEvent>, failure: &P
         message = %failure.message,
         "plugin failed"
     );
-    telemetry::plugin_failed(&plugin.record.name, failure.reason);
+    use crate::clock::Clock as _;
+    telemetry::plugin_failed(
+        &plugin.record.name,
+        failure.reason,
+        crate::clock::SystemClock.now_ms(),
+    );
 }

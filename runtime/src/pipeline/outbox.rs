@@ -1,0 +1,228 @@
+//! A partition's actions between publish and checkpoint: each is sent as soon as its event is
+//! decided, with its deterministic `Nats-Msg-Id`, while the lease is valid, and confirmed —
+//! JetStream's ack awaited, failures retried — before the checkpoint that covers its event.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use async_nats::jetstream::Context;
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::message::PublishMessage;
+use bytes::Bytes;
+use metrics::Counter;
+use nudge_rules::Channel;
+use nudge_rules::state::Outgoing;
+
+use super::dlq::{self, DeadLetter};
+use crate::cluster::lease::Lease;
+use crate::config::Settings;
+use crate::telemetry;
+use crate::topology::EVENTS_STREAM;
+
+/// The event an action came from, for logs and for its dead letter.
+pub struct Cause {
+    pub seq: u64,
+    pub event_id: String,
+    pub subject: async_nats::Subject,
+    pub payload: Bytes,
+    /// When the reader took it.
+    pub received: std::time::Instant,
+}
+
+struct Sent {
+    cause: Arc<Cause>,
+    channel: Channel,
+    message: Outgoing,
+    /// `Err`: not sent (the client refused it, saying why); sent again when confirming.
+    ack: Result<PublishAckFuture, String>,
+    attempts: u32,
+}
+
+/// Why confirming stopped the partition.
+#[derive(Debug)]
+pub enum Halt {
+    /// Another instance owns the partition.
+    Lost,
+    /// The lease ran out before the actions could be confirmed.
+    Lapsed,
+}
+
+pub struct Outbox {
+    js: Context,
+    sent: VecDeque<Sent>,
+    actions_out: [Counter; 4],
+    deduplicated: Counter,
+}
+
+impl Outbox {
+    pub fn new(js: Context) -> Outbox {
+        Outbox {
+            js,
+            sent: VecDeque::new(),
+            actions_out: Channel::ALL
+                .map(|c| metrics::counter!(telemetry::ACTIONS_OUT, "channel" => c.as_str())),
+            deduplicated: metrics::counter!(telemetry::ACTIONS_DEDUPLICATED),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sent.is_empty()
+    }
+
+    /// Sends `messages` (actions of `cause`) without waiting for JetStream.
+    pub async fn send(
+        &mut self,
+        cause: Arc<Cause>,
+        messages: Vec<Outgoing>,
+        lease: &Lease,
+    ) -> Result<(), Halt> {
+        for message in messages {
+            let channel = channel_of(&message.subject);
+            let ack = publish(&self.js, &message, lease).await?;
+            self.sent.push_back(Sent {
+                cause: cause.clone(),
+                channel,
+                message,
+                ack,
+                attempts: 1,
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until JetStream stored every sent action, sending again what failed (with the
+    /// `retry_backoff_ms` delays). An action that fails `max_deliver` times dead-letters its
+    /// event (kind `publish_failed`) instead.
+    pub async fn confirm(&mut self, lease: &Lease, settings: &Settings) -> Result<(), Halt> {
+        while let Some(mut sent) = self.sent.pop_front() {
+            let outcome = match std::mem::replace(&mut sent.ack, Err(String::new())) {
+                Ok(ack) => ack.await.map_err(|e| e.to_string()),
+                Err(refused) => Err(refused),
+            };
+            match outcome {
+                Ok(ack) if ack.duplicate => self.deduplicated.increment(1),
+                Ok(_) => self.actions_out[sent.channel as usize].increment(1),
+                Err(error) if i64::from(sent.attempts) >= settings.max_deliver => {
+                    let reason = format!(
+                        "publishing its action {} failed {} times: {error}",
+                        sent.message.id, sent.attempts
+                    );
+                    dead_letter(
+                        &self.js,
+                        &sent.cause,
+                        "publish_failed",
+                        &reason,
+                        lease,
+                        settings,
+                    )
+                    .await?;
+                    // The event's other actions go with it.
+                    self.sent.retain(|s| !Arc::ptr_eq(&s.cause, &sent.cause));
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        event = %sent.cause.event_id,
+                        action = %sent.message.id,
+                        attempt = sent.attempts,
+                        %error,
+                        "publishing an action failed; retrying"
+                    );
+                    metrics::counter!(telemetry::PUBLISH_RETRIES).increment(1);
+                    pause(settings, sent.attempts, lease).await?;
+                    sent.attempts += 1;
+                    sent.ack = publish(&self.js, &sent.message, lease).await?;
+                    self.sent.push_front(sent);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The channel an action's subject (`actions.<channel>`) names. Every subject was built from a
+/// [`Channel`], so anything else is a bug, reported as such rather than guessed.
+fn channel_of(subject: &str) -> Channel {
+    let parsed = subject.strip_prefix("actions.").and_then(Channel::parse);
+    debug_assert!(
+        parsed.is_some(),
+        "action subject {subject} names no channel"
+    );
+    parsed.unwrap_or_else(|| {
+        tracing::error!(
+            subject,
+            "an action subject names no channel; counted as webhook"
+        );
+        Channel::Webhook
+    })
+}
+
+/// Sends one action if the lease is still valid; `Ok(Err(why))`: the client refused it (it is
+/// sent again when confirming).
+async fn publish(
+    js: &Context,
+    message: &Outgoing,
+    lease: &Lease,
+) -> Result<Result<PublishAckFuture, String>, Halt> {
+    // Checked per publish, so the window in which a paused former owner could still send is
+    // the send call itself.
+    if !lease.is_valid() {
+        return Err(if lease.lost().is_cancelled() {
+            Halt::Lost
+        } else {
+            Halt::Lapsed
+        });
+    }
+    let publish = PublishMessage::build()
+        .payload(message.body.clone().into_bytes().into())
+        .message_id(&message.id)
+        .header("Content-Type", "application/cloudevents+json");
+    Ok(js
+        .send_publish(message.subject.clone(), publish)
+        .await
+        .map_err(|e| e.to_string()))
+}
+
+/// Waits before attempt `attempts + 1`, unless the lease runs out first.
+async fn pause(settings: &Settings, attempts: u32, lease: &Lease) -> Result<(), Halt> {
+    tokio::time::sleep(settings.retry_delay(attempts)).await;
+    if lease.is_valid() {
+        Ok(())
+    } else {
+        Err(Halt::Lapsed)
+    }
+}
+
+/// Copies `cause` to the DLQ with `kind`, retrying until it is stored or the lease runs out.
+pub async fn dead_letter(
+    js: &Context,
+    cause: &Cause,
+    kind: &'static str,
+    reason: &str,
+    lease: &Lease,
+    settings: &Settings,
+) -> Result<(), Halt> {
+    let mut attempts = 1;
+    loop {
+        let letter = DeadLetter {
+            subject: cause.subject.as_str(),
+            payload: cause.payload.clone(),
+            stream: EVENTS_STREAM,
+            sequence: cause.seq,
+            delivered: i64::from(attempts),
+            kind,
+            reason,
+        };
+        match dlq::store(js, letter).await {
+            Ok(()) => return Ok(()),
+            Err(error) => {
+                tracing::error!(%error, sequence = cause.seq, "could not write to the DLQ; retrying");
+                pause(settings, attempts, lease).await?;
+                attempts += 1;
+            }
+        }
+    }
+}

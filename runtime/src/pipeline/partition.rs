@@ -1,0 +1,466 @@
+//! One owned partition, start to end: take the events the reader hands over, in stream order;
+//! bring their profiles into memory; decide them on a decision thread; publish their actions at
+//! once; and every `checkpoint_interval_ms` (or sooner, when much is waiting) confirm the
+//! actions, store timers, write the changed profiles and the traces, and commit the stream
+//! position — in that order, so a new owner resuming from the position finds every effect of
+//! what came before it and decides the rest again (deterministic action ids make that publish
+//! nothing new).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::context::PublishErrorKind;
+use futures::future::join_all;
+use nudge_rules::decide::Scheduled;
+use nudge_rules::{CloudEvent, ProfileState};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::decision::{Decided, Poison};
+use super::memory::ProfileMemory;
+use super::outbox::{Cause, Halt, Outbox, dead_letter};
+use super::reader::{Batch, Delivered};
+use super::{Shared, decode};
+use crate::cluster::lease::{Lease, LeaseError};
+use crate::profiles;
+use crate::telemetry;
+
+/// Profiles loaded from KV at once for one batch.
+const LOADS_IN_FLIGHT: usize = 64;
+
+/// How a partition worker ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// Checkpointed and released (rebalance or shutdown).
+    Released,
+    /// Another instance took it over; nothing was written after that.
+    Lost,
+    /// The lease ran out (NATS unreachable, or this process was paused); nothing more written.
+    Lapsed,
+}
+
+impl From<Halt> for Exit {
+    fn from(halt: Halt) -> Exit {
+        match halt {
+            Halt::Lost => Exit::Lost,
+            Halt::Lapsed => Exit::Lapsed,
+        }
+    }
+}
+
+/// What one event came to, back from its decision thread.
+enum Outcome {
+    Decided(Arc<Cause>, String, Decided),
+    /// Already in the state (restored from a checkpoint written after it): nothing to do.
+    Skipped,
+    Poison(Arc<Cause>, Poison),
+}
+
+pub struct Partition {
+    lease: Arc<Lease>,
+    shared: Arc<Shared>,
+    queue: mpsc::Receiver<Batch>,
+    stop: CancellationToken,
+    memory: Option<ProfileMemory>,
+    outbox: Outbox,
+    /// Serialized decision traces per profile, published at the next checkpoint.
+    traces: HashMap<String, Vec<Vec<u8>>>,
+    schedule: Vec<Scheduled>,
+    unschedule: Vec<String>,
+    /// Every event of this partition up to this stream sequence is decided.
+    decided: u64,
+    /// The position the record holds.
+    committed: u64,
+    partition_label: String,
+}
+
+impl Partition {
+    pub fn new(
+        lease: Arc<Lease>,
+        shared: Arc<Shared>,
+        queue: mpsc::Receiver<Batch>,
+        stop: CancellationToken,
+    ) -> Partition {
+        let resume_after = lease.resume_after;
+        Partition {
+            partition_label: lease.partition.to_string(),
+            memory: Some(ProfileMemory::new(shared.settings.partition_max_profiles)),
+            outbox: Outbox::new(shared.js.clone()),
+            lease,
+            shared,
+            queue,
+            stop,
+            traces: HashMap::new(),
+            schedule: Vec::new(),
+            unschedule: Vec::new(),
+            decided: resume_after,
+            committed: resume_after,
+        }
+    }
+
+    /// Runs until released, lost or lapsed.
+    pub async fn run(mut self) -> Exit {
+        let interval = Duration::from_millis(self.shared.settings.checkpoint_interval_ms.max(1));
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let lost = self.lease.lost().clone();
+        loop {
+            let step = tokio::select! {
+                biased;
+                _ = lost.cancelled() => return Exit::Lost,
+                _ = self.stop.cancelled() => break,
+                _ = tick.tick() => self.checkpoint().await,
+                batch = self.queue.recv() => match batch {
+                    Some(batch) => self.take(batch).await,
+                    None => break,
+                },
+            };
+            if let Err(exit) = step {
+                return exit;
+            }
+        }
+        if let Err(exit) = self.checkpoint().await {
+            return exit;
+        }
+        match self.lease.release().await {
+            Ok(()) => Exit::Released,
+            Err(LeaseError::Lost(_)) => Exit::Lost,
+            Err(LeaseError::Transient(error)) => {
+                tracing::warn!(partition = self.lease.partition, %error, "could not release the partition; another instance takes it when the lease runs out");
+                Exit::Released
+            }
+        }
+    }
+
+    /// Takes `batch` and whatever else is queued, up to `decide_batch_events`, and decides it.
+    async fn take(&mut self, batch: Batch) -> Result<(), Exit> {
+        let limit = self.shared.settings.decide_batch_events.max(1);
+        let mut events = batch.events;
+        let mut watermark = batch.watermark;
+        while events.len() < limit {
+            let Ok(more) = self.queue.try_recv() else {
+                break;
+            };
+            events.extend(more.events);
+            watermark = watermark.max(more.watermark);
+        }
+        events.retain(|e| e.seq > self.decided);
+        if !events.is_empty() {
+            self.process(events).await?;
+        }
+        self.decided = self.decided.max(watermark);
+        let pending = self.outbox.len() >= self.shared.settings.max_pending_actions
+            || self.memory.as_ref().map_or(0, ProfileMemory::dirty_count)
+                >= self.shared.settings.checkpoint_max_profiles;
+        if pending {
+            self.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    async fn process(&mut self, events: Vec<Delivered>) -> Result<(), Exit> {
+        if !self.lease.is_valid() {
+            return Err(Exit::Lapsed);
+        }
+        let started = Instant::now();
+        let last = events.last().map_or(self.decided, |e| e.seq);
+        metrics::counter!(telemetry::EVENTS_IN).increment(events.len() as u64);
+        self.load_profiles(&events).await?;
+        let memory = self
+            .memory
+            .take()
+            .unwrap_or_else(|| ProfileMemory::new(self.shared.settings.partition_max_profiles));
+        let shared = self.shared.clone();
+        let decided = self
+            .shared
+            .pool
+            .run(move || decide_all(&shared, memory, events))
+            .await;
+        let Ok((memory, outcomes)) = decided else {
+            tracing::error!(
+                partition = self.lease.partition,
+                "a decision thread failed; the partition restarts from its checkpoint"
+            );
+            return Err(Exit::Lapsed);
+        };
+        self.memory = Some(memory);
+        let processing = metrics::histogram!(telemetry::PROCESSING_SECONDS);
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Skipped => telemetry::processed("skipped"),
+                Outcome::Decided(cause, profile, decided) => {
+                    let received = cause.received;
+                    self.outbox
+                        .send(cause, decided.publish, &self.lease)
+                        .await?;
+                    self.traces.entry(profile).or_default().push(decided.trace);
+                    self.schedule.extend(decided.schedule);
+                    self.unschedule.extend(decided.unschedule);
+                    telemetry::processed("decided");
+                    processing.record(received.elapsed().as_secs_f64());
+                }
+                Outcome::Poison(cause, poison) => {
+                    dead_letter(
+                        &self.shared.js,
+                        &cause,
+                        poison.kind,
+                        &poison.reason,
+                        &self.lease,
+                        &self.shared.settings,
+                    )
+                    .await?;
+                    telemetry::processed("dlq");
+                }
+            }
+        }
+        self.decided = self.decided.max(last);
+        metrics::histogram!(telemetry::BATCH_SECONDS).record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Brings the profiles of `events` into memory: stored ones from KV, unseen ones new.
+    async fn load_profiles(&mut self, events: &[Delivered]) -> Result<(), Exit> {
+        let memory = self
+            .memory
+            .as_mut()
+            .expect("memory is home between batches");
+        let mut missing: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e.key.as_deref())
+            .filter(|key| !memory.contains(key))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let store = &self.shared.profiles;
+        let mut attempts = 1;
+        loop {
+            let mut loaded = Vec::with_capacity(missing.len());
+            for keys in missing.chunks(LOADS_IN_FLIGHT) {
+                let loads = keys.iter().map(|key| store.load(key));
+                loaded.extend(keys.iter().copied().zip(join_all(loads).await));
+            }
+            let mut failed = None;
+            let now_ms = self.shared.decisions.clock.now_ms();
+            for (key, result) in loaded {
+                match result {
+                    Ok(Some((state, _))) => {
+                        let bytes = serde_json::to_vec(&state).map_or(0, |b| b.len());
+                        memory.insert(key.to_owned(), state, bytes);
+                    }
+                    Ok(None) => memory.insert(key.to_owned(), ProfileState::new(key, now_ms), 0),
+                    Err(error) => failed = Some(error),
+                }
+            }
+            let Some(error) = failed else { return Ok(()) };
+            tracing::warn!(
+                partition = self.lease.partition,
+                error = format!("{error:#}"),
+                "loading profiles failed; retrying"
+            );
+            tokio::time::sleep(self.shared.settings.retry_delay(attempts)).await;
+            if !self.lease.is_valid() {
+                return Err(Exit::Lapsed);
+            }
+            attempts += 1;
+            missing.retain(|key| !memory.contains(key));
+        }
+    }
+
+    /// Confirms the actions, stores the timers, writes the changed profiles and the traces, and
+    /// commits the position: everything decided so far survives this instance.
+    async fn checkpoint(&mut self) -> Result<(), Exit> {
+        let dirty = self.memory.as_ref().map_or(0, ProfileMemory::dirty_count);
+        if self.decided == self.committed
+            && dirty == 0
+            && self.outbox.is_empty()
+            && self.schedule.is_empty()
+            && self.unschedule.is_empty()
+        {
+            return Ok(());
+        }
+        if !self.lease.is_valid() {
+            return Err(Exit::Lapsed);
+        }
+        let started = Instant::now();
+        let position = self.decided;
+        self.outbox
+            .confirm(&self.lease, &self.shared.settings)
+            .await?;
+        // Timers before the state that lists them: a timer whose state is lost is dropped by
+        // the profile when it fires, but a state listing a lost timer would wait forever.
+        if !self.schedule.is_empty() {
+            if let Err(error) = self.shared.timers.schedule_all(&self.schedule).await {
+                tracing::warn!(
+                    partition = self.lease.partition,
+                    error = format!("{error:#}"),
+                    "storing timers failed; the checkpoint is retried"
+                );
+                return Ok(());
+            }
+            self.schedule.clear();
+        }
+        if dirty > 0 {
+            self.write_profiles().await?;
+        }
+        for (profile, traces) in self.traces.drain() {
+            self.shared.publish_traces(&profile, traces).await;
+        }
+        for id in self.unschedule.drain(..) {
+            self.shared.timers.unschedule(&id).await;
+        }
+        match self.lease.checkpoint(position).await {
+            Ok(()) => {
+                tracing::debug!(
+                    partition = self.lease.partition,
+                    position,
+                    profiles = dirty,
+                    "checkpoint"
+                );
+                self.committed = position;
+            }
+            Err(LeaseError::Lost(_)) => return Err(Exit::Lost),
+            Err(LeaseError::Transient(error)) => {
+                tracing::warn!(partition = self.lease.partition, %error, "committing the position failed; the next checkpoint covers it");
+            }
+        }
+        if let Some(memory) = self.memory.as_mut() {
+            memory.evict();
+        }
+        let lag = self.shared.tail().saturating_sub(self.committed);
+        telemetry::checkpointed(
+            &self.partition_label,
+            started.elapsed().as_secs_f64(),
+            dirty,
+            self.committed,
+            lag,
+        );
+        Ok(())
+    }
+
+    /// Writes every dirty profile, fenced, and waits until JetStream stored them all.
+    async fn write_profiles(&mut self) -> Result<(), Exit> {
+        let memory = self.memory.take().expect("memory is home between batches");
+        let shared = self.shared.clone();
+        let encoded = self
+            .shared
+            .pool
+            .run(move || {
+                let encoded: Vec<(String, Result<Vec<u8>, profiles::EncodeError>)> = memory
+                    .dirty()
+                    .map(|(id, held)| (id.clone(), shared.profiles.encode(&held.state)))
+                    .collect();
+                (memory, encoded)
+            })
+            .await;
+        let Ok((memory, encoded)) = encoded else {
+            return Err(Exit::Lapsed);
+        };
+        self.memory = Some(memory);
+        let mut acks = Vec::with_capacity(encoded.len());
+        let mut sizes = Vec::with_capacity(encoded.len());
+        for (id, bytes) in encoded {
+            let bytes = match bytes {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    // The size bound makes this a bug, not an input: say so loudly.
+                    tracing::error!(profile = %id, %error, "a profile cannot be written; it stays in memory only");
+                    continue;
+                }
+            };
+            sizes.push((id.clone(), bytes.len()));
+            match self
+                .shared
+                .profiles
+                .write(&id, bytes, self.lease.fence.profile_headers())
+                .await
+            {
+                Ok(ack) => acks.push(ack),
+                Err(error) => {
+                    tracing::warn!(%error, "writing profiles failed; the checkpoint is retried");
+                    return Ok(());
+                }
+            }
+        }
+        for ack in acks {
+            match ack.await {
+                Ok(_) => {}
+                Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
+                    self.lease.mark_lost();
+                    return Err(Exit::Lost);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "writing profiles failed; the checkpoint is retried");
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(memory) = self.memory.as_mut() {
+            memory.written(&sizes);
+        }
+        Ok(())
+    }
+}
+
+/// Decides a batch on a decision thread: each event against its profile in `memory`, which
+/// goes back to the partition with the outcomes.
+fn decide_all(
+    shared: &Shared,
+    mut memory: ProfileMemory,
+    events: Vec<Delivered>,
+) -> (ProfileMemory, Vec<Outcome>) {
+    let max_event_bytes = shared.settings.max_event_bytes;
+    let outcomes = events
+        .into_iter()
+        .map(|delivered| {
+            let event_bytes = delivered.payload.len();
+            let decoded = decode(&delivered.payload, max_event_bytes);
+            let cause = Arc::new(Cause {
+                seq: delivered.seq,
+                event_id: decoded
+                    .as_ref()
+                    .map_or_else(|_| String::new(), |e| e.id.clone()),
+                subject: delivered.subject,
+                payload: delivered.payload,
+                received: delivered.received,
+            });
+            let event: CloudEvent = match decoded {
+                Ok(event) => event,
+                Err(reason) => {
+                    return Outcome::Poison(
+                        cause,
+                        Poison {
+                            kind: "invalid_event",
+                            reason,
+                        },
+                    );
+                }
+            };
+            let held = match delivered.key.as_deref() {
+                Some(key) if key == event.subject => memory.get_mut(key),
+                _ => None,
+            };
+            let Some(held) = held else {
+                return Outcome::Poison(
+                    cause,
+                    Poison {
+                        kind: "invalid_event",
+                        reason: "subject: given more than once".into(),
+                    },
+                );
+            };
+            match shared
+                .decisions
+                .decide(held, &event, delivered.seq, event_bytes)
+            {
+                Ok(Some(decided)) => Outcome::Decided(cause, event.subject, decided),
+                Ok(None) => Outcome::Skipped,
+                Err(poison) => Outcome::Poison(cause, poison),
+            }
+        })
+        .collect();
+    (memory, outcomes)
+}

@@ -1,0 +1,260 @@
+//! Reading `NUDGE_EVENTS`: one ordered consumer per instance reads every event (no acks: what
+//! an instance has done is recorded as each partition's committed position, not per message),
+//! finds each event's partition from its `subject` without decoding the rest, and hands the
+//! events of the partitions this instance owns to their workers, in stream order. Events of
+//! other partitions are skipped here; their owners read them too.
+//!
+//! The reader starts at the lowest position a routed partition still needs. A partition routed
+//! later that needs older events makes the reader go back to them; the partitions that already
+//! have them skip them by sequence. Each partition's queue is bounded: a worker that falls behind
+//! makes the reader wait (that is backpressure, not loss).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::Context;
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use bytes::Bytes;
+use futures::StreamExt;
+use nudge_rules::partition::{partition_of, profile_key_of};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::telemetry;
+use crate::topology::EVENTS_STREAM;
+
+/// An event as the reader hands it over.
+pub struct Delivered {
+    pub seq: u64,
+    pub subject: async_nats::Subject,
+    pub payload: Bytes,
+    /// Its profile key, when its payload has a string `subject`.
+    pub key: Option<String>,
+    pub received: Instant,
+}
+
+/// The events of one partition from one read, and how far the read went: every event of the
+/// partition up to `watermark` has now been handed over.
+pub struct Batch {
+    pub events: Vec<Delivered>,
+    pub watermark: u64,
+}
+
+struct Route {
+    sender: mpsc::Sender<Batch>,
+    /// The next sequence this partition needs.
+    next: u64,
+    generation: u64,
+}
+
+/// Which partitions this instance reads for, and where each stands.
+pub struct Router {
+    partitions: u32,
+    routes: Mutex<Vec<Option<Route>>>,
+    changed: Notify,
+    generation: AtomicU64,
+    /// The stream's last sequence as the reader last saw it (for lag).
+    pub tail: AtomicU64,
+}
+
+impl Router {
+    pub fn new(partitions: u32) -> Router {
+        Router {
+            partitions,
+            routes: Mutex::new((0..partitions).map(|_| None).collect()),
+            changed: Notify::new(),
+            generation: AtomicU64::new(0),
+            tail: AtomicU64::new(0),
+        }
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, Vec<Option<Route>>> {
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Routes `partition`'s events after `resume_after` to `sender`.
+    pub fn attach(&self, partition: u32, resume_after: u64, sender: mpsc::Sender<Batch>) {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Some(slot) = self.routes().get_mut(partition as usize) {
+            *slot = Some(Route {
+                sender,
+                next: resume_after + 1,
+                generation,
+            });
+        }
+        self.changed.notify_one();
+    }
+
+    /// Stops routing `partition` (its worker's queue closes once drained).
+    pub fn detach(&self, partition: u32) {
+        if let Some(slot) = self.routes().get_mut(partition as usize) {
+            *slot = None;
+        }
+        self.changed.notify_one();
+    }
+
+    /// The lowest sequence a routed partition needs; `None` when nothing is routed.
+    fn start(&self) -> Option<u64> {
+        self.routes().iter().flatten().map(|r| r.next).min()
+    }
+}
+
+/// Reads until `shutdown`, reopening the consumer after errors and going back when a partition
+/// needs older events.
+pub async fn run(js: Context, router: Arc<Router>, read_batch: usize, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let Some(start) = router.start() else {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = router.changed.notified() => continue,
+            }
+        };
+        let opened = async {
+            let stream = js.get_stream(EVENTS_STREAM).await?;
+            let consumer = stream
+                .create_consumer(pull::OrderedConfig {
+                    deliver_policy: DeliverPolicy::ByStartSequence {
+                        start_sequence: start,
+                    },
+                    max_batch: read_batch as i64,
+                    ..Default::default()
+                })
+                .await?;
+            anyhow::Ok(consumer.messages().await?)
+        }
+        .await;
+        let messages = match opened {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot read events yet; retrying"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        tracing::info!(from = start, "reading {EVENTS_STREAM}");
+        let mut chunks = messages.ready_chunks(read_batch.max(1));
+        // The last sequence handed over (or skipped) since this consumer opened.
+        let mut read_to = start.saturating_sub(1);
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                _ = router.changed.notified() => {
+                    // A partition routed or unrouted: go back if one needs older events.
+                    if needs_rewind(&router, read_to) { break } else { continue }
+                }
+                chunk = chunks.next() => chunk,
+            };
+            let Some(chunk) = chunk else {
+                tracing::warn!("the event stream ended; reopening it");
+                break;
+            };
+            let mut deliveries = Vec::with_capacity(chunk.len());
+            let mut failed = false;
+            for message in chunk {
+                match message {
+                    Ok(message) => match message.info() {
+                        Ok(info) => {
+                            router
+                                .tail
+                                .store(info.stream_sequence + info.pending, Ordering::Release);
+                            let seq = info.stream_sequence;
+                            let message = message.split().0;
+                            deliveries.push(Delivered {
+                                seq,
+                                key: profile_key_of(&message.payload).map(|k| k.into_owned()),
+                                subject: message.subject,
+                                payload: message.payload,
+                                received: Instant::now(),
+                            });
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "an event without stream metadata; reopening");
+                            failed = true;
+                        }
+                    },
+                    Err(error) => {
+                        tracing::warn!(%error, "reading events failed; reopening");
+                        failed = true;
+                    }
+                }
+            }
+            let read_before = read_to;
+            if let Some(last) = deliveries.last() {
+                read_to = last.seq;
+            }
+            dispatch(&router, read_before, deliveries).await;
+            if failed || needs_rewind(&router, read_to) {
+                break;
+            }
+        }
+    }
+}
+
+/// Whether a routed partition needs an event the reader already passed (it was routed after
+/// that read).
+fn needs_rewind(router: &Router, read_to: u64) -> bool {
+    router.routes().iter().flatten().any(|r| r.next <= read_to)
+}
+
+/// Hands each routed partition its events of this read and its watermark. `read_before` is where
+/// the reader stood before it: a partition that still needs something at or before it (routed
+/// since) gets nothing now — the reader goes back for it.
+async fn dispatch(router: &Router, read_before: u64, deliveries: Vec<Delivered>) {
+    let Some(watermark) = deliveries.last().map(|d| d.seq) else {
+        return;
+    };
+    let partitions = router.partitions;
+    let snapshot: Vec<Option<(mpsc::Sender<Batch>, u64, u64)>> = router
+        .routes()
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .filter(|r| r.next > read_before)
+                .map(|r| (r.sender.clone(), r.next, r.generation))
+        })
+        .collect();
+    let mut batches: Vec<Vec<Delivered>> = snapshot.iter().map(|_| Vec::new()).collect();
+    let mut skipped = 0_u64;
+    for delivered in deliveries {
+        let partition = match &delivered.key {
+            Some(key) => partition_of(key, partitions),
+            None => partition_of(delivered.subject.as_str(), partitions),
+        } as usize;
+        match &snapshot[partition] {
+            Some((_, next, _)) if delivered.seq >= *next => batches[partition].push(delivered),
+            _ => skipped += 1,
+        }
+    }
+    metrics::counter!(telemetry::EVENTS_SKIPPED).increment(skipped);
+    for (partition, events) in batches.into_iter().enumerate() {
+        let Some((sender, next, generation)) = &snapshot[partition] else {
+            continue;
+        };
+        if watermark < *next {
+            continue;
+        }
+        let batch = Batch { events, watermark };
+        let handed_over = if batch.events.is_empty() {
+            // A watermark alone is not worth waiting for: the next batch carries a later one.
+            let _ = sender.try_send(batch);
+            true
+        } else {
+            sender.send(batch).await.is_ok()
+        };
+        if handed_over {
+            let mut routes = router.routes();
+            if let Some(Some(route)) = routes.get_mut(partition)
+                && route.generation == *generation
+            {
+                route.next = route.next.max(watermark + 1);
+            }
+        }
+    }
+}
