@@ -113,10 +113,13 @@ const DEADLINE_CHECK_EVERY_OPS: u64 = 1_024;
 /// Plugins a rule may call as functions: `plugin(name, input)`. The runtime implements it over
 /// its WebAssembly host; this crate only sees JSON in and out.
 pub trait PluginCalls: Send + Sync {
+    /// Runs plugin `name` with `input`. `rule_deadline` is when the calling rule's
+    /// `rule_deadline_ms` runs out: the call must end by then, whatever the plugin's own limit.
     fn call(
         &self,
         name: &str,
         input: serde_json::Value,
+        rule_deadline: Option<Instant>,
     ) -> Result<serde_json::Value, PluginCallError>;
 }
 
@@ -397,7 +400,8 @@ fn call_plugin(
     };
     let input: serde_json::Value = rhai::serde::from_dynamic(&input)
         .map_err(|e| fail(format!("plugin(\"{name}\"): input is not JSON: {e}"), None))?;
-    match plugins.call(name, input) {
+    let rule_deadline = SINK.with_borrow(|s| s.deadline);
+    match plugins.call(name, input, rule_deadline) {
         Ok(output) => Ok(json_to_dynamic(&output)),
         Err(error) => Err(fail(
             format!("plugin(\"{name}\") failed: {}", error.message),

@@ -21,6 +21,14 @@ impl Clock for SystemClock {
     }
 }
 
+impl SystemClock {
+    /// Wall-clock milliseconds `later` from now.
+    pub fn now_ms_plus(&self, later: std::time::Duration) -> i64 {
+        self.now_ms()
+            .saturating_add(i64::try_from(later.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
 pub type SharedClock = Arc<dyn Clock>;
 
 pub fn system() -> SharedClock {

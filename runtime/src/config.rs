@@ -412,6 +412,8 @@ impl Settings {
             pool_instances: self.plugin_pool_instances,
             instance_max_calls: self.plugin_instance_max_calls.max(1),
             idle_instances: self.plugin_idle_instances,
+            quarantine_after: self.plugin_quarantine_after,
+            quarantine_ms: self.plugin_quarantine_ms,
             cache_dir: Some(
                 self.plugin_cache_dir
                     .clone()

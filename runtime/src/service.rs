@@ -59,14 +59,15 @@ pub async fn run(
         topology::ensure_bucket(&js, topology::PLUGIN_VERSIONS_BUCKET, &settings).await?;
     let plugin_code =
         topology::ensure_object_store(&js, topology::PLUGIN_CODE_STORE, &settings).await?;
+    let pipeline_js = topology::pipeline_context(client.clone());
     let profiles = ProfileStore::new(
         topology::ensure_bucket(&js, topology::PROFILES_BUCKET, &settings).await?,
-        js.clone(),
+        pipeline_js.clone(),
         settings.profile_max_bytes,
     );
     let timers = TimerStore::new(
         topology::ensure_bucket(&js, topology::TIMERS_BUCKET, &settings).await?,
-        js.clone(),
+        pipeline_js.clone(),
     );
     let policy = Arc::new(settings.policy()?);
     let clock = clock::system();
@@ -171,7 +172,7 @@ pub async fn run(
     };
     let partitions = cluster.partitions;
     let shared = Arc::new(Shared::new(
-        js,
+        pipeline_js,
         client.clone(),
         decisions,
         timers,

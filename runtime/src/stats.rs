@@ -31,6 +31,9 @@ pub struct Counts {
     pub call_seconds_total: f64,
     pub call_seconds_max: f64,
     pub fuel_total: u64,
+    /// A plugin quarantined after repeated limit failures: until when (wall clock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantined_until_ms: Option<i64>,
 }
 
 impl Counts {
@@ -48,6 +51,7 @@ impl Counts {
         self.call_seconds_total += other.call_seconds_total;
         self.call_seconds_max = self.call_seconds_max.max(other.call_seconds_max);
         self.fuel_total += other.fuel_total;
+        self.quarantined_until_ms = self.quarantined_until_ms.max(other.quarantined_until_ms);
     }
 }
 
@@ -116,6 +120,14 @@ impl Stats {
             c.call_seconds_max = c.call_seconds_max.max(seconds);
             c.fuel_total += fuel.unwrap_or(0);
         });
+    }
+
+    /// A plugin (`plugin:<name>`) quarantined until `until_ms`, or (`None`) out of it.
+    pub fn quarantine(&self, key: &str, until_ms: Option<i64>) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        with(&mut entries, key, |c| c.quarantined_until_ms = until_ms);
     }
 
     pub fn snapshot(&self) -> HashMap<String, Counts> {

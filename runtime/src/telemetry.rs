@@ -236,6 +236,13 @@ pub fn plugin_failed(plugin: &str, reason: &'static str, now_ms: i64) {
     crate::stats::global().failed(&format!("plugin:{plugin}"), reason, now_ms);
 }
 
+/// A plugin entered quarantine (for `cooldown`) or left it (`None`).
+pub fn plugin_quarantined(plugin: &str, cooldown: Option<std::time::Duration>) {
+    gauge!(PLUGIN_QUARANTINED, "plugin" => plugin.to_owned()).set(f64::from(u8::from(cooldown.is_some())));
+    let until_ms = cooldown.map(|c| crate::clock::SystemClock.now_ms_plus(c));
+    crate::stats::global().quarantine(&format!("plugin:{plugin}"), until_ms);
+}
+
 pub fn timer_fired(kind: &'static str, lateness_seconds: f64) {
     metrics::counter!(TIMERS_FIRED, "kind" => kind).increment(1);
     metrics::histogram!(TIMER_LATENESS_SECONDS).record(lateness_seconds.max(0.0));

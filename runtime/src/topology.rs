@@ -195,6 +195,22 @@ pub async fn connect(url: &str) -> anyhow::Result<(async_nats::Client, Context)>
     Ok((client, js))
 }
 
+/// Publish acknowledgements the pipeline may wait for at once, across partitions. Each
+/// partition bounds its own (`max_pending_actions`, a checkpoint's profiles); this is only the
+/// client's ceiling over all of them.
+const PIPELINE_ACKS_IN_FLIGHT: usize = 1 << 20;
+
+/// The JetStream context the partitions publish through. Its own, so their acknowledgements
+/// in flight never hold up leases, heartbeats or the API; and it never waits for a free slot
+/// (a publish past the ceiling fails and is retried), because a partition waiting for a slot
+/// while holding unconfirmed actions of its own could wait forever.
+pub fn pipeline_context(client: async_nats::Client) -> Context {
+    jetstream::context::ContextBuilder::new()
+        .max_ack_inflight(PIPELINE_ACKS_IN_FLIGHT)
+        .backpressure_on_inflight(false)
+        .build(client)
+}
+
 /// Refuses a nats-server older than [`MIN_SERVER`], saying what needs the newer one.
 pub fn check_server_version(version: &str) -> anyhow::Result<()> {
     let mut parts = version

@@ -114,7 +114,15 @@ impl Decisions {
         let matching = rules.matching(&event.event_type);
         let started = Instant::now();
         let mut plugins = |event: &CloudEvent, profile: &Profile| self.run_plugins(event, profile);
-        let decision = decider.decide(state, event, self.clock.now_ms(), &matching, &mut plugins);
+        let now_ms = self.clock.now_ms();
+        let decision = if matching.is_empty() {
+            decider.decide(state, event, now_ms, &matching, &mut plugins)
+        } else {
+            // Rules may call plugins: a failing call is logged with this event.
+            crate::plugin::dispatch::for_event(event, || {
+                decider.decide(state, event, now_ms, &matching, &mut plugins)
+            })
+        };
         if !matching.is_empty() {
             metrics::histogram!(telemetry::RULE_EVAL_SECONDS)
                 .record(started.elapsed().as_secs_f64());

@@ -258,3 +258,155 @@ async fn dispatch(router: &Router, read_before: u64, deliveries: Vec<Delivered>)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PARTITIONS: u32 = 4;
+
+    fn event(seq: u64, profile: u32) -> Delivered {
+        Delivered {
+            seq,
+            subject: "events.x".into(),
+            payload: Bytes::new(),
+            key: Some(format!("user-{profile}")),
+            received: Instant::now(),
+        }
+    }
+
+    /// What a worker makes of its queue: the events it decides, in order.
+    fn decided(queue: &mut mpsc::Receiver<Batch>, resume_after: u64) -> Vec<u64> {
+        let mut decided = resume_after;
+        let mut seen = Vec::new();
+        while let Ok(batch) = queue.try_recv() {
+            for event in batch.events.into_iter().filter(|e| e.seq > decided) {
+                decided = event.seq;
+                seen.push(event.seq);
+            }
+            decided = decided.max(batch.watermark);
+        }
+        seen
+    }
+
+    /// A partition routed after `after_reads` reads, between a read and its dispatch
+    /// (`mid_read`) or after the dispatch, resuming after `resume_after`.
+    #[derive(Debug, Clone)]
+    struct Routing {
+        partition: u32,
+        resume_after: u64,
+        after_reads: usize,
+        mid_read: bool,
+    }
+
+    struct Simulation {
+        router: Router,
+        plan: Vec<Routing>,
+        queues: Vec<Option<(mpsc::Receiver<Batch>, u64)>>,
+        reads: usize,
+    }
+
+    impl Simulation {
+        /// Routes what is due at this point of the reader's loop (`force`: everything left).
+        fn route_due(&mut self, mid_read: bool, force: bool) {
+            let reads = self.reads;
+            let (due, later): (Vec<Routing>, Vec<Routing>) = self
+                .plan
+                .drain(..)
+                .partition(|r| force || (r.after_reads <= reads && r.mid_read == mid_read));
+            self.plan = later;
+            for routing in due {
+                let (sender, queue) = mpsc::channel(10_000);
+                self.router.attach(routing.partition, routing.resume_after, sender);
+                self.queues[routing.partition as usize] = Some((queue, routing.resume_after));
+            }
+        }
+    }
+
+    proptest! {
+        /// However partitions are routed between reads (or between a read and its dispatch),
+        /// each gets every one of its events after its resume point exactly once, in order, and
+        /// no watermark passes an event it did not get.
+        #[test]
+        fn every_routed_partition_gets_each_of_its_events_once_in_order(
+            profiles in proptest::collection::vec(0_u32..40, 1..120),
+            routings in proptest::collection::vec(
+                (0..PARTITIONS, 0_u64..130, 0_usize..20, any::<bool>()), 1..6),
+            chunk in 1_usize..16,
+        ) {
+            let stream: Vec<(u64, u32)> =
+                profiles.iter().enumerate().map(|(i, p)| (i as u64 + 1, *p)).collect();
+            let last = stream.len() as u64;
+            let mut plan: Vec<Routing> = Vec::new();
+            for (partition, resume_after, after_reads, mid_read) in routings {
+                if plan.iter().all(|r| r.partition != partition) {
+                    plan.push(Routing { partition, resume_after: resume_after.min(last), after_reads, mid_read });
+                }
+            }
+            let mut sim = Simulation {
+                router: Router::new(PARTITIONS),
+                plan,
+                queues: (0..PARTITIONS).map(|_| None).collect(),
+                reads: 0,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async {
+                // The reader's loop over an in-memory stream: open at the lowest position a
+                // route needs, read in chunks, go back when a route needs what was passed.
+                sim.route_due(false, false);
+                let mut opens = 0;
+                loop {
+                    let Some(start) = sim.router.start() else {
+                        if sim.plan.is_empty() { break; }
+                        sim.route_due(false, true);
+                        continue;
+                    };
+                    opens += 1;
+                    prop_assert!(opens < 200, "the reader keeps going back");
+                    let mut read_to = start - 1;
+                    let mut rewind = false;
+                    let from = (start as usize - 1).min(stream.len());
+                    for piece in stream[from..].chunks(chunk) {
+                        sim.reads += 1;
+                        sim.route_due(true, false);
+                        let read_before = read_to;
+                        read_to = piece.last().map_or(read_to, |e| e.0);
+                        let deliveries = piece.iter().map(|(seq, p)| event(*seq, *p)).collect();
+                        dispatch(&sim.router, read_before, deliveries).await;
+                        sim.route_due(false, false);
+                        if needs_rewind(&sim.router, read_to) {
+                            rewind = true;
+                            break;
+                        }
+                    }
+                    if rewind {
+                        continue;
+                    }
+                    // At the end of the stream, waiting for more: what is routed now is served
+                    // by going back.
+                    if sim.plan.is_empty() && !needs_rewind(&sim.router, read_to.max(last)) {
+                        break;
+                    }
+                    sim.route_due(false, true);
+                    if !needs_rewind(&sim.router, read_to.max(last)) {
+                        break;
+                    }
+                }
+                for (p, routed) in sim.queues.iter_mut().enumerate() {
+                    let Some((queue, resume)) = routed else { continue };
+                    let expected: Vec<u64> = stream
+                        .iter()
+                        .filter(|(seq, profile)| {
+                            *seq > *resume
+                                && partition_of(&format!("user-{profile}"), PARTITIONS) == p as u32
+                        })
+                        .map(|(seq, _)| *seq)
+                        .collect();
+                    prop_assert_eq!(decided(queue, *resume), expected, "partition {}", p);
+                }
+                Ok(())
+            })?;
+        }
+    }
+}

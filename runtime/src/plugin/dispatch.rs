@@ -8,6 +8,7 @@ use nudge_rules::action::shape_payload;
 use nudge_rules::{Action, Channel, CloudEvent, PluginCallError, PluginCalls, Profile};
 use serde::Serialize;
 
+use super::breaker::Change;
 use super::host::{
     CallReport, PluginFailure, PluginHost, WitAction, WitChannel, WitEvent, WitProfile,
 };
@@ -57,15 +58,18 @@ impl Plugins {
         let (wit_event, wit_profile) = (wit_event(event), wit_profile(profile));
         for plugin in matching {
             outcome.matched.push(plugin.origin.label().to_owned());
-            let (result, report) = self
-                .host
-                .handle(&plugin.instances, &wit_event, &wit_profile);
-            observe(plugin, false, &report);
-            outcome.logs.extend(log_lines(plugin, event, &report));
+            let result = self.guarded(plugin, || {
+                let (result, report) =
+                    self.host
+                        .handle(&plugin.instances, &wit_event, &wit_profile);
+                observe(plugin, false, &report);
+                outcome.logs.extend(log_lines(plugin, event, &report));
+                result
+            });
             match result.and_then(|actions| to_actions(plugin, actions)) {
                 Ok(actions) => outcome.actions.extend(actions),
                 Err(failure) => {
-                    report_failure(plugin, Some(event), &failure);
+                    report_failure(plugin, Some((&event.id, &event.source)), &failure);
                     outcome.failures.push(PluginFault {
                         plugin: plugin.record.name.clone(),
                         version: plugin.record.version,
@@ -76,6 +80,52 @@ impl Plugins {
         }
         outcome
     }
+
+    /// Runs `call` unless `plugin` is quarantined, and lets its outcome count towards the
+    /// quarantine.
+    fn guarded<T>(
+        &self,
+        plugin: &LoadedPlugin,
+        call: impl FnOnce() -> Result<T, PluginFailure>,
+    ) -> Result<T, PluginFailure> {
+        let limits = self.host.limits();
+        if let Err(left) = plugin.breaker.admit() {
+            return Err(PluginFailure {
+                reason: "quarantined",
+                setting: Some("plugin_quarantine_ms"),
+                message: format!(
+                    "quarantined for {} ms more: {} calls in a row broke a limit \
+                     (plugin_quarantine_after)",
+                    left.as_millis(),
+                    plugin.breaker.consecutive()
+                ),
+            });
+        }
+        let result = call();
+        let hit_limit = matches!(&result, Err(failure) if failure.setting.is_some());
+        let cooldown = Duration::from_millis(limits.quarantine_ms);
+        match plugin
+            .breaker
+            .record(hit_limit, limits.quarantine_after, cooldown)
+        {
+            Change::None => {}
+            Change::Opened(cooldown) => {
+                tracing::warn!(
+                    plugin = %plugin.record.name,
+                    version = plugin.record.version,
+                    after = limits.quarantine_after,
+                    cooldown_ms = cooldown.as_millis() as u64,
+                    "plugin quarantined: it keeps breaking its limits"
+                );
+                telemetry::plugin_quarantined(&plugin.record.name, Some(cooldown));
+            }
+            Change::Closed => {
+                tracing::info!(plugin = %plugin.record.name, version = plugin.record.version, "plugin out of quarantine");
+                telemetry::plugin_quarantined(&plugin.record.name, None);
+            }
+        }
+        result
+    }
 }
 
 impl PluginCalls for Plugins {
@@ -83,6 +133,7 @@ impl PluginCalls for Plugins {
         &self,
         name: &str,
         input: serde_json::Value,
+        rule_deadline: Option<std::time::Instant>,
     ) -> Result<serde_json::Value, PluginCallError> {
         let set = self.live.load();
         let Some(plugin) = set.get(name).filter(|p| p.record.manifest.enabled) else {
@@ -91,8 +142,13 @@ impl PluginCalls for Plugins {
                 limit: None,
             });
         };
-        let (result, report) = self.host.call(&plugin.instances, &input.to_string());
-        observe(plugin, true, &report);
+        let result = self.guarded(plugin, || {
+            let (result, report) =
+                self.host
+                    .call_until(&plugin.instances, &input.to_string(), rule_deadline);
+            observe(plugin, true, &report);
+            result
+        });
         let output = result.and_then(|json| {
             serde_json::from_str(&json).map_err(|e| PluginFailure {
                 reason: "error",
@@ -101,7 +157,10 @@ impl PluginCalls for Plugins {
             })
         });
         output.map_err(|failure| {
-            report_failure(plugin, None, &failure);
+            CALLING_EVENT.with_borrow(|event| {
+                let event = event.as_ref().map(|(id, source)| (id.as_str(), source.as_str()));
+                report_failure(plugin, event, &failure);
+            });
             PluginCallError {
                 message: failure.message,
                 limit: failure.setting,
@@ -193,12 +252,30 @@ fn log_lines<'a>(
     })
 }
 
-fn report_failure(plugin: &LoadedPlugin, event: Option<&CloudEvent>, failure: &PluginFailure) {
+thread_local! {
+    /// The event whose rules run on this thread, so a plugin failing inside a rule's
+    /// `plugin(..)` call is logged with it.
+    static CALLING_EVENT: std::cell::RefCell<Option<(String, String)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `decide` with `event` known as the event rules call plugins for.
+pub fn for_event<T>(event: &CloudEvent, decide: impl FnOnce() -> T) -> T {
+    CALLING_EVENT.with_borrow_mut(|calling| {
+        *calling = Some((event.id.clone(), event.source.clone()));
+    });
+    let decided = decide();
+    CALLING_EVENT.with_borrow_mut(|calling| *calling = None);
+    decided
+}
+
+/// Logs and counts a failed call; `event` is `(id, source)` of the event it ran for.
+fn report_failure(plugin: &LoadedPlugin, event: Option<(&str, &str)>, failure: &PluginFailure) {
     tracing::warn!(
         plugin = %plugin.record.name,
         version = plugin.record.version,
-        event = event.map_or("", |e| e.id.as_str()),
-        source = event.map_or("", |e| e.source.as_str()),
+        event = event.map_or("", |e| e.0),
+        source = event.map_or("", |e| e.1),
         reason = failure.reason,
         limit = failure.setting.unwrap_or(""),
         message = %failure.message,

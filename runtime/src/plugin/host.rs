@@ -200,7 +200,7 @@ impl PluginHost {
         event: &WitEvent,
         profile: &WitProfile,
     ) -> (Result<Vec<WitAction>, PluginFailure>, CallReport) {
-        let (result, report) = self.run(instances, |plugin, store| {
+        let (result, report) = self.run(instances, None, |plugin, store| {
             let actions = plugin.call_handle(store, event, profile)?;
             Ok(actions.map(|actions| {
                 let bytes: usize = actions
@@ -233,7 +233,18 @@ impl PluginHost {
         instances: &Instances,
         input_json: &str,
     ) -> (Result<String, PluginFailure>, CallReport) {
-        self.run(instances, |plugin, store| {
+        self.call_until(instances, input_json, None)
+    }
+
+    /// Like [`PluginHost::call`], ending by `rule_deadline` if that comes before the plugin's
+    /// own deadline: a rule's plugin calls count against the rule's time.
+    pub fn call_until(
+        &self,
+        instances: &Instances,
+        input_json: &str,
+        rule_deadline: Option<Instant>,
+    ) -> (Result<String, PluginFailure>, CallReport) {
+        self.run(instances, rule_deadline, |plugin, store| {
             let output = plugin.call_call(store, &input_json.to_owned())?;
             Ok(output.map(|json| {
                 let bytes = json.len();
@@ -280,17 +291,38 @@ impl PluginHost {
             .max(1)
     }
 
+    /// The ticks a call gets, and whether a calling rule's deadline (sooner than the plugin's
+    /// own) is what bounds it.
+    fn budget(&self, rule_deadline: Option<Instant>) -> (u64, bool) {
+        let own = self.deadline_ticks();
+        let Some(deadline) = rule_deadline else {
+            return (own, false);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ticks = (left.as_micros() as u64).div_ceil(EPOCH_TICK.as_micros() as u64);
+        if ticks < own {
+            (ticks, true)
+        } else {
+            (own, false)
+        }
+    }
+
     /// One call: a warm instance (or a new one), the per-call deadline and fuel, the invocation,
     /// then the outcome classified and the instance kept or dropped.
     fn run<T>(
         &self,
         instances: &Instances,
+        rule_deadline: Option<Instant>,
         invoke: impl FnOnce(
             &bindings::Plugin,
             &mut Store<CallState>,
         ) -> wasmtime::Result<Result<(T, usize), String>>,
     ) -> (Result<T, PluginFailure>, CallReport) {
         let started = Instant::now();
+        let (ticks, bounded_by_rule) = self.budget(rule_deadline);
+        if ticks == 0 {
+            return (Err(rule_time_up()), CallReport::default());
+        }
         let mut warm = match instances
             .take()
             .map_or_else(|| self.instantiate(instances), Ok)
@@ -302,7 +334,7 @@ impl PluginHost {
             }
         };
         warm.store.data_mut().begin_call();
-        warm.store.set_epoch_deadline(self.deadline_ticks());
+        warm.store.set_epoch_deadline(ticks);
         let fuel = if self.limits.fuel > 0 {
             self.limits.fuel
         } else {
@@ -326,6 +358,7 @@ impl PluginHost {
             }
             Ok(Ok((value, _))) => Ok(value),
             Ok(Err(message)) => Err(PluginFailure::error("error", message)),
+            Err(error) if bounded_by_rule && is_interrupt(&error) => Err(rule_time_up()),
             Err(error) => Err(self.classify(&error, warm.store.data().limiter.memory_refused)),
         };
         let report = self.report(started, &mut warm.store, self.metered.then_some(fuel));
@@ -396,6 +429,19 @@ impl PluginHost {
             None => PluginFailure::error("trap", format!("{error:#}")),
         }
     }
+}
+
+fn is_interrupt(error: &wasmtime::Error) -> bool {
+    matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+}
+
+/// A rule's plugin call that the rule's own deadline ended.
+fn rule_time_up() -> PluginFailure {
+    PluginFailure::limit(
+        "deadline",
+        "rule_deadline_ms",
+        "the calling rule's time ran out during the call (rule_deadline_ms)".into(),
+    )
 }
 
 /// Runs `work`, turning a panic in a host function (WASI included) into an error of this call:

@@ -5,6 +5,7 @@
 //! plugin is (manifest, version, code hash) in [`manifest`]; how plugins are stored and loaded in
 //! [`store`] and [`sync`]; which plugins an event reaches in [`set`].
 
+pub mod breaker;
 pub mod dir;
 pub mod dispatch;
 pub mod host;
@@ -44,6 +45,10 @@ pub struct PluginLimits {
     pub instance_max_calls: u64,
     /// Idle instances kept per loaded plugin version.
     pub idle_instances: usize,
+    /// Limit-ended calls in a row that quarantine a version (0: never).
+    pub quarantine_after: u32,
+    /// How long a quarantine lasts.
+    pub quarantine_ms: u64,
     /// Compiled-code cache; `None` compiles every time the process starts.
     pub cache_dir: Option<PathBuf>,
 }

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use nudge_rules::TriggerIndex;
 use nudge_rules::action::Origin;
 
+use super::breaker::Breaker;
 use super::host::Compiled;
 use super::instances::Instances;
 use super::manifest::PluginRecord;
@@ -19,6 +20,8 @@ pub struct LoadedPlugin {
     pub instances: Instances,
     pub origin: Arc<Origin>,
     pub meters: PluginMeters,
+    /// Quarantine after repeated limit failures (see `breaker`).
+    pub breaker: Breaker,
 }
 
 impl LoadedPlugin {
@@ -27,6 +30,7 @@ impl LoadedPlugin {
             instances: Instances::new(code, record.manifest.config_json().into()),
             origin: Arc::new(Origin::plugin(&record.name, record.version)),
             meters: PluginMeters::new(&record.name),
+            breaker: Breaker::default(),
             record,
         }
     }
