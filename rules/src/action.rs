@@ -157,10 +157,16 @@ impl Action {
     }
 
     /// The CloudEvent published for this action. `time` is when nudge decided (RFC 3339).
-    pub fn envelope<'a>(&'a self, cause: &'a CloudEvent, time: &'a str) -> ActionEvent<'a> {
+    /// The action's CloudEvent; `id` is [`Action::id`] of `cause`, computed once by the caller.
+    pub fn envelope<'a>(
+        &'a self,
+        cause: &'a CloudEvent,
+        time: &'a str,
+        id: &'a str,
+    ) -> ActionEvent<'a> {
         ActionEvent {
             specversion: "1.0",
-            id: self.id(cause),
+            id,
             source: "nudge",
             event_type: self.channel.event_type(),
             subject: &cause.subject,
@@ -176,7 +182,8 @@ impl Action {
     /// The action's CloudEvent as a JSON value (for APIs and tests; publishing serializes the
     /// envelope straight to bytes).
     pub fn to_cloudevent(&self, cause: &CloudEvent, time: &str) -> Value {
-        serde_json::to_value(self.envelope(cause, time)).unwrap_or(Value::Null)
+        let id = self.id(cause);
+        serde_json::to_value(self.envelope(cause, time, &id)).unwrap_or(Value::Null)
     }
 
     /// The payload as JSON.
@@ -190,7 +197,7 @@ impl Action {
 #[derive(Debug, Serialize)]
 pub struct ActionEvent<'a> {
     pub specversion: &'static str,
-    pub id: String,
+    pub id: &'a str,
     pub source: &'static str,
     #[serde(rename = "type")]
     pub event_type: &'static str,

@@ -273,34 +273,52 @@ impl Decider<'_> {
 
     fn record_verdict(&self, event: &CloudEvent, now_ms: i64, verdict: Verdict, d: &mut Decision) {
         let time = rfc3339(now_ms);
-        let item = |action: &Action| TraceItem {
+        let item = |action: &Action, id: String| TraceItem {
             rule: action.origin.label().to_owned(),
             channel: Some(action.channel.as_str()),
-            id: Some(action.id(event)),
+            id: Some(id),
             data: action.data_json(),
             ..TraceItem::empty()
         };
+        // An action whose payload cannot be serialized is not published: it is suppressed, and
+        // the trace says why.
+        let unpublishable = |action: &Action, error: String| TraceItem {
+            reason: Some(Reason::Error.as_str()),
+            detail: Some(format!("its payload cannot be serialized: {error}")),
+            ..item(action, action.id(event))
+        };
         for action in verdict.fired {
-            d.trace.fired.push(item(&action));
-            d.publish.push(outgoing(&action, event, &time));
-            d.fired.push(action);
+            match outgoing(&action, event, &time) {
+                Ok(message) => {
+                    d.trace.fired.push(item(&action, message.id.clone()));
+                    d.publish.push(message);
+                    d.fired.push(action);
+                }
+                Err(error) => d.trace.suppressed.push(unpublishable(&action, error)),
+            }
         }
         for (action, release_ms) in verdict.held {
-            d.trace.held.push(TraceItem {
-                reason: Some(Reason::QuietHours.as_str()),
-                until: Some(rfc3339(release_ms)),
-                ..item(&action)
-            });
-            d.schedule.push(Scheduled {
-                due_ms: release_ms,
-                message: outgoing(&action, event, &time),
-            });
+            match outgoing(&action, event, &time) {
+                Ok(message) => {
+                    d.trace.held.push(TraceItem {
+                        reason: Some(Reason::QuietHours.as_str()),
+                        until: Some(rfc3339(release_ms)),
+                        ..item(&action, message.id.clone())
+                    });
+                    d.schedule.push(Scheduled {
+                        due_ms: release_ms,
+                        message,
+                    });
+                }
+                Err(error) => d.trace.suppressed.push(unpublishable(&action, error)),
+            }
         }
         for suppressed in verdict.suppressed {
+            let id = suppressed.action.id(event);
             d.trace.suppressed.push(TraceItem {
                 reason: Some(suppressed.reason.as_str()),
                 detail: Some(suppressed.detail),
-                ..item(&suppressed.action)
+                ..item(&suppressed.action, id)
             });
         }
     }
@@ -320,13 +338,17 @@ impl TraceItem {
     }
 }
 
-/// An action as the message that publishes it.
-pub fn outgoing(action: &Action, cause: &CloudEvent, time: &str) -> Outgoing {
-    Outgoing {
+/// An action as the message that publishes it; the error says why its payload cannot be
+/// serialized.
+pub fn outgoing(action: &Action, cause: &CloudEvent, time: &str) -> Result<Outgoing, String> {
+    let id = action.id(cause);
+    let body =
+        serde_json::to_string(&action.envelope(cause, time, &id)).map_err(|e| e.to_string())?;
+    Ok(Outgoing {
         subject: action.nats_subject().to_owned(),
-        id: action.id(cause),
-        body: serde_json::to_string(&action.envelope(cause, time)).unwrap_or_default(),
-    }
+        id,
+        body,
+    })
 }
 
 /// The cause a timer event carries: the triggering event, or (for a chain of timers) the cause

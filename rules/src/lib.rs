@@ -23,6 +23,7 @@ pub mod sandbox;
 pub mod simulate;
 pub mod state;
 pub mod trigger;
+pub mod window;
 
 pub use action::{Action, Channel};
 pub use decide::{Decider, Decision, PluginOutcome, Trace};

@@ -12,11 +12,39 @@ use std::borrow::Cow;
 /// every instance can track all of them.
 pub const MAX_PARTITIONS: u32 = 1_024;
 
+/// FNV-1a, 32 bit, fed piece by piece (text written with `write!` included), so a hash over
+/// several parts needs no buffer.
+pub struct Fnv1a32(u32);
+
+impl Default for Fnv1a32 {
+    fn default() -> Self {
+        Fnv1a32(0x811c_9dc5)
+    }
+}
+
+impl Fnv1a32 {
+    pub fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        for byte in bytes {
+            self.0 = (self.0 ^ u32::from(*byte)).wrapping_mul(0x0100_0193);
+        }
+        self
+    }
+
+    pub fn finish(&self) -> u32 {
+        self.0
+    }
+}
+
+impl std::fmt::Write for Fnv1a32 {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.bytes(text.as_bytes());
+        Ok(())
+    }
+}
+
 /// FNV-1a, 32 bit, over the bytes of `key`.
 pub fn fnv1a32(key: &[u8]) -> u32 {
-    key.iter().fold(0x811c_9dc5_u32, |hash, byte| {
-        (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
-    })
+    Fnv1a32::default().bytes(key).finish()
 }
 
 /// The partition of `profile_key` among `partitions` (at least 1).

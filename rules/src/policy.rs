@@ -116,9 +116,24 @@ impl Policy {
             return verdict;
         }
         candidates.sort_by_key(|c| std::cmp::Reverse(c.policy.priority));
-        let tz = zone_or_utc(&state.profile.timezone);
-        let (today, this_week) = day_and_week(now_ms, &tz);
-        state.caps.retain(|_, c| c.week == this_week);
+        // The profile's calendar costs a time-zone conversion: only caps and quiet hours need it.
+        let capped = !self.caps.is_empty() || candidates.iter().any(|c| !c.policy.caps.is_empty());
+        let quiet = !self.quiet_channels.is_empty()
+            && (self.quiet_hours.is_some()
+                || candidates.iter().any(|c| c.policy.quiet_hours.is_some()));
+        let tz = if capped || quiet {
+            zone_or_utc(&state.profile.timezone)
+        } else {
+            jiff::tz::TimeZone::UTC
+        };
+        let (today, this_week) = if capped {
+            day_and_week(now_ms, &tz)
+        } else {
+            (String::new(), String::new())
+        };
+        if capped {
+            state.caps.retain(|_, c| c.week == this_week);
+        }
         let mut claimed: HashMap<String, (Arc<Origin>, i32)> = HashMap::new();
         let mut fired_rules: Vec<String> = Vec::new();
         for Candidate { action, policy } in candidates {
@@ -163,12 +178,14 @@ impl Policy {
                     ));
                     continue;
                 }
+                let own = policy.caps.get(channel);
+                let own_key = own.map(|_| format!("{channel}/{rule}"));
                 let limits = [
-                    (channel.to_owned(), self.caps.get(channel)),
-                    (format!("{channel}/{rule}"), policy.caps.get(channel)),
+                    (channel, self.caps.get(channel)),
+                    (own_key.as_deref().unwrap_or(channel), own),
                 ];
                 if let Some(detail) = limits.iter().find_map(|(key, limit)| {
-                    exceeded(state.caps.get(key), *limit, &today, &this_week, key)
+                    exceeded(state.caps.get(*key), *limit, &today, &this_week, key)
                 }) {
                     verdict.suppressed.push(suppress(Reason::Cap, detail));
                     continue;
@@ -176,7 +193,7 @@ impl Policy {
                 for (key, limit) in &limits {
                     if limit.is_some() {
                         count(
-                            state.caps.entry(key.clone()).or_default(),
+                            state.caps.entry((*key).to_owned()).or_default(),
                             &today,
                             &this_week,
                         );

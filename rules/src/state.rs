@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::CloudEvent;
+use crate::partition::Fnv1a32;
 use crate::profile::Profile;
+use crate::window::Window;
 
 /// The event type Segment `identify` calls become; its data updates the profile.
 pub const IDENTIFY_TYPE: &str = "profile.identified";
@@ -52,10 +54,6 @@ impl Default for StateLimits {
 pub const DAY_MS: i64 = 86_400_000;
 /// Scalar top-level data fields remembered per window entry, for `count(.., #{ field: value })`.
 const MAX_FILTER_FIELDS: usize = 16;
-
-/// One event in a window: when it happened and hashes of its scalar `data` fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WindowEntry(pub i64, pub Vec<u32>);
 
 /// A timer a rule scheduled with `after(..)`. The profile state is the truth: a timer event
 /// whose id is no longer listed here (cancelled or replaced) does nothing.
@@ -104,10 +102,9 @@ pub struct ProfileState {
     pub counters: BTreeMap<String, u64>,
     #[serde(default)]
     pub last_seen_ms: BTreeMap<String, i64>,
-    /// Stored packed (see [`packed_windows`]): written with every event, so its encoding is
-    /// on the hot path.
-    #[serde(default, with = "packed_windows")]
-    pub windows: BTreeMap<String, VecDeque<WindowEntry>>,
+    /// Recent events per type, packed (see [`Window`]).
+    #[serde(default)]
+    pub windows: BTreeMap<String, Window>,
     #[serde(default)]
     pub timers: BTreeMap<String, PendingTimer>,
     /// Cap counters, keyed `<channel>` (all rules) or `<channel>/<rule>`.
@@ -150,25 +147,32 @@ impl ProfileState {
     /// includes it) and drops what fell out of the bounds.
     pub fn record(&mut self, event: &CloudEvent, now_ms: i64, limits: &StateLimits) {
         self.updated_ms = now_ms;
-        *self.counters.entry(event.event_type.clone()).or_insert(0) += 1;
-        let fields = match &event.data {
-            Value::Object(map) => map
-                .iter()
-                .filter_map(|(k, v)| field_hash(k, v))
-                .take(MAX_FILTER_FIELDS)
-                .collect(),
-            _ => Vec::new(),
-        };
-        let window = self.windows.entry(event.event_type.clone()).or_default();
-        window.push_back(WindowEntry(now_ms, fields));
-        while window.len() > limits.window_max_events.max(1) {
-            window.pop_front();
-        }
-        let oldest_kept = now_ms - limits.window_max_age_ms;
-        for window in self.windows.values_mut() {
-            while window.front().is_some_and(|e| e.0 < oldest_kept) {
-                window.pop_front();
+        match self.counters.get_mut(&event.event_type) {
+            Some(count) => *count += 1,
+            None => {
+                self.counters.insert(event.event_type.clone(), 1);
             }
+        }
+        let mut fields = [0_u32; MAX_FILTER_FIELDS];
+        let mut kept = 0;
+        if let Value::Object(map) = &event.data {
+            for hash in map.iter().filter_map(|(k, v)| field_hash(k, v)) {
+                fields[kept] = hash;
+                kept += 1;
+                if kept == MAX_FILTER_FIELDS {
+                    break;
+                }
+            }
+        }
+        let window = match self.windows.get_mut(&event.event_type) {
+            Some(window) => window,
+            None => self.windows.entry(event.event_type.clone()).or_default(),
+        };
+        window.push(now_ms, &fields[..kept]);
+        let oldest_kept = now_ms - limits.window_max_age_ms;
+        let max_events = limits.window_max_events.max(1);
+        for window in self.windows.values_mut() {
+            window.trim(max_events, oldest_kept);
         }
         self.windows.retain(|_, w| !w.is_empty());
         self.forget_types_beyond(limits.max_event_types, &event.event_type);
@@ -196,15 +200,9 @@ impl ProfileState {
 
     /// Events of `event_type` at or after `now_ms - window_ms` whose data has every filter field.
     pub fn count(&self, event_type: &str, window_ms: i64, now_ms: i64, filter: &[u32]) -> i64 {
-        let since = now_ms - window_ms;
-        self.windows.get(event_type).map_or(0, |window| {
-            window
-                .iter()
-                .rev()
-                .take_while(|e| e.0 >= since)
-                .filter(|e| filter.iter().all(|f| e.1.contains(f)))
-                .count() as i64
-        })
+        self.windows
+            .get(event_type)
+            .map_or(0, |window| window.count(now_ms - window_ms, filter))
     }
 
     /// Applies a `profile.identified` event: `consent` and `timezone` fields update those, every
@@ -256,68 +254,6 @@ impl ProfileState {
     }
 }
 
-/// Windows as base64 of little-endian binary per event type — entry: time (i64), hash count
-/// (u8), hashes (u32 each). As JSON numbers, a full profile's windows took ~100 µs to encode on
-/// every write; packed, a few µs.
-mod packed_windows {
-    use std::collections::{BTreeMap, VecDeque};
-
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD_NO_PAD;
-    use serde::de::Error as _;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use super::WindowEntry;
-
-    type Windows = BTreeMap<String, VecDeque<WindowEntry>>;
-
-    pub fn serialize<S: Serializer>(windows: &Windows, serializer: S) -> Result<S::Ok, S::Error> {
-        let packed = windows.iter().map(|(event_type, entries)| {
-            let mut bytes = Vec::with_capacity(entries.len() * 16);
-            for WindowEntry(at_ms, hashes) in entries {
-                bytes.extend_from_slice(&at_ms.to_le_bytes());
-                let kept = hashes.len().min(usize::from(u8::MAX));
-                bytes.push(kept as u8);
-                for hash in &hashes[..kept] {
-                    bytes.extend_from_slice(&hash.to_le_bytes());
-                }
-            }
-            (event_type, STANDARD_NO_PAD.encode(bytes))
-        });
-        serializer.collect_map(packed)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Windows, D::Error> {
-        let packed = BTreeMap::<String, String>::deserialize(deserializer)?;
-        packed
-            .into_iter()
-            .map(|(event_type, text)| {
-                let bytes = STANDARD_NO_PAD.decode(text).map_err(D::Error::custom)?;
-                let entries = unpack(&bytes)
-                    .ok_or_else(|| D::Error::custom(format!("window {event_type}: truncated")))?;
-                Ok((event_type, entries))
-            })
-            .collect()
-    }
-
-    fn unpack(mut bytes: &[u8]) -> Option<VecDeque<WindowEntry>> {
-        let mut entries = VecDeque::new();
-        while !bytes.is_empty() {
-            let (at, rest) = bytes.split_first_chunk::<8>()?;
-            let (count, mut rest) = rest.split_first()?;
-            let mut hashes = Vec::with_capacity(usize::from(*count));
-            for _ in 0..*count {
-                let (hash, tail) = rest.split_first_chunk::<4>()?;
-                hashes.push(u32::from_le_bytes(*hash));
-                rest = tail;
-            }
-            entries.push_back(WindowEntry(i64::from_le_bytes(*at), hashes));
-            bytes = rest;
-        }
-        Some(entries)
-    }
-}
-
 /// Whether `name = value` fits the attribute bounds of a profile holding `attributes`.
 pub fn check_attribute(
     attributes: &serde_json::Map<String, Value>,
@@ -344,23 +280,28 @@ pub fn check_attribute(
 /// The hash a window entry keeps of `key = value` for a scalar value; `count()`'s filter hashes
 /// its pairs the same way.
 pub fn field_hash(key: &str, value: &Value) -> Option<u32> {
-    let canonical = match value {
-        Value::String(s) => format!("s:{s}"),
-        Value::Bool(b) => format!("b:{b}"),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => format!("n:{i}"),
-            None => format!("n:{}", n.as_f64()?),
-        },
+    use std::fmt::Write as _;
+    // FNV-1a over `key=s:text`, `key=b:true`, `key=n:42`: fed piece by piece, no string built.
+    let mut hash = Fnv1a32::default();
+    hash.bytes(key.as_bytes()).bytes(b"=");
+    match value {
+        Value::String(s) => {
+            hash.bytes(b"s:").bytes(s.as_bytes());
+        }
+        Value::Bool(b) => {
+            hash.bytes(if *b { b"b:true" } else { b"b:false" });
+        }
+        Value::Number(n) => {
+            hash.bytes(b"n:");
+            let written = match n.as_i64() {
+                Some(i) => write!(hash, "{i}"),
+                None => write!(hash, "{}", n.as_f64()?),
+            };
+            written.ok()?;
+        }
         _ => return None,
-    };
-    let hash = key
-        .bytes()
-        .chain([b'='])
-        .chain(canonical.bytes())
-        .fold(0x811c_9dc5_u32, |h, b| {
-            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-        });
-    Some(hash)
+    }
+    Some(hash.finish())
 }
 
 #[cfg(test)]
@@ -404,6 +345,28 @@ mod tests {
         );
         assert_eq!(state.count("order.placed", 3_600_000, 30 * 60_000, &[]), 0);
         assert_eq!(state.counters["product.viewed"], 4);
+    }
+
+    #[test]
+    fn field_hashes_are_those_stored_windows_were_written_with() {
+        // The hash of the canonical text, computed the way earlier versions did.
+        let reference = |key: &str, canonical: String| {
+            crate::partition::fnv1a32(format!("{key}={canonical}").as_bytes())
+        };
+        let cases = [
+            (json!("p1"), "s:p1".to_owned()),
+            (json!(true), "b:true".to_owned()),
+            (json!(-42), "n:-42".to_owned()),
+            (json!(2.5), format!("n:{}", 2.5_f64)),
+        ];
+        for (value, canonical) in cases {
+            assert_eq!(
+                field_hash("f", &value),
+                Some(reference("f", canonical)),
+                "{value}"
+            );
+        }
+        assert_eq!(field_hash("f", &json!([1])), None);
     }
 
     #[test]

@@ -238,7 +238,7 @@ impl Default for Settings {
             replicas: 1,
             instance_id: None,
             partition_lease_ms: 5_000,
-            checkpoint_interval_ms: 200,
+            checkpoint_interval_ms: 500,
             checkpoint_max_profiles: 4_096,
             max_pending_actions: 4_096,
             partition_max_profiles: 4_096,

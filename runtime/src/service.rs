@@ -169,6 +169,7 @@ pub async fn run(
         clock,
         policy,
         limits: settings.state_limits(),
+        rule_eval_seconds: metrics::histogram!(crate::telemetry::RULE_EVAL_SECONDS),
     };
     let partitions = cluster.partitions;
     let shared = Arc::new(Shared::new(

@@ -175,10 +175,6 @@ pub fn dead_lettered(reason_kind: &'static str) {
     counter!(DLQ, "reason" => reason_kind).increment(1);
 }
 
-pub fn processed(outcome: &'static str) {
-    counter!(EVENTS_PROCESSED, "outcome" => outcome).increment(1);
-}
-
 pub fn reader_lag(pending: u64) {
     gauge!(CONSUMER_PENDING).set(pending as f64);
 }
@@ -238,7 +234,8 @@ pub fn plugin_failed(plugin: &str, reason: &'static str, now_ms: i64) {
 
 /// A plugin entered quarantine (for `cooldown`) or left it (`None`).
 pub fn plugin_quarantined(plugin: &str, cooldown: Option<std::time::Duration>) {
-    gauge!(PLUGIN_QUARANTINED, "plugin" => plugin.to_owned()).set(f64::from(u8::from(cooldown.is_some())));
+    gauge!(PLUGIN_QUARANTINED, "plugin" => plugin.to_owned())
+        .set(f64::from(u8::from(cooldown.is_some())));
     let until_ms = cooldown.map(|c| crate::clock::SystemClock.now_ms_plus(c));
     crate::stats::global().quarantine(&format!("plugin:{plugin}"), until_ms);
 }

@@ -83,10 +83,15 @@ fn cpu_seconds(pid: &str) -> f64 {
 }
 
 fn peak_rss_mib(pid: &str) -> f64 {
+    status_mib(pid, "VmHWM:")
+}
+
+/// A memory figure of `/proc/<pid>/status`, in MiB.
+fn status_mib(pid: &str, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -183,6 +188,14 @@ async fn nudge_drain(nats: &NatsServer, round: u64, count: u64) -> (Duration, f6
     let elapsed = started.elapsed();
     let cpu = cpu_seconds(&pid) - cpu_before;
     let rss = peak_rss_mib(&pid);
+    if std::env::var("DRAIN_SHOW_MEMORY").is_ok() {
+        eprintln!(
+            "nudge after the drain: rss {:.0} MiB (anonymous {:.0}, file {:.0}), peak {rss:.0}",
+            status_mib(&pid, "VmRSS:"),
+            status_mib(&pid, "RssAnon:"),
+            status_mib(&pid, "RssFile:"),
+        );
+    }
     let actions = stream_len(&js, "NUDGE_ACTIONS").await - actions_before;
     if std::env::var("DRAIN_SHOW_METRICS").is_ok() {
         let metrics = nudge.metrics().await;

@@ -25,6 +25,8 @@ pub struct Decisions {
     pub clock: SharedClock,
     pub policy: Arc<Policy>,
     pub limits: StateLimits,
+    /// `nudge_rule_eval_seconds`, resolved once.
+    pub rule_eval_seconds: metrics::Histogram,
 }
 
 /// What one decided event asks the partition to do.
@@ -89,7 +91,6 @@ impl Decisions {
             }
         }
         held.state.seq = seq;
-        held.dirty = true;
         self.record(event, &decision);
         let trace = serde_json::to_vec(&decision.trace).map_err(|e| Poison {
             kind: "invalid_event",
@@ -112,7 +113,7 @@ impl Decisions {
             limits: &self.limits,
         };
         let matching = rules.matching(&event.event_type);
-        let started = Instant::now();
+        let started = (!matching.is_empty()).then(Instant::now);
         let mut plugins = |event: &CloudEvent, profile: &Profile| self.run_plugins(event, profile);
         let now_ms = self.clock.now_ms();
         let decision = if matching.is_empty() {
@@ -123,8 +124,8 @@ impl Decisions {
                 decider.decide(state, event, now_ms, &matching, &mut plugins)
             })
         };
-        if !matching.is_empty() {
-            metrics::histogram!(telemetry::RULE_EVAL_SECONDS)
+        if let Some(started) = started {
+            self.rule_eval_seconds
                 .record(started.elapsed().as_secs_f64());
         }
         decision

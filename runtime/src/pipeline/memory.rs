@@ -1,6 +1,7 @@
 //! The profiles of one owned partition, held in memory between checkpoints: loaded from KV the
-//! first time an event needs one, changed in place by decisions, marked dirty, written once per
-//! checkpoint, and evicted (least recently used, clean ones only) past `partition_max_profiles`.
+//! first time an event needs one, changed in place by decisions, written once per checkpoint
+//! (the partition knows which changed), and evicted, least recently used first, past
+//! `partition_max_profiles` — only right after a checkpoint, when none holds unwritten changes.
 
 use lru::LruCache;
 use nudge_rules::ProfileState;
@@ -13,8 +14,6 @@ pub const EVENT_GROWTH_BOUND_BYTES: usize = 1_024;
 /// One profile in memory.
 pub struct Held {
     pub state: ProfileState,
-    /// Changed since the last checkpoint.
-    pub dirty: bool,
     /// Its stored size at the last serialization, plus what events since could have added.
     pub size_bound_bytes: usize,
 }
@@ -46,48 +45,31 @@ impl ProfileMemory {
             id,
             Held {
                 state,
-                dirty: false,
                 size_bound_bytes: stored_bytes,
             },
         );
     }
 
-    /// Profiles changed since the last checkpoint.
-    pub fn dirty(&self) -> impl Iterator<Item = (&String, &Held)> {
-        self.entries.iter().filter(|(_, held)| held.dirty)
+    /// A profile without touching its place in the eviction order.
+    pub fn peek(&self, id: &str) -> Option<&Held> {
+        self.entries.peek(id)
     }
 
-    pub fn dirty_count(&self) -> usize {
-        self.entries.iter().filter(|(_, held)| held.dirty).count()
-    }
-
-    /// After a checkpoint wrote them: clean, with their stored sizes.
+    /// After a checkpoint wrote them: their stored sizes.
     pub fn written(&mut self, sizes: &[(String, usize)]) {
         for (id, bytes) in sizes {
             if let Some(held) = self.entries.peek_mut(id) {
-                held.dirty = false;
                 held.size_bound_bytes = *bytes;
             }
         }
     }
 
-    /// Drops least recently used clean profiles until at most `partition_max_profiles` remain
-    /// (dirty ones wait for the next checkpoint).
+    /// Drops least recently used profiles until at most `partition_max_profiles` remain. Only
+    /// right after a checkpoint: every profile is written then.
     pub fn evict(&mut self) -> usize {
         let mut evicted = 0;
-        let mut kept_dirty = Vec::new();
-        while self.entries.len() + kept_dirty.len() > self.max_profiles {
-            let Some((id, held)) = self.entries.pop_lru() else {
-                break;
-            };
-            if held.dirty {
-                kept_dirty.push((id, held));
-            } else {
-                evicted += 1;
-            }
-        }
-        for (id, held) in kept_dirty {
-            self.entries.put(id, held);
+        while self.entries.len() > self.max_profiles && self.entries.pop_lru().is_some() {
+            evicted += 1;
         }
         evicted
     }

@@ -6,9 +6,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use async_nats::jetstream::Context;
-use async_nats::jetstream::context::PublishAckFuture;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+
+use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::publish::PublishAck;
 use bytes::Bytes;
+use futures::FutureExt as _;
 use metrics::Counter;
 use nudge_rules::Channel;
 use nudge_rules::state::Outgoing;
@@ -19,22 +24,26 @@ use crate::config::Settings;
 use crate::telemetry;
 use crate::topology::EVENTS_STREAM;
 
-/// The event an action came from, for logs and for its dead letter.
+/// The event an action came from, for logs and for its dead letter. Not its payload: holding
+/// it until the checkpoint would keep the client's read buffers alive (a dead letter reads the
+/// event back from the stream instead).
 pub struct Cause {
     pub seq: u64,
     pub event_id: String,
     pub subject: async_nats::Subject,
-    pub payload: Bytes,
     /// When the reader took it.
     pub received: std::time::Instant,
 }
+
+/// JetStream's answer to one publish, awaitable piece by piece.
+type Ack = Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>;
 
 struct Sent {
     cause: Arc<Cause>,
     channel: Channel,
     message: Outgoing,
-    /// `Err`: not sent (the client refused it, saying why); sent again when confirming.
-    ack: Result<PublishAckFuture, String>,
+    /// `Err`: not sent or refused, saying why; sent again when confirming.
+    ack: Result<Ack, String>,
     attempts: u32,
 }
 
@@ -71,6 +80,30 @@ impl Outbox {
 
     pub fn is_empty(&self) -> bool {
         self.sent.is_empty()
+    }
+
+    /// Counts and forgets the oldest actions JetStream already stored, without waiting, so
+    /// confirmed actions do not sit in memory until the checkpoint.
+    pub fn settle(&mut self) {
+        while let Some(front) = self.sent.front_mut() {
+            let Ok(ack) = &mut front.ack else { return };
+            match ack.as_mut().now_or_never() {
+                None => return,
+                Some(Err(error)) => {
+                    // Left for `confirm`, which retries.
+                    front.ack = Err(error.to_string());
+                    return;
+                }
+                Some(Ok(ack)) => {
+                    if ack.duplicate {
+                        self.deduplicated.increment(1);
+                    } else {
+                        self.actions_out[front.channel as usize].increment(1);
+                    }
+                    self.sent.pop_front();
+                }
+            }
+        }
     }
 
     /// Sends `messages` (actions of `cause`) without waiting for JetStream.
@@ -114,6 +147,7 @@ impl Outbox {
                     dead_letter(
                         &self.js,
                         &sent.cause,
+                        None,
                         "publish_failed",
                         &reason,
                         lease,
@@ -166,7 +200,7 @@ async fn publish(
     js: &Context,
     message: &Outgoing,
     lease: &Lease,
-) -> Result<Result<PublishAckFuture, String>, Halt> {
+) -> Result<Result<Ack, String>, Halt> {
     // Checked per publish, so the window in which a paused former owner could still send is
     // the send call itself.
     if !lease.is_valid() {
@@ -183,6 +217,7 @@ async fn publish(
     Ok(js
         .send_publish(message.subject.clone(), publish)
         .await
+        .map(|ack| -> Ack { Box::pin(ack.into_future()) })
         .map_err(|e| e.to_string()))
 }
 
@@ -196,10 +231,13 @@ async fn pause(settings: &Settings, attempts: u32, lease: &Lease) -> Result<(), 
     }
 }
 
-/// Copies `cause` to the DLQ with `kind`, retrying until it is stored or the lease runs out.
+/// Copies `cause` (its `payload`, or else the event as the stream holds it) to the DLQ with
+/// `kind`, retrying until it is stored or the lease runs out.
+#[allow(clippy::too_many_arguments)]
 pub async fn dead_letter(
     js: &Context,
     cause: &Cause,
+    payload: Option<Bytes>,
     kind: &'static str,
     reason: &str,
     lease: &Lease,
@@ -207,16 +245,26 @@ pub async fn dead_letter(
 ) -> Result<(), Halt> {
     let mut attempts = 1;
     loop {
-        let letter = DeadLetter {
-            subject: cause.subject.as_str(),
-            payload: cause.payload.clone(),
-            stream: EVENTS_STREAM,
-            sequence: cause.seq,
-            delivered: i64::from(attempts),
-            kind,
-            reason,
+        let payload = match &payload {
+            Some(payload) => Ok(payload.clone()),
+            None => stored_payload(js, cause.seq).await,
         };
-        match dlq::store(js, letter).await {
+        let stored = match payload {
+            Ok(payload) => {
+                let letter = DeadLetter {
+                    subject: cause.subject.as_str(),
+                    payload,
+                    stream: EVENTS_STREAM,
+                    sequence: cause.seq,
+                    delivered: i64::from(attempts),
+                    kind,
+                    reason,
+                };
+                dlq::store(js, letter).await
+            }
+            Err(error) => Err(error),
+        };
+        match stored {
             Ok(()) => return Ok(()),
             Err(error) => {
                 tracing::error!(%error, sequence = cause.seq, "could not write to the DLQ; retrying");
@@ -225,4 +273,17 @@ pub async fn dead_letter(
             }
         }
     }
+}
+
+/// The payload of event `seq` as `NUDGE_EVENTS` holds it.
+async fn stored_payload(js: &Context, seq: u64) -> Result<Bytes, String> {
+    let stream = js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
+    let message = stream
+        .get_raw_message(seq)
+        .await
+        .map_err(|e| format!("reading event {seq} back for the DLQ: {e}"))?;
+    Ok(message.payload)
 }

@@ -54,7 +54,33 @@ enum Outcome {
     Decided(Arc<Cause>, String, Decided),
     /// Already in the state (restored from a checkpoint written after it): nothing to do.
     Skipped,
-    Poison(Arc<Cause>, Poison),
+    /// To the DLQ, with the payload in hand.
+    Poison(Arc<Cause>, bytes::Bytes, Poison),
+}
+
+/// Metric handles resolved once per partition, not per event.
+struct Meters {
+    decided: metrics::Counter,
+    skipped: metrics::Counter,
+    dead_lettered: metrics::Counter,
+    events_in: metrics::Counter,
+    processing: metrics::Histogram,
+    batch: metrics::Histogram,
+}
+
+impl Meters {
+    fn new() -> Meters {
+        let outcome =
+            |o: &'static str| metrics::counter!(telemetry::EVENTS_PROCESSED, "outcome" => o);
+        Meters {
+            decided: outcome("decided"),
+            skipped: outcome("skipped"),
+            dead_lettered: outcome("dlq"),
+            events_in: metrics::counter!(telemetry::EVENTS_IN),
+            processing: metrics::histogram!(telemetry::PROCESSING_SECONDS),
+            batch: metrics::histogram!(telemetry::BATCH_SECONDS),
+        }
+    }
 }
 
 pub struct Partition {
@@ -64,7 +90,8 @@ pub struct Partition {
     stop: CancellationToken,
     memory: Option<ProfileMemory>,
     outbox: Outbox,
-    /// Serialized decision traces per profile, published at the next checkpoint.
+    /// Serialized decision traces per profile, published at the next checkpoint. Every change
+    /// of a profile comes with a trace, so these are also the profiles to write.
     traces: HashMap<String, Vec<Vec<u8>>>,
     schedule: Vec<Scheduled>,
     unschedule: Vec<String>,
@@ -73,6 +100,7 @@ pub struct Partition {
     /// The position the record holds.
     committed: u64,
     partition_label: String,
+    meters: Meters,
 }
 
 impl Partition {
@@ -96,6 +124,7 @@ impl Partition {
             unschedule: Vec::new(),
             decided: resume_after,
             committed: resume_after,
+            meters: Meters::new(),
         }
     }
 
@@ -150,9 +179,9 @@ impl Partition {
             self.process(events).await?;
         }
         self.decided = self.decided.max(watermark);
+        self.outbox.settle();
         let pending = self.outbox.len() >= self.shared.settings.max_pending_actions
-            || self.memory.as_ref().map_or(0, ProfileMemory::dirty_count)
-                >= self.shared.settings.checkpoint_max_profiles;
+            || self.traces.len() >= self.shared.settings.checkpoint_max_profiles;
         if pending {
             self.checkpoint().await?;
         }
@@ -165,7 +194,7 @@ impl Partition {
         }
         let started = Instant::now();
         let last = events.last().map_or(self.decided, |e| e.seq);
-        metrics::counter!(telemetry::EVENTS_IN).increment(events.len() as u64);
+        self.meters.events_in.increment(events.len() as u64);
         self.load_profiles(&events).await?;
         let memory = self
             .memory
@@ -185,10 +214,9 @@ impl Partition {
             return Err(Exit::Lapsed);
         };
         self.memory = Some(memory);
-        let processing = metrics::histogram!(telemetry::PROCESSING_SECONDS);
         for outcome in outcomes {
             match outcome {
-                Outcome::Skipped => telemetry::processed("skipped"),
+                Outcome::Skipped => self.meters.skipped.increment(1),
                 Outcome::Decided(cause, profile, decided) => {
                     let received = cause.received;
                     self.outbox
@@ -197,25 +225,28 @@ impl Partition {
                     self.traces.entry(profile).or_default().push(decided.trace);
                     self.schedule.extend(decided.schedule);
                     self.unschedule.extend(decided.unschedule);
-                    telemetry::processed("decided");
-                    processing.record(received.elapsed().as_secs_f64());
+                    self.meters.decided.increment(1);
+                    self.meters
+                        .processing
+                        .record(received.elapsed().as_secs_f64());
                 }
-                Outcome::Poison(cause, poison) => {
+                Outcome::Poison(cause, payload, poison) => {
                     dead_letter(
                         &self.shared.js,
                         &cause,
+                        Some(payload),
                         poison.kind,
                         &poison.reason,
                         &self.lease,
                         &self.shared.settings,
                     )
                     .await?;
-                    telemetry::processed("dlq");
+                    self.meters.dead_lettered.increment(1);
                 }
             }
         }
         self.decided = self.decided.max(last);
-        metrics::histogram!(telemetry::BATCH_SECONDS).record(started.elapsed().as_secs_f64());
+        self.meters.batch.record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -273,7 +304,7 @@ impl Partition {
     /// Confirms the actions, stores the timers, writes the changed profiles and the traces, and
     /// commits the position: everything decided so far survives this instance.
     async fn checkpoint(&mut self) -> Result<(), Exit> {
-        let dirty = self.memory.as_ref().map_or(0, ProfileMemory::dirty_count);
+        let dirty = self.traces.len();
         if self.decided == self.committed
             && dirty == 0
             && self.outbox.is_empty()
@@ -303,8 +334,9 @@ impl Partition {
             }
             self.schedule.clear();
         }
-        if dirty > 0 {
-            self.write_profiles().await?;
+        if dirty > 0 && !self.write_profiles().await? {
+            // Retried at the next tick; nothing is committed before every profile is stored.
+            return Ok(());
         }
         for (profile, traces) in self.traces.drain() {
             self.shared.publish_traces(&profile, traces).await;
@@ -341,17 +373,22 @@ impl Partition {
         Ok(())
     }
 
-    /// Writes every dirty profile, fenced, and waits until JetStream stored them all.
-    async fn write_profiles(&mut self) -> Result<(), Exit> {
+    /// Writes every changed profile, fenced, and waits until JetStream stored them all.
+    /// `Ok(false)`: a write failed for now (the checkpoint is retried).
+    async fn write_profiles(&mut self) -> Result<bool, Exit> {
         let memory = self.memory.take().expect("memory is home between batches");
         let shared = self.shared.clone();
+        let changed: Vec<String> = self.traces.keys().cloned().collect();
         let encoded = self
             .shared
             .pool
             .run(move || {
-                let encoded: Vec<(String, Result<Vec<u8>, profiles::EncodeError>)> = memory
-                    .dirty()
-                    .map(|(id, held)| (id.clone(), shared.profiles.encode(&held.state)))
+                let encoded: Vec<(String, Result<Vec<u8>, profiles::EncodeError>)> = changed
+                    .into_iter()
+                    .filter_map(|id| {
+                        let bytes = shared.profiles.encode(&memory.peek(&id)?.state);
+                        Some((id, bytes))
+                    })
                     .collect();
                 (memory, encoded)
             })
@@ -360,6 +397,7 @@ impl Partition {
             return Err(Exit::Lapsed);
         };
         self.memory = Some(memory);
+        let fence = self.lease.fence.profile_headers();
         let mut acks = Vec::with_capacity(encoded.len());
         let mut sizes = Vec::with_capacity(encoded.len());
         for (id, bytes) in encoded {
@@ -372,16 +410,11 @@ impl Partition {
                 }
             };
             sizes.push((id.clone(), bytes.len()));
-            match self
-                .shared
-                .profiles
-                .write(&id, bytes, self.lease.fence.profile_headers())
-                .await
-            {
+            match self.shared.profiles.write(&id, bytes, fence.clone()).await {
                 Ok(ack) => acks.push(ack),
                 Err(error) => {
                     tracing::warn!(%error, "writing profiles failed; the checkpoint is retried");
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
@@ -394,14 +427,14 @@ impl Partition {
                 }
                 Err(error) => {
                     tracing::warn!(%error, "writing profiles failed; the checkpoint is retried");
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
         if let Some(memory) = self.memory.as_mut() {
             memory.written(&sizes);
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -424,14 +457,15 @@ fn decide_all(
                     .as_ref()
                     .map_or_else(|_| String::new(), |e| e.id.clone()),
                 subject: delivered.subject,
-                payload: delivered.payload,
                 received: delivered.received,
             });
+            let payload = delivered.payload;
             let event: CloudEvent = match decoded {
                 Ok(event) => event,
                 Err(reason) => {
                     return Outcome::Poison(
                         cause,
+                        payload,
                         Poison {
                             kind: "invalid_event",
                             reason,
@@ -446,6 +480,7 @@ fn decide_all(
             let Some(held) = held else {
                 return Outcome::Poison(
                     cause,
+                    payload,
                     Poison {
                         kind: "invalid_event",
                         reason: "subject: given more than once".into(),
@@ -458,7 +493,7 @@ fn decide_all(
             {
                 Ok(Some(decided)) => Outcome::Decided(cause, event.subject, decided),
                 Ok(None) => Outcome::Skipped,
-                Err(poison) => Outcome::Poison(cause, poison),
+                Err(poison) => Outcome::Poison(cause, payload, poison),
             }
         })
         .collect();

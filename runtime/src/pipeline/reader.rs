@@ -281,9 +281,11 @@ mod tests {
         let mut decided = resume_after;
         let mut seen = Vec::new();
         while let Ok(batch) = queue.try_recv() {
-            for event in batch.events.into_iter().filter(|e| e.seq > decided) {
-                decided = event.seq;
-                seen.push(event.seq);
+            for event in batch.events {
+                if event.seq > decided {
+                    decided = event.seq;
+                    seen.push(event.seq);
+                }
             }
             decided = decided.max(batch.watermark);
         }
@@ -318,7 +320,8 @@ mod tests {
             self.plan = later;
             for routing in due {
                 let (sender, queue) = mpsc::channel(10_000);
-                self.router.attach(routing.partition, routing.resume_after, sender);
+                self.router
+                    .attach(routing.partition, routing.resume_after, sender);
                 self.queues[routing.partition as usize] = Some((queue, routing.resume_after));
             }
         }

@@ -5,8 +5,8 @@
 //! failure per event instead of its whole deadline. When the cool-down is over, calls run again;
 //! the first clean one closes the breaker, one more limit opens it for another cool-down.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// A monotonic clock in milliseconds, shared by every breaker of the process.
@@ -78,7 +78,11 @@ mod tests {
         let breaker = Breaker::default();
         let cooldown = Duration::from_millis(30);
         assert_eq!(breaker.record(true, 3, cooldown), Change::None);
-        assert_eq!(breaker.record(false, 3, cooldown), Change::None, "not in a row");
+        assert_eq!(
+            breaker.record(false, 3, cooldown),
+            Change::None,
+            "not in a row"
+        );
         assert_eq!(breaker.record(true, 3, cooldown), Change::None);
         assert_eq!(breaker.record(true, 3, cooldown), Change::None);
         assert_eq!(breaker.record(true, 3, cooldown), Change::Opened(cooldown));
@@ -95,7 +99,10 @@ mod tests {
     fn zero_turns_quarantine_off() {
         let breaker = Breaker::default();
         for _ in 0..10 {
-            assert_eq!(breaker.record(true, 0, Duration::from_secs(1)), Change::None);
+            assert_eq!(
+                breaker.record(true, 0, Duration::from_secs(1)),
+                Change::None
+            );
         }
         assert!(breaker.admit().is_ok());
     }

@@ -158,7 +158,9 @@ impl PluginCalls for Plugins {
         });
         output.map_err(|failure| {
             CALLING_EVENT.with_borrow(|event| {
-                let event = event.as_ref().map(|(id, source)| (id.as_str(), source.as_str()));
+                let event = event
+                    .as_ref()
+                    .map(|(id, source)| (id.as_str(), source.as_str()));
                 report_failure(plugin, event, &failure);
             });
             PluginCallError {
