@@ -1,11 +1,9 @@
 //! Profile state in NATS KV (`NUDGE_PROFILES`): one key per profile, the state as the last
-//! checkpoint of its partition's owner left it. Only that owner writes, and its writes are
-//! fenced (see `cluster::lease`): once another instance takes the partition over, the server
-//! refuses them.
+//! checkpoint of its partition's owner left it. Only that owner writes, in atomic batches fenced
+//! by the partition's marker (see `cluster::lease`): once another instance takes the partition
+//! over, the server refuses them whole.
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::context::PublishAckFuture;
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{Context, kv};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -68,23 +66,113 @@ impl ProfileStore {
         Ok(bytes)
     }
 
-    /// Sends the write of `id`'s encoded state with the owner's fence headers; the future
-    /// resolves when JetStream stored it (or refused it: the partition moved).
-    pub async fn write(
+    /// Writes encoded states atomically, in batches of at most [`ATOMIC_BATCH_MESSAGES`], the
+    /// first message of each carrying the owner's `fence` headers: a batch is stored whole, or —
+    /// once another instance fenced the partition — not at all. Batches go one after the other:
+    /// a clustered stream refuses fence checks while another write on it is in flight.
+    pub async fn write_atomically(
         &self,
-        id: &str,
-        bytes: Vec<u8>,
-        fence: HeaderMap,
-    ) -> anyhow::Result<PublishAckFuture> {
-        let subject = format!("{}{}", self.kv.prefix, key(id));
-        let publish = PublishMessage::build().payload(bytes.into()).headers(fence);
-        Ok(self.js.send_publish(subject, publish).await?)
+        writes: &[(String, Vec<u8>)],
+        fence: &HeaderMap,
+        batch_prefix: &str,
+    ) -> Result<(), WriteError> {
+        let client = self.js.client();
+        for (chunk_index, chunk) in writes.chunks(ATOMIC_BATCH_MESSAGES).enumerate() {
+            let batch_id = format!("{batch_prefix}-{chunk_index}");
+            let last = chunk.len();
+            let mut reply = None;
+            for (index, (id, bytes)) in chunk.iter().enumerate() {
+                let sequence = index + 1;
+                let mut headers = if sequence == 1 {
+                    fence.clone()
+                } else {
+                    HeaderMap::new()
+                };
+                headers.insert("Nats-Batch-Id", batch_id.as_str());
+                headers.insert("Nats-Batch-Sequence", sequence.to_string().as_str());
+                let subject = format!("{}{}", self.kv.prefix, key(id));
+                let payload = bytes.clone().into();
+                if sequence == last {
+                    headers.insert("Nats-Batch-Commit", "1");
+                    reply = Some(
+                        client
+                            .request_with_headers(subject, headers, payload)
+                            .await
+                            .map_err(|e| WriteError::Failed(e.to_string()))?,
+                    );
+                } else {
+                    client
+                        .publish_with_headers(subject, headers, payload)
+                        .await
+                        .map_err(|e| WriteError::Failed(e.to_string()))?;
+                }
+            }
+            if let Some(reply) = reply {
+                batch_outcome(&reply.payload)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most messages nats-server takes in one atomic batch (its `batch.max_msgs` default).
+pub const ATOMIC_BATCH_MESSAGES: usize = 1_000;
+
+/// JetStream's "wrong last sequence": the fence moved.
+const WRONG_LAST_SEQUENCE: u64 = 10_071;
+
+/// Why a checkpoint's profile writes did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("another instance fenced the partition")]
+    Fenced,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Reads the commit's answer: the batch's ack, or why it was refused.
+fn batch_outcome(answer: &[u8]) -> Result<(), WriteError> {
+    #[derive(serde::Deserialize)]
+    struct Refusal {
+        err_code: u64,
+        description: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        error: Option<Refusal>,
+        count: Option<usize>,
+    }
+    let answer: Answer = serde_json::from_slice(answer)
+        .map_err(|e| WriteError::Failed(format!("an unreadable batch acknowledgement: {e}")))?;
+    match (answer.error, answer.count) {
+        (Some(refusal), _) if refusal.err_code == WRONG_LAST_SEQUENCE => Err(WriteError::Fenced),
+        (Some(refusal), _) => Err(WriteError::Failed(refusal.description)),
+        (None, Some(_)) => Ok(()),
+        (None, None) => Err(WriteError::Failed(
+            "the batch acknowledgement says neither stored nor refused".into(),
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::key;
+
+    #[test]
+    fn batch_answers_say_stored_fenced_or_why_not() {
+        use super::{WriteError, batch_outcome};
+        assert!(
+            batch_outcome(br#"{"stream":"KV_NUDGE_PROFILES","seq":9,"batch":"b","count":3}"#)
+                .is_ok()
+        );
+        let fenced = br#"{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 4"},"stream":"KV_NUDGE_PROFILES","seq":0}"#;
+        assert!(matches!(batch_outcome(fenced), Err(WriteError::Fenced)));
+        let other = br#"{"error":{"code":400,"err_code":10176,"description":"atomic publish is disabled"}}"#;
+        assert!(
+            matches!(batch_outcome(other), Err(WriteError::Failed(m)) if m.contains("disabled"))
+        );
+        assert!(batch_outcome(b"{}").is_err());
+    }
 
     #[test]
     fn any_profile_id_becomes_a_valid_key() {

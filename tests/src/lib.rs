@@ -2,6 +2,7 @@
 //! pattern of the async-nats repository's own test helper) and the real `nudge` binary as a child
 //! process that tests can SIGKILL.
 
+pub mod cluster;
 pub mod matrix;
 pub mod workload;
 
@@ -143,6 +144,11 @@ impl Nudge {
         Self::start_command(&["serve"], Some(&nats.url), env).await
     }
 
+    /// Starts `nudge serve` against a NATS URL (a cluster's list of nodes, say).
+    pub async fn serve(nats_url: &str, env: &[(&str, &str)]) -> Nudge {
+        Self::start_command(&["serve"], Some(nats_url), env).await
+    }
+
     pub async fn start_command(
         args: &[&str],
         nats_url: Option<&str>,
@@ -230,6 +236,16 @@ impl Nudge {
 
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id().expect("running child") as i32)
+    }
+
+    /// SIGSTOP: the process is frozen (its leases run out while it cannot see it).
+    pub fn pause(&self) {
+        kill(self.pid(), Signal::SIGSTOP).expect("SIGSTOP nudge");
+    }
+
+    /// SIGCONT after [`Nudge::pause`].
+    pub fn resume(&self) {
+        kill(self.pid(), Signal::SIGCONT).expect("SIGCONT nudge");
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -392,6 +408,34 @@ pub async fn read_stream(
     out
 }
 
+/// Reads every message a stream holds now, in order, however many.
+pub async fn read_all(js: &jetstream::Context, name: &str) -> Vec<async_nats::Message> {
+    let mut stream: stream::Stream = js.get_stream(name).await.expect("stream exists");
+    let last = stream
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .last_sequence;
+    let mut out = Vec::new();
+    if last == 0 {
+        return out;
+    }
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig::default())
+        .await
+        .expect("ordered consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    while let Some(Ok(message)) = messages.next().await {
+        let seq = message.info().expect("metadata").stream_sequence;
+        out.push(message.split().0);
+        if seq >= last {
+            break;
+        }
+    }
+    out
+}
+
 /// Waits until a stream holds at least `count` messages; panics with `context` after `timeout`.
 pub async fn wait_for_len(
     js: &jetstream::Context,
@@ -439,6 +483,15 @@ pub async fn partition_positions(js: &jetstream::Context) -> Vec<u64> {
 /// Waits until every partition has committed every event in `NUDGE_EVENTS`: decided, actions
 /// stored, profiles and traces written.
 pub async fn wait_drained(js: &jetstream::Context, timeout: Duration) {
+    wait_drained_or(js, timeout, || String::new()).await;
+}
+
+/// [`wait_drained`], adding `explain()` (say, the instances' logs) to the failure.
+pub async fn wait_drained_or(
+    js: &jetstream::Context,
+    timeout: Duration,
+    explain: impl Fn() -> String,
+) {
     let deadline = Instant::now() + timeout;
     loop {
         let mut stream = js.get_stream("NUDGE_EVENTS").await.expect("events stream");
@@ -454,7 +507,8 @@ pub async fn wait_drained(js: &jetstream::Context, timeout: Duration) {
         }
         assert!(
             Instant::now() < deadline,
-            "not drained (stream at {last}); partition positions: {positions:?}"
+            "not drained (stream at {last}); partition positions: {positions:?}\n{}",
+            explain()
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

@@ -9,9 +9,10 @@
 //!    saw the last renewal, which is later);
 //! 2. its record writes (position, renewal) are compare-and-set on the revision it last wrote,
 //!    and a takeover changed it;
-//! 3. its profile writes carry `Nats-Expected-Last-Subject-Sequence` on the partition's fence
-//!    marker in `NUDGE_PROFILES` (`Nats-Expected-Last-Subject-Sequence-Subject`, nats-server
-//!    2.11), which every takeover rewrites: the server refuses them.
+//! 3. its profile writes go in atomic batches (nats-server 2.12) whose first message carries
+//!    `Nats-Expected-Last-Subject-Sequence` on the partition's fence marker in `NUDGE_PROFILES`
+//!    (`Nats-Expected-Last-Subject-Sequence-Subject`, 2.11), which every takeover rewrites: the
+//!    server refuses the batch whole.
 //!
 //! Actions are not fenced at the server (a marker would have to live in `NUDGE_ACTIONS`, among
 //! the actions consumers read): a former owner that passed check 1 an instant before its pause

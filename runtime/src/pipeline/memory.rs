@@ -80,20 +80,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn evicts_clean_profiles_only() {
+    fn evicts_the_least_recently_used() {
         let mut memory = ProfileMemory::new(2);
         for id in ["a", "b", "c"] {
             memory.insert(id.into(), ProfileState::new(id, 0), 10);
         }
-        memory.get_mut("a").unwrap().dirty = true;
+        memory.get_mut("a").unwrap().size_bound_bytes = 11;
         assert_eq!(memory.evict(), 1);
-        assert!(memory.contains("a"), "dirty profiles stay");
-        assert!(
-            !memory.contains("b"),
-            "the least recently used clean one goes"
-        );
-        assert_eq!(memory.dirty_count(), 1);
+        assert!(memory.contains("a"), "used lately");
+        assert!(!memory.contains("b"), "the least recently used goes");
         memory.written(&[("a".into(), 20)]);
-        assert_eq!(memory.dirty_count(), 0);
+        assert_eq!(memory.peek("a").unwrap().size_bound_bytes, 20);
     }
 }

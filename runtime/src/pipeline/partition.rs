@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::context::PublishErrorKind;
 use futures::future::join_all;
 use nudge_rules::decide::Scheduled;
 use nudge_rules::{CloudEvent, ProfileState};
@@ -101,6 +100,8 @@ pub struct Partition {
     committed: u64,
     partition_label: String,
     meters: Meters,
+    /// Checkpoints written, for the atomic batches' ids.
+    checkpoints: u64,
 }
 
 impl Partition {
@@ -125,6 +126,7 @@ impl Partition {
             decided: resume_after,
             committed: resume_after,
             meters: Meters::new(),
+            checkpoints: 0,
         }
     }
 
@@ -397,40 +399,42 @@ impl Partition {
             return Err(Exit::Lapsed);
         };
         self.memory = Some(memory);
-        let fence = self.lease.fence.profile_headers();
-        let mut acks = Vec::with_capacity(encoded.len());
-        let mut sizes = Vec::with_capacity(encoded.len());
+        let mut writes = Vec::with_capacity(encoded.len());
         for (id, bytes) in encoded {
-            let bytes = match bytes {
-                Ok(bytes) => bytes,
+            match bytes {
+                Ok(bytes) => writes.push((id, bytes)),
+                // The size bound makes this a bug, not an input: say so loudly.
                 Err(error) => {
-                    // The size bound makes this a bug, not an input: say so loudly.
-                    tracing::error!(profile = %id, %error, "a profile cannot be written; it stays in memory only");
-                    continue;
-                }
-            };
-            sizes.push((id.clone(), bytes.len()));
-            match self.shared.profiles.write(&id, bytes, fence.clone()).await {
-                Ok(ack) => acks.push(ack),
-                Err(error) => {
-                    tracing::warn!(%error, "writing profiles failed; the checkpoint is retried");
-                    return Ok(false);
+                    tracing::error!(profile = %id, %error, "a profile cannot be written; it stays in memory only")
                 }
             }
         }
-        for ack in acks {
-            match ack.await {
-                Ok(_) => {}
-                Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
-                    self.lease.mark_lost();
-                    return Err(Exit::Lost);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "writing profiles failed; the checkpoint is retried");
-                    return Ok(false);
-                }
+        self.checkpoints += 1;
+        let batch = format!(
+            "{}-{}-{}",
+            self.lease.partition, self.lease.epoch, self.checkpoints
+        );
+        let fence = self.lease.fence.profile_headers();
+        match self
+            .shared
+            .profiles
+            .write_atomically(&writes, &fence, &batch)
+            .await
+        {
+            Ok(()) => {}
+            Err(profiles::WriteError::Fenced) => {
+                self.lease.mark_lost();
+                return Err(Exit::Lost);
+            }
+            Err(profiles::WriteError::Failed(error)) => {
+                tracing::warn!(partition = self.lease.partition, %error, "writing profiles failed; the checkpoint is retried");
+                return Ok(false);
             }
         }
+        let sizes: Vec<(String, usize)> = writes
+            .into_iter()
+            .map(|(id, bytes)| (id, bytes.len()))
+            .collect();
         if let Some(memory) = self.memory.as_mut() {
             memory.written(&sizes);
         }

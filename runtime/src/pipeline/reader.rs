@@ -1,4 +1,4 @@
-//! Reading `NUDGE_EVENTS`: one ordered consumer per instance reads every event (no acks: what
+//! Reading `NUDGE_EVENTS`: one consumer per instance reads every event in order (no acks: what
 //! an instance has done is recorded as each partition's committed position, not per message),
 //! finds each event's partition from its `subject` without decoding the rest, and hands the
 //! events of the partitions this instance owns to their workers, in stream order. Events of
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::Context;
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use bytes::Bytes;
 use futures::StreamExt;
 use nudge_rules::partition::{partition_of, profile_key_of};
@@ -23,6 +23,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::telemetry;
 use crate::topology::EVENTS_STREAM;
+
+/// How often the server says the reader's consumer is alive when there is nothing to read; two
+/// missed in a row reopen it.
+const READER_HEARTBEAT: Duration = Duration::from_secs(2);
+/// An abandoned reader consumer (its instance died) is removed by the server after this long.
+const READER_INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);
 
 /// An event as the reader hands it over.
 pub struct Delivered {
@@ -112,16 +118,30 @@ pub async fn run(js: Context, router: Arc<Router>, read_batch: usize, shutdown: 
         };
         let opened = async {
             let stream = js.get_stream(EVENTS_STREAM).await?;
+            // An ephemeral, unacknowledged consumer in memory, the way an ordered consumer is
+            // made — but read with a short heartbeat, so losing the server that holds it (a
+            // cluster node restarting) is noticed in seconds, and reopened from where this
+            // reader stood.
             let consumer = stream
-                .create_consumer(pull::OrderedConfig {
+                .create_consumer(pull::Config {
                     deliver_policy: DeliverPolicy::ByStartSequence {
                         start_sequence: start,
                     },
-                    max_batch: read_batch as i64,
+                    ack_policy: AckPolicy::None,
+                    memory_storage: true,
+                    num_replicas: 1,
+                    inactive_threshold: READER_INACTIVE_THRESHOLD,
                     ..Default::default()
                 })
                 .await?;
-            anyhow::Ok(consumer.messages().await?)
+            let messages = consumer
+                .stream()
+                .max_messages_per_batch(read_batch.max(1))
+                .heartbeat(READER_HEARTBEAT)
+                .expires(READER_HEARTBEAT * 4)
+                .messages()
+                .await?;
+            anyhow::Ok(messages)
         }
         .await;
         let messages = match opened {
@@ -139,8 +159,11 @@ pub async fn run(js: Context, router: Arc<Router>, read_batch: usize, shutdown: 
         };
         tracing::info!(from = start, "reading {EVENTS_STREAM}");
         let mut chunks = messages.ready_chunks(read_batch.max(1));
-        // The last sequence handed over (or skipped) since this consumer opened.
+        // The last sequence handed over (or skipped) since this consumer opened, and the
+        // consumer's own count: a gap in it means a message was lost on the way (the client
+        // dropped it as a slow consumer), and the reader reopens after the last one it has.
         let mut read_to = start.saturating_sub(1);
+        let mut delivered = 0;
         loop {
             let chunk = tokio::select! {
                 biased;
@@ -160,7 +183,16 @@ pub async fn run(js: Context, router: Arc<Router>, read_batch: usize, shutdown: 
             for message in chunk {
                 match message {
                     Ok(message) => match message.info() {
+                        Ok(info) if info.consumer_sequence != delivered + 1 => {
+                            tracing::warn!(
+                                after = read_to,
+                                "an event went missing between the server and this reader; reopening"
+                            );
+                            failed = true;
+                            break;
+                        }
                         Ok(info) => {
+                            delivered = info.consumer_sequence;
                             router
                                 .tail
                                 .store(info.stream_sequence + info.pending, Ordering::Release);
@@ -189,6 +221,7 @@ pub async fn run(js: Context, router: Arc<Router>, read_batch: usize, shutdown: 
             if let Some(last) = deliveries.last() {
                 read_to = last.seq;
             }
+            telemetry::reader_lag(router.tail.load(Ordering::Acquire).saturating_sub(read_to));
             dispatch(&router, read_before, deliveries).await;
             if failed || needs_rewind(&router, read_to) {
                 break;
