@@ -270,10 +270,7 @@ mod tests {
             error.contains("2.9.10") && error.contains("2.12"),
             "{error}"
         );
-        assert!(
-            error.contains("atomic batch"),
-            "{error}"
-        );
+        assert!(error.contains("atomic batch"), "{error}");
         assert!(check_server_version("banana").is_err());
     }
 }

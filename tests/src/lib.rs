@@ -483,7 +483,7 @@ pub async fn partition_positions(js: &jetstream::Context) -> Vec<u64> {
 /// Waits until every partition has committed every event in `NUDGE_EVENTS`: decided, actions
 /// stored, profiles and traces written.
 pub async fn wait_drained(js: &jetstream::Context, timeout: Duration) {
-    wait_drained_or(js, timeout, || String::new()).await;
+    wait_drained_or(js, timeout, String::new).await;
 }
 
 /// [`wait_drained`], adding `explain()` (say, the instances' logs) to the failure.

@@ -10,6 +10,7 @@ import { ProfilePage } from "./pages/profile.jsx";
 import { PluginsPage } from "./pages/plugins.jsx";
 import { DeadLettersPage } from "./pages/dlq.jsx";
 import { AdminPage } from "./pages/admin.jsx";
+import { ClusterPage } from "./pages/cluster.jsx";
 
 let setPath = () => {};
 
@@ -38,6 +39,7 @@ const NAV = [
   ["/profiles", "Profiles", "viewer"],
   ["/plugins", "Plugins", "viewer"],
   ["/dlq", "Dead letters", "developer"],
+  ["/cluster", "Cluster", "viewer"],
   ["/admin", "Admin", "admin"],
 ];
 
@@ -90,6 +92,8 @@ function page(path, session) {
       return <DeadLettersPage session={session} />;
     case "admin":
       return <AdminPage session={session} />;
+    case "cluster":
+      return <ClusterPage />;
     default:
       return (
         <section>

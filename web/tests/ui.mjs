@@ -233,6 +233,14 @@ try {
   await page.click('text="Re-drive"');
   await byTest("notice").filter({ hasText: "Re-drove dead letter" }).waitFor();
 
+  step("the cluster page: this instance owns every partition");
+  await page.goto(`${base}/cluster`);
+  await byTest("cluster-instances").locator("tbody tr").first().waitFor();
+  assert.match(await byTest("cluster-summary").textContent(), /1 instance · 16 partitions/);
+  assert.match(await byTest("cluster-instances").textContent(), /this one/);
+  assert.equal(await byTest("cluster-partitions").locator("tbody tr").count(), 16);
+  await shot("cluster");
+
   step("the admin page and its audit log");
   await page.goto(`${base}/admin`);
   await byTest("audit-table").locator("tbody tr").first().waitFor();

@@ -174,7 +174,7 @@ impl PluginHost {
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| format!("imports something nudge does not grant: {e:#}"))?;
+            .map_err(|e| refused_imports(&self.engine, &component, &e))?;
         let pre = bindings::PluginPre::new(instance_pre).map_err(|e| {
             format!("does not implement the nudge:plugin/plugin world (handle and call): {e:#}")
         })?;
@@ -467,6 +467,71 @@ fn level_name(level: Level) -> &'static str {
         Level::Warn => "warn",
         Level::Error => "error",
     }
+}
+
+/// The interfaces [`grant`] links, by name without version: what a plugin may import. Kept in
+/// step with `grant` (a test compiles a plugin that uses them and refuses one that needs more).
+const GRANTED: &[&str] = &[
+    "nudge:plugin/host",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:cli/exit",
+    "wasi:cli/environment",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+];
+
+/// What an import a plugin may not have gives, in words a plugin author knows.
+fn capability(interface: &str) -> &'static str {
+    let families = [
+        ("wasi:sockets/", "network sockets"),
+        ("wasi:http/", "HTTP"),
+        ("wasi:filesystem/", "files"),
+        ("wasi:clocks/", "clocks"),
+        ("wasi:cli/", "the process's command line"),
+    ];
+    families
+        .iter()
+        .find(|(prefix, _)| interface.starts_with(prefix))
+        .map_or("something nudge does not offer", |(_, words)| words)
+}
+
+/// Why a component cannot be linked: every import nudge does not grant, each with what it
+/// would give, or (when the imports are all granted) the linker's own words.
+fn refused_imports(engine: &Engine, component: &Component, error: &wasmtime::Error) -> String {
+    let forbidden: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name)
+        .filter(|name| {
+            let unversioned = name.split('@').next().unwrap_or(name);
+            !GRANTED.contains(&unversioned)
+        })
+        .map(|name| {
+            let unversioned = name.split('@').next().unwrap_or(name);
+            format!("`{name}` ({})", capability(unversioned))
+        })
+        .collect();
+    if forbidden.is_empty() {
+        return format!("imports something nudge does not grant: {error:#}");
+    }
+    format!(
+        "imports what nudge does not grant plugins: {}. A plugin gets the nudge:plugin host \
+         interface, randomness and closed standard streams, and nothing else (no network, \
+         files, clocks or HTTP); remove the code that uses them (often a dependency's default \
+         features)",
+        forbidden.join(", ")
+    )
 }
 
 struct HasIo;

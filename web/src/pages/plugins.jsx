@@ -91,6 +91,11 @@ export function PluginsPage({ session }) {
                   <td>
                     <button type="button" class="link" onClick={() => setOpen(open === p.name ? null : p.name)} aria-expanded={open === p.name}>{p.name}</button>
                     <div class="muted small">v{p.version} · {m.description ?? ""}</div>
+                    {s.quarantined_until_ms > Date.now() && (
+                      <span class="badge off" data-testid="quarantined" title="It kept breaking its limits: its calls fail at once until then (plugin_quarantine_ms).">
+                        quarantined until {new Date(s.quarantined_until_ms).toLocaleTimeString()}
+                      </span>
+                    )}
                   </td>
                   <td>
                     <input type="checkbox" role="switch" aria-label={`Enable ${p.name}`} checked={m.enabled !== false} disabled={!mayWrite} onChange={(e) => toggle(p, e.currentTarget.checked)} />
