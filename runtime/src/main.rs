@@ -1,5 +1,5 @@
-//! The `nudge` command line: `serve`, `up`, `watch`, `replay`, and the offline `rule test`,
-//! `plugin test` and `plugin new`.
+//! The `nudge` command line: `serve`, `up`, `watch`, `replay`, `partitions`, and the offline
+//! `rule test`, `plugin test` and `plugin new`.
 
 #![forbid(unsafe_code)]
 
@@ -68,6 +68,15 @@ enum Command {
         #[arg(long, env = "NUDGE_NATS_URL")]
         nats_url: Option<String>,
     },
+    /// Show the partitions (count, owners, committed positions), or change their count with
+    /// every instance stopped.
+    Partitions {
+        #[command(subcommand)]
+        command: Option<PartitionsCommand>,
+        /// NATS server URL (else `nats_url` from nudge.toml)
+        #[arg(long, env = "NUDGE_NATS_URL", global = true)]
+        nats_url: Option<String>,
+    },
     /// Work with rule files offline.
     Rule {
         #[command(subcommand)]
@@ -78,6 +87,14 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum PartitionsCommand {
+    /// Set the partition count (every instance stopped). New partitions resume from the lowest
+    /// committed position; what follows it is read again and deduplicated. Afterwards, start
+    /// the instances with `partitions` set to the same count.
+    Set { count: u32 },
 }
 
 #[derive(Subcommand)]
@@ -188,6 +205,7 @@ fn main() -> ExitCode {
             Ok(0)
         }),
         Command::Up(flags) => run_async(up(flags)),
+        Command::Partitions { command, nats_url } => run_async(partitions(command, nats_url)),
         Command::Replay {
             rule,
             version,
@@ -255,6 +273,38 @@ async fn serve(flags: SettingsFlags) -> anyhow::Result<i32> {
         Ok(())
     })
     .await?;
+    Ok(0)
+}
+
+async fn partitions(
+    command: Option<PartitionsCommand>,
+    nats_url: Option<String>,
+) -> anyhow::Result<i32> {
+    let flags = SettingsFlags {
+        nats_url,
+        ..SettingsFlags::default()
+    };
+    let settings = Settings::load(&flags)?;
+    let url = settings
+        .nats_url
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no NATS URL: pass --nats-url or set NUDGE_NATS_URL"))?;
+    let (_client, js) = nudge::topology::connect(&url).await?;
+    use nudge::clock::Clock as _;
+    match command {
+        None => {
+            let layout = nudge::cluster::resize::layout(&js, &settings).await?;
+            say(serde_json::to_string_pretty(&layout)?);
+        }
+        Some(PartitionsCommand::Set { count }) => {
+            let now_ms = nudge::clock::SystemClock.now_ms();
+            let resume_after = nudge::cluster::resize::set(&js, &settings, count, now_ms).await?;
+            say(format!(
+                "{count} partitions, each resuming after stream sequence {resume_after}; start \
+                 the instances with partitions = {count} (NUDGE_PARTITIONS={count})"
+            ));
+        }
+    }
     Ok(0)
 }
 

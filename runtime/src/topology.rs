@@ -228,6 +228,29 @@ pub fn pipeline_context(client: async_nats::Client) -> Context {
         .build(client)
 }
 
+/// How long start-up waits for JetStream to answer (a cluster electing its leader).
+const JETSTREAM_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until JetStream answers: a cluster started at the same time as nudge takes a few
+/// seconds to elect the leader that creates streams.
+pub async fn wait_for_jetstream(js: &Context) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + JETSTREAM_WAIT;
+    loop {
+        match js.query_account().await {
+            Ok(_) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(%error, "waiting for JetStream to answer");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("JetStream did not answer within {JETSTREAM_WAIT:?}")
+                });
+            }
+        }
+    }
+}
+
 /// Refuses a nats-server older than [`MIN_SERVER`], saying what needs the newer one.
 pub fn check_server_version(version: &str) -> anyhow::Result<()> {
     let mut parts = version

@@ -2,6 +2,7 @@
 //! pattern of the async-nats repository's own test helper) and the real `nudge` binary as a child
 //! process that tests can SIGKILL.
 
+pub mod bench;
 pub mod cluster;
 pub mod matrix;
 pub mod workload;
@@ -33,8 +34,15 @@ fn nats_server_binary() -> String {
 }
 
 fn spawn_nats_server(dir: &std::path::Path, port: &str) -> std::process::Child {
-    let binary = nats_server_binary();
-    std::process::Command::new(&binary)
+    spawn_nats_server_binary(&nats_server_binary(), dir, port)
+}
+
+fn spawn_nats_server_binary(
+    binary: &str,
+    dir: &std::path::Path,
+    port: &str,
+) -> std::process::Child {
+    std::process::Command::new(binary)
         .args([
             "--jetstream",
             "--addr",
@@ -57,9 +65,13 @@ fn spawn_nats_server(dir: &std::path::Path, port: &str) -> std::process::Child {
 impl NatsServer {
     /// Starts the binary named by `NUDGE_TEST_NATS_SERVER`, else `nats-server` from PATH.
     pub fn start() -> NatsServer {
+        Self::start_binary(&nats_server_binary())
+    }
+
+    /// Starts the `nats-server` at `binary` (an older one, say).
+    pub fn start_binary(binary: &str) -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let child = spawn_nats_server(dir.path(), "-1");
-        let binary = nats_server_binary();
+        let child = spawn_nats_server_binary(binary, dir.path(), "-1");
         let name = binary.rsplit('/').next().unwrap_or("nats-server");
         let ports_file = dir.path().join(format!("{name}_{}.ports", child.id()));
         let deadline = Instant::now() + Duration::from_secs(20);

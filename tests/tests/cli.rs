@@ -165,3 +165,109 @@ async fn nudge_watch_prints_the_actions_as_they_are_published() {
     assert_eq!(action["causationid"], "w-1");
     assert_eq!(action["data"]["title"], "hi");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nudge_refuses_a_nats_server_too_old_for_fenced_checkpoints() {
+    let old = std::env::var("NUDGE_TEST_OLD_NATS_SERVER").expect(
+        "NUDGE_TEST_OLD_NATS_SERVER names a nats-server older than 2.12 (scripts/test sets it)",
+    );
+    let nats = NatsServer::start_binary(&old);
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new(nudge_binary())
+            .arg("serve")
+            .env("NUDGE_NATS_URL", &nats.url)
+            .env("NUDGE_LISTEN", "127.0.0.1:0")
+            .output(),
+    )
+    .await
+    .expect("nudge gives up at once")
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("too old"), "{stderr}");
+    assert!(
+        stderr.contains("2.12"),
+        "names the version it needs: {stderr}"
+    );
+    assert!(
+        stderr.contains("atomic batch"),
+        "names the feature: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_partition_count_changes_with_every_instance_stopped() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    let nudge = Nudge::start(&nats, &[]).await;
+    nudge
+        .put_rule(
+            "every",
+            json!({"name": "every", "triggers": ["cart.updated"], "script": "push(#{})"}),
+        )
+        .await;
+    for n in 0..200 {
+        publish(
+            &js,
+            &event(
+                &format!("e{n}"),
+                "cart.updated",
+                &format!("u{}", n % 37),
+                json!({}),
+            ),
+        )
+        .await;
+    }
+    wait_drained(&js, std::time::Duration::from_secs(30)).await;
+    let partitions = |args: &[&str]| {
+        std::process::Command::new(nudge_binary())
+            .arg("partitions")
+            .args(args)
+            .env("NUDGE_NATS_URL", &nats.url)
+            .output()
+            .unwrap()
+    };
+    // Refused while an instance runs.
+    let refused = partitions(&["set", "4"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("stop every instance first"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(nudge.stop().await);
+    let changed = partitions(&["set", "4"]);
+    assert!(
+        changed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&changed.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&partitions(&[]).stdout).unwrap();
+    assert_eq!(shown["partitions"], 4, "{shown}");
+    assert_eq!(shown["records"].as_array().unwrap().len(), 4, "{shown}");
+
+    // An instance still set to 16 is refused, naming the way out.
+    let mismatched = tokio::process::Command::new(nudge_binary())
+        .arg("serve")
+        .env("NUDGE_NATS_URL", &nats.url)
+        .env("NUDGE_LISTEN", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap();
+    assert!(!mismatched.status.success());
+    let stderr = String::from_utf8_lossy(&mismatched.stderr);
+    assert!(
+        stderr.contains("this deployment has 4 partitions"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nudge partitions set"), "{stderr}");
+
+    // Set to 4, it resumes: old events are read again but change and publish nothing new.
+    let nudge = Nudge::start(&nats, &[("NUDGE_PARTITIONS", "4")]).await;
+    publish(&js, &event("after", "cart.updated", "u1", json!({}))).await;
+    wait_drained(&js, std::time::Duration::from_secs(30)).await;
+    assert_eq!(stream_len(&js, "NUDGE_ACTIONS").await, 201);
+    let (_, profile) = nudge.api_get("/api/profiles/u1").await;
+    assert_eq!(profile["counters"]["cart.updated"], 7, "{profile}");
+}

@@ -12,6 +12,7 @@
 pub mod assign;
 pub mod lease;
 pub mod record;
+pub mod resize;
 pub mod view;
 
 use std::collections::BTreeSet;
