@@ -5,6 +5,7 @@ import { describe, get } from "../api.js";
 import { navigate } from "../main.jsx";
 
 const pretty = (v) => JSON.stringify(v, null, 2);
+const REFRESH_MS = 2000;
 
 function Decision({ d }) {
   return (
@@ -28,11 +29,27 @@ export function ProfilePage({ id }) {
   const [profile, setProfile] = useState(null);
   const [trace, setTrace] = useState(null);
   const [error, setError] = useState(null);
+  // The state shown is the last checkpoint's (each partition writes its profiles every
+  // checkpoint interval), so the page refreshes itself: a profile whose first action was just
+  // published appears within a refresh instead of staying "not seen".
   useEffect(() => {
     if (!id) return;
+    let open = true;
+    const path = `/api/profiles/${encodeURIComponent(id)}`;
+    const load = () => {
+      get(path)
+        .then((p) => { if (open) { setProfile(p); setError(null); } })
+        .catch((e) => { if (open) setError(describe(e)); });
+      get(`${path}/trace?limit=50`)
+        .then((t) => { if (open) setTrace(t.decisions); })
+        .catch(() => { if (open) setTrace([]); });
+    };
+    setProfile(null);
+    setTrace(null);
     setError(null);
-    get(`/api/profiles/${encodeURIComponent(id)}`).then(setProfile).catch((e) => setError(describe(e)));
-    get(`/api/profiles/${encodeURIComponent(id)}/trace?limit=50`).then((t) => setTrace(t.decisions)).catch(() => setTrace([]));
+    load();
+    const timer = setInterval(load, REFRESH_MS);
+    return () => { open = false; clearInterval(timer); };
   }, [id]);
   return (
     <section>
