@@ -14,6 +14,7 @@ use nudge::config::Settings;
 use nudge_rules::file::{TEMPLATES, parse_rule_file};
 use nudge_rules::{Rule, Sandbox};
 use nudge_tests::NatsServer;
+use nudge_tests::bench::env_number;
 use nudge_tests::workload::prefill_at;
 
 const START_MS: i64 = 1_795_000_000_000;
@@ -21,13 +22,6 @@ const START_MS: i64 = 1_795_000_000_000;
 /// The allocator the `nudge` binary (and so `nudge replay` and the API) runs on.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() {

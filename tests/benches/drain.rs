@@ -12,169 +12,12 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer, stream};
-use futures::StreamExt;
+use nudge_tests::bench::{
+    RULES, bare_loop, cpu_seconds, env_number, peak_rss_mib, status_mib, store_rules,
+};
 use nudge_tests::workload::{prefill, realistic_event};
 use nudge_tests::*;
 use serde_json::{Value, json};
-
-const RULES: [(&str, &str, &str); 10] = [
-    (
-        "cart-push",
-        "cart.updated",
-        r#"if event.data.total > 50 { push(#{ title: "Your cart misses you", cart: event.data.cart_id }) }"#,
-    ),
-    (
-        "cart-banner",
-        "cart.*",
-        r#"if event.data.total >= 100 { personalize("cart_banner", #{ headline: "Free shipping" }) }"#,
-    ),
-    (
-        "viewed-price",
-        "product.viewed",
-        r#"if event.data.price > 100 { price(event.data.sku, #{ discount_pct: 5 }) }"#,
-    ),
-    (
-        "order-thanks",
-        "order.placed",
-        r#"push(#{ title: "Thanks!", transactional: true })"#,
-    ),
-    (
-        "welcome",
-        "user.registered",
-        r#"push(#{ title: `Welcome ${event.data.first_name ?? ""}` })"#,
-    ),
-    (
-        "vip-orders",
-        "order.>",
-        r#"if event.data.total > 10000 { webhook("vip", #{ total: event.data.total }) }"#,
-    ),
-    (
-        "any-view",
-        "*.viewed",
-        r#"if event.data.campaign == "none" { push(#{}) }"#,
-    ),
-    ("checkout", "checkout.*", r#"push(#{ title: "checkout" })"#),
-    (
-        "browse",
-        "product.>",
-        r#"let n = event.data.sku.len(); if n > 100 { push(#{}) }"#,
-    ),
-    (
-        "everything",
-        ">",
-        r#"if event.subject == "nobody" { push(#{}) }"#,
-    ),
-];
-
-/// CPU seconds (user + system) of a process, from /proc.
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
-        f.iter().filter_map(|t| t.parse::<f64>().ok()).sum()
-    });
-    ticks / 100.0
-}
-
-fn peak_rss_mib(pid: &str) -> f64 {
-    status_mib(pid, "VmHWM:")
-}
-
-/// A memory figure of `/proc/<pid>/status`, in MiB.
-fn status_mib(pid: &str, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// The baseline: pull + publish + ack with the same in-flight bound nudge uses, and no logic.
-async fn bare_loop(js: &jetstream::Context, round: u64, count: u64) -> (Duration, f64) {
-    let input = js
-        .create_stream(stream::Config {
-            name: format!("BARE_IN_{round}"),
-            subjects: vec![format!("bare{round}.in.>")],
-            ..Default::default()
-        })
-        .await
-        .expect("bare input stream");
-    js.create_stream(stream::Config {
-        name: format!("BARE_OUT_{round}"),
-        subjects: vec![format!("bare{round}.out.>")],
-        duplicate_window: Duration::from_secs(7_200),
-        ..Default::default()
-    })
-    .await
-    .expect("bare output stream");
-    prefill(js, &format!("bare{round}.in."), round * count, count).await;
-    let consumer = input
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some("bare".into()),
-            ack_policy: consumer::AckPolicy::Explicit,
-            max_ack_pending: 4_096,
-            ..Default::default()
-        })
-        .await
-        .expect("bare consumer");
-    let cpu_before = cpu_seconds("self");
-    let started = Instant::now();
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(256)
-        .messages()
-        .await
-        .expect("pull");
-    let mut in_flight = std::collections::VecDeque::new();
-    let mut done = 0;
-    while done < count {
-        let message = messages.next().await.expect("message").expect("no error");
-        let id = message.info().expect("info").stream_sequence.to_string();
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(message.payload.clone())
-            .message_id(id);
-        let ack = js
-            .send_publish(format!("bare{round}.out.{}", message.subject), publish)
-            .await
-            .expect("publish");
-        in_flight.push_back((message, ack));
-        while in_flight.len() >= 2_048
-            || (done + in_flight.len() as u64 >= count && !in_flight.is_empty())
-        {
-            let (message, ack) = in_flight.pop_front().expect("in flight");
-            ack.await.expect("publish ack");
-            message.ack().await.expect("ack");
-            done += 1;
-        }
-    }
-    (started.elapsed(), cpu_seconds("self") - cpu_before)
-}
-
-/// Stores the 10 rules (and with `DRAIN_PLUGIN`, the tiny plugin) through a short-lived instance.
-async fn store_rules(nats: &NatsServer) {
-    let setup = Nudge::start(nats, &[]).await;
-    for (id, trigger, script) in RULES {
-        setup
-            .put_rule(
-                id,
-                json!({"name": id, "triggers": [trigger], "script": script}),
-            )
-            .await;
-    }
-    if std::env::var("DRAIN_PLUGIN").is_ok() {
-        setup
-            .put_plugin("tiny", plugin_wasm("tiny"), json!({ "triggers": [">"] }))
-            .await;
-    }
-    assert!(setup.stop().await);
-}
 
 async fn nudge_drain(nats: &NatsServer, round: u64, count: u64) -> (Duration, f64, f64, u64) {
     let js = nats.jetstream().await;
@@ -209,14 +52,8 @@ async fn nudge_drain(nats: &NatsServer, round: u64, count: u64) -> (Duration, f6
 }
 
 fn main() {
-    let count: u64 = std::env::var("DRAIN_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let rounds: u64 = std::env::var("DRAIN_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let count = env_number("DRAIN_EVENTS", 100_000);
+    let rounds = env_number("DRAIN_ROUNDS", 3);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let nats = NatsServer::start();
@@ -225,7 +62,7 @@ fn main() {
             .map(|n| realistic_event(n).1.len())
             .sum::<usize>()
             / 1_000;
-        store_rules(&nats).await;
+        store_rules(&nats, std::env::var("DRAIN_PLUGIN").is_ok()).await;
         let rate = |t: Duration| count as f64 / t.as_secs_f64();
         let per_million = |cpu: f64| (cpu * 10_000_000.0 / count as f64).round() / 10.0;
         // Alternate the two so drift on the machine hits both alike; report every round and the

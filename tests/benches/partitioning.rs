@@ -29,18 +29,12 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use nudge_rules::partition::{partition_of, profile_key_of};
 use nudge_tests::NatsServer;
+use nudge_tests::bench::env_number;
 use nudge_tests::workload::prefill;
 use serde_json::json;
 
 /// Publishes awaited at once at most, as in the drain benchmark's bare loop.
 const IN_FLIGHT: usize = 2_048;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Setup {
     js: jetstream::Context,
@@ -352,13 +346,9 @@ fn main() {
     runtime.block_on(async {
         let nats = NatsServer::start();
         let js = nats.jetstream().await;
-        let designs = [
-            "bare",
-            "repartition",
-            "read-all/1",
-            "read-all/2",
-            "read-all/3",
-        ];
+        // Three readers on two cores is left out: one run of it never finished, and two already
+        // show the cost of every instance reading everything.
+        let designs = ["bare", "repartition", "read-all/1", "read-all/2"];
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); designs.len()];
         for round in 0..rounds {
             for (i, design) in designs.iter().enumerate() {
