@@ -105,10 +105,13 @@ pub async fn ensure_streams(js: &Context, s: &Settings) -> anyhow::Result<()> {
     ];
     for mut config in streams {
         config.num_replicas = s.replicas;
-        let name = config.name.clone();
-        js.create_or_update_stream(config)
-            .await
-            .with_context(|| format!("creating or updating stream {name}"))?;
+        let what = format!("creating or updating stream {}", config.name);
+        settle(&what, || async {
+            js.create_or_update_stream(config.clone())
+                .await
+                .with_context(|| what.clone())
+        })
+        .await?;
     }
     Ok(())
 }
@@ -133,7 +136,7 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
         }
         return Ok(store);
     }
-    js.create_stream(stream::Config {
+    let config = stream::Config {
         name: format!("KV_{bucket}"),
         description: Some(format!("nudge key-value bucket {bucket}")),
         subjects: vec![format!("$KV.{bucket}.>")],
@@ -152,10 +155,17 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
         deny_delete: true,
         allow_direct: true,
         discard: stream::DiscardPolicy::New,
+        // Checkpoints write profiles in fenced atomic batches (see `cluster::lease`).
+        allow_atomic_publish: bucket == PROFILES_BUCKET,
         ..Default::default()
+    };
+    let what = format!("creating key-value bucket {bucket}");
+    settle(&what, || async {
+        js.create_stream(config.clone())
+            .await
+            .with_context(|| what.clone())
     })
-    .await
-    .with_context(|| format!("creating key-value bucket {bucket}"))?;
+    .await?;
     js.get_key_value(bucket)
         .await
         .with_context(|| format!("opening key-value bucket {bucket}"))
@@ -182,15 +192,19 @@ pub async fn ensure_object_store(
     if let Ok(store) = js.get_object_store(bucket).await {
         return Ok(store);
     }
-    js.create_object_store(object_store::Config {
-        bucket: bucket.to_owned(),
-        description: Some(format!("nudge object store {bucket}")),
-        max_bytes: s.plugins_max_bytes,
-        num_replicas: s.replicas,
-        ..Default::default()
+    let what = format!("creating object store {bucket}");
+    settle(&what, || async {
+        js.create_object_store(object_store::Config {
+            bucket: bucket.to_owned(),
+            description: Some(format!("nudge object store {bucket}")),
+            max_bytes: s.plugins_max_bytes,
+            num_replicas: s.replicas,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| what.clone())
     })
     .await
-    .with_context(|| format!("creating object store {bucket}"))
 }
 
 /// Connects to NATS: `url` may list several servers of a cluster, comma-separated. Refuses a
@@ -249,6 +263,40 @@ pub async fn wait_for_jetstream(js: &Context) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Runs a set-up step (creating streams and buckets) again while JetStream answers it with a
+/// timeout or "unavailable": a cluster that has just elected its leader places new replicated
+/// streams slowly, and instances starting together create the same ones at once. Other errors
+/// (a bad setting, no storage left) end start-up at once; timeouts do after [`JETSTREAM_WAIT`].
+pub async fn settle<T, Fut>(what: &str, mut step: impl FnMut() -> Fut) -> anyhow::Result<T>
+where
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + JETSTREAM_WAIT;
+    loop {
+        match step().await {
+            Err(error) if is_transient(&error) && tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %format!("{error:#}"), "{what}: JetStream is settling; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether an error is JetStream not answering in time (or not yet available), as opposed to
+/// refusing.
+fn is_transient(error: &anyhow::Error) -> bool {
+    use async_nats::jetstream::context::{CreateStreamError, CreateStreamErrorKind};
+    error.chain().any(|cause| {
+        cause.downcast_ref::<CreateStreamError>().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable
+            )
+        })
+    })
 }
 
 /// Refuses a nats-server older than [`MIN_SERVER`], saying what needs the newer one.
