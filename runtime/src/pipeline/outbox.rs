@@ -45,6 +45,8 @@ struct Sent {
     /// `Err`: not sent or refused, saying why; sent again when confirming.
     ack: Result<Ack, String>,
     attempts: u32,
+    /// When it was last sent.
+    sent_at: std::time::Instant,
 }
 
 /// Why confirming stopped the partition.
@@ -122,6 +124,7 @@ impl Outbox {
                 message,
                 ack,
                 attempts: 1,
+                sent_at: std::time::Instant::now(),
             });
         }
         Ok(())
@@ -131,6 +134,15 @@ impl Outbox {
     /// `retry_backoff_ms` delays). An action that fails `max_deliver` times dead-letters its
     /// event (kind `publish_failed`) instead.
     pub async fn confirm(&mut self, lease: &Lease, settings: &Settings) -> Result<(), Halt> {
+        // An ack's timeout runs from its first poll: poll them all now, so acks lost together
+        // (a broker restart) time out together instead of one after another.
+        for sent in &mut self.sent {
+            if let Ok(ack) = &mut sent.ack
+                && let Some(result) = ack.as_mut().now_or_never()
+            {
+                sent.ack = Ok(Box::pin(std::future::ready(result)));
+            }
+        }
         while let Some(mut sent) = self.sent.pop_front() {
             let outcome = match std::mem::replace(&mut sent.ack, Err(String::new())) {
                 Ok(ack) => ack.await.map_err(|e| e.to_string()),
@@ -166,9 +178,11 @@ impl Outbox {
                         "publishing an action failed; retrying"
                     );
                     metrics::counter!(telemetry::PUBLISH_RETRIES).increment(1);
-                    pause(settings, sent.attempts, lease).await?;
+                    // From its last send: actions that failed together wait out one back-off.
+                    pause(settings, sent.sent_at, sent.attempts, lease).await?;
                     sent.attempts += 1;
                     sent.ack = publish(&self.js, &sent.message, lease).await?;
+                    sent.sent_at = std::time::Instant::now();
                     self.sent.push_front(sent);
                 }
             }
@@ -221,9 +235,15 @@ async fn publish(
         .map_err(|e| e.to_string()))
 }
 
-/// Waits before attempt `attempts + 1`, unless the lease runs out first.
-async fn pause(settings: &Settings, attempts: u32, lease: &Lease) -> Result<(), Halt> {
-    tokio::time::sleep(settings.retry_delay(attempts)).await;
+/// Waits until attempt `attempts + 1` of what was last sent at `sent_at` is due, unless the
+/// lease runs out first.
+async fn pause(
+    settings: &Settings,
+    sent_at: std::time::Instant,
+    attempts: u32,
+    lease: &Lease,
+) -> Result<(), Halt> {
+    tokio::time::sleep_until((sent_at + settings.retry_delay(attempts)).into()).await;
     if lease.is_valid() {
         Ok(())
     } else {
@@ -268,7 +288,7 @@ pub async fn dead_letter(
             Ok(()) => return Ok(()),
             Err(error) => {
                 tracing::error!(%error, sequence = cause.seq, "could not write to the DLQ; retrying");
-                pause(settings, attempts, lease).await?;
+                pause(settings, std::time::Instant::now(), attempts, lease).await?;
                 attempts += 1;
             }
         }

@@ -273,14 +273,10 @@ async fn dispatch(router: &Router, read_before: u64, deliveries: Vec<Delivered>)
         if watermark < *next {
             continue;
         }
-        let batch = Batch { events, watermark };
-        let handed_over = if batch.events.is_empty() {
-            // A watermark alone is not worth waiting for: the next batch carries a later one.
-            let _ = sender.try_send(batch);
-            true
-        } else {
-            sender.send(batch).await.is_ok()
-        };
+        // A watermark alone is handed over too, waiting for room like events: the read that
+        // would carry a later one may never come (the end of the stream), and a partition
+        // that never learns how far it has been handed everything never commits that far.
+        let handed_over = sender.send(Batch { events, watermark }).await.is_ok();
         if handed_over {
             let mut routes = router.routes();
             if let Some(Some(route)) = routes.get_mut(partition)
