@@ -1,7 +1,7 @@
 //! The profiles of one owned partition, held in memory between checkpoints: loaded from KV the
 //! first time an event needs one, changed in place by decisions, written once per checkpoint
 //! (the partition knows which changed), and evicted, least recently used first, past
-//! `partition_max_profiles` — only right after a checkpoint, when none holds unwritten changes.
+//! `partition_max_profiles` — never one with changes no checkpoint has written yet.
 
 use lru::LruCache;
 use nudge_rules::ProfileState;
@@ -64,14 +64,25 @@ impl ProfileMemory {
         }
     }
 
-    /// Drops least recently used profiles until at most `partition_max_profiles` remain. Only
-    /// right after a checkpoint: every profile is written then.
-    pub fn evict(&mut self) -> usize {
-        let mut evicted = 0;
-        while self.entries.len() > self.max_profiles && self.entries.pop_lru().is_some() {
-            evicted += 1;
+    /// Drops least recently used profiles until at most `partition_max_profiles` remain, never
+    /// one that is `changed` (not written since it changed). Right after a checkpoint landed.
+    pub fn evict(&mut self, changed: impl Fn(&str) -> bool) -> usize {
+        let excess = self.entries.len().saturating_sub(self.max_profiles);
+        if excess == 0 {
+            return 0;
         }
-        evicted
+        let victims: Vec<String> = self
+            .entries
+            .iter()
+            .rev()
+            .filter(|(id, _)| !changed(id))
+            .take(excess)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &victims {
+            self.entries.pop(id);
+        }
+        victims.len()
     }
 }
 
@@ -86,9 +97,13 @@ mod tests {
             memory.insert(id.into(), ProfileState::new(id, 0), 10);
         }
         memory.get_mut("a").unwrap().size_bound_bytes = 11;
-        assert_eq!(memory.evict(), 1);
+        assert_eq!(memory.evict(|id| id == "b"), 1);
         assert!(memory.contains("a"), "used lately");
-        assert!(!memory.contains("b"), "the least recently used goes");
+        assert!(memory.contains("b"), "changed and not written: kept");
+        assert!(
+            !memory.contains("c"),
+            "the least recently used of the rest goes"
+        );
         memory.written(&[("a".into(), 20)]);
         assert_eq!(memory.peek("a").unwrap().size_bound_bytes, 20);
     }

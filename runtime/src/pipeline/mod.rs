@@ -12,6 +12,7 @@
 //! the events of one profile are decided one at a time, in stream order, across any number of
 //! instances.
 
+mod checkpoint;
 mod decision;
 pub mod dlq;
 mod memory;

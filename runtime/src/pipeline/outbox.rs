@@ -80,6 +80,16 @@ impl Outbox {
         self.sent.len()
     }
 
+    /// Hands every sent action over to a checkpoint; actions sent from now on stay here.
+    pub fn take(&mut self) -> Outbox {
+        Outbox {
+            js: self.js.clone(),
+            sent: std::mem::take(&mut self.sent),
+            actions_out: self.actions_out.clone(),
+            deduplicated: self.deduplicated.clone(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.sent.is_empty()
     }

@@ -16,6 +16,7 @@ use nudge_rules::{CloudEvent, ProfileState};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::checkpoint::{self, Snapshot, Written};
 use super::decision::{Decided, Poison};
 use super::memory::ProfileMemory;
 use super::outbox::{Cause, Halt, Outbox, dead_letter};
@@ -136,22 +137,51 @@ impl Partition {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let lost = self.lease.lost().clone();
-        loop {
+        // The checkpoint being written, while this loop decides on.
+        let mut flight: Option<Flight> = None;
+        let exit = loop {
             let step = tokio::select! {
                 biased;
-                _ = lost.cancelled() => return Exit::Lost,
-                _ = self.stop.cancelled() => break,
-                _ = tick.tick() => self.checkpoint().await,
+                _ = lost.cancelled() => break Exit::Lost,
+                _ = self.stop.cancelled() => break Exit::Released,
+                landed = landing(&mut flight) => {
+                    flight = None;
+                    self.landed(landed)
+                }
+                _ = tick.tick() => match flight {
+                    Some(_) => Ok(()),
+                    None => self.start_checkpoint().await.map(|f| flight = f),
+                },
                 batch = self.queue.recv() => match batch {
-                    Some(batch) => self.take(batch).await,
-                    None => break,
+                    Some(batch) => match self.take(batch).await {
+                        Ok(true) => self.checkpoint_now(&mut flight).await,
+                        Ok(false) => Ok(()),
+                        Err(exit) => Err(exit),
+                    },
+                    None => break Exit::Released,
                 },
             };
             if let Err(exit) = step {
-                return exit;
+                break exit;
             }
+        };
+        if !matches!(exit, Exit::Released) {
+            if let Some(flight) = flight {
+                flight.abort();
+            }
+            return exit;
         }
-        if let Err(exit) = self.checkpoint().await {
+        // Stopping: what is in flight lands, then a last checkpoint covers the rest.
+        let last = async {
+            if let Some(flight) = flight.take() {
+                self.landed(flight.await)?;
+            }
+            if let Some(flight) = self.start_checkpoint().await? {
+                self.landed(flight.await)?;
+            }
+            Ok(())
+        };
+        if let Err(exit) = last.await {
             return exit;
         }
         match self.lease.release().await {
@@ -165,7 +195,8 @@ impl Partition {
     }
 
     /// Takes `batch` and whatever else is queued, up to `decide_batch_events`, and decides it.
-    async fn take(&mut self, batch: Batch) -> Result<(), Exit> {
+    /// `Ok(true)`: so much waits for a checkpoint that one should start now.
+    async fn take(&mut self, batch: Batch) -> Result<bool, Exit> {
         let limit = self.shared.settings.decide_batch_events.max(1);
         let mut events = batch.events;
         let mut watermark = batch.watermark;
@@ -182,12 +213,10 @@ impl Partition {
         }
         self.decided = self.decided.max(watermark);
         self.outbox.settle();
-        let pending = self.outbox.len() >= self.shared.settings.max_pending_actions
-            || self.traces.len() >= self.shared.settings.checkpoint_max_profiles;
-        if pending {
-            self.checkpoint().await?;
-        }
-        Ok(())
+        Ok(
+            self.outbox.len() >= self.shared.settings.max_pending_actions
+                || self.traces.len() >= self.shared.settings.checkpoint_max_profiles,
+        )
     }
 
     async fn process(&mut self, events: Vec<Delivered>) -> Result<(), Exit> {
@@ -303,81 +332,120 @@ impl Partition {
         }
     }
 
-    /// Confirms the actions, stores the timers, writes the changed profiles and the traces, and
-    /// commits the position: everything decided so far survives this instance.
-    async fn checkpoint(&mut self) -> Result<(), Exit> {
-        let dirty = self.traces.len();
+    /// Starts a checkpoint at once: after the one in flight, if any, has landed.
+    async fn checkpoint_now(&mut self, flight: &mut Option<Flight>) -> Result<(), Exit> {
+        if let Some(previous) = flight.take() {
+            self.landed(previous.await)?;
+        }
+        *flight = self.start_checkpoint().await?;
+        Ok(())
+    }
+
+    /// Takes what the next checkpoint writes — the position decided so far, the sent actions,
+    /// the timers, the changed profiles (encoded now, on a decision thread), the traces — and
+    /// starts writing it; `None` when there is nothing to write.
+    async fn start_checkpoint(&mut self) -> Result<Option<Flight>, Exit> {
         if self.decided == self.committed
-            && dirty == 0
+            && self.traces.is_empty()
             && self.outbox.is_empty()
             && self.schedule.is_empty()
             && self.unschedule.is_empty()
         {
-            return Ok(());
+            return Ok(None);
         }
         if !self.lease.is_valid() {
             return Err(Exit::Lapsed);
         }
         let started = Instant::now();
-        let position = self.decided;
-        self.outbox
-            .confirm(&self.lease, &self.shared.settings)
-            .await?;
-        // Timers before the state that lists them: a timer whose state is lost is dropped by
-        // the profile when it fires, but a state listing a lost timer would wait forever.
-        if !self.schedule.is_empty() {
-            if let Err(error) = self.shared.timers.schedule_all(&self.schedule).await {
-                tracing::warn!(
-                    partition = self.lease.partition,
-                    error = format!("{error:#}"),
-                    "storing timers failed; the checkpoint is retried"
+        let writes = self.encode_changed().await?;
+        self.checkpoints += 1;
+        let snapshot = Snapshot {
+            position: self.decided,
+            outbox: self.outbox.take(),
+            schedule: std::mem::take(&mut self.schedule),
+            unschedule: std::mem::take(&mut self.unschedule),
+            writes,
+            traces: std::mem::take(&mut self.traces),
+            batch_id: format!(
+                "{}-{}-{}",
+                self.lease.partition, self.lease.epoch, self.checkpoints
+            ),
+            started,
+        };
+        let flight = tokio::spawn(checkpoint::write(
+            self.shared.clone(),
+            self.lease.clone(),
+            snapshot,
+        ));
+        Ok(Some(flight))
+    }
+
+    /// Takes in how a checkpoint ended.
+    fn landed(
+        &mut self,
+        landed: Result<Result<Written, Exit>, tokio::task::JoinError>,
+    ) -> Result<(), Exit> {
+        let written = match landed {
+            Ok(written) => written?,
+            Err(error) => {
+                tracing::error!(partition = self.lease.partition, %error, "a checkpoint failed; the partition restarts from its last one");
+                return Err(Exit::Lapsed);
+            }
+        };
+        match written {
+            Written::Done {
+                position,
+                committed,
+                profiles,
+                started,
+            } => {
+                if committed {
+                    tracing::debug!(
+                        partition = self.lease.partition,
+                        position,
+                        profiles,
+                        "checkpoint"
+                    );
+                    self.committed = position;
+                }
+                if let Some(memory) = self.memory.as_mut() {
+                    memory.evict(|id| self.traces.contains_key(id));
+                }
+                let lag = self.shared.tail().saturating_sub(self.committed);
+                telemetry::checkpointed(
+                    &self.partition_label,
+                    started.elapsed().as_secs_f64(),
+                    profiles,
+                    self.committed,
+                    lag,
                 );
-                return Ok(());
             }
-            self.schedule.clear();
-        }
-        if dirty > 0 && !self.write_profiles().await? {
-            // Retried at the next tick; nothing is committed before every profile is stored.
-            return Ok(());
-        }
-        for (profile, traces) in self.traces.drain() {
-            self.shared.publish_traces(&profile, traces).await;
-        }
-        for id in self.unschedule.drain(..) {
-            self.shared.timers.unschedule(&id).await;
-        }
-        match self.lease.checkpoint(position).await {
-            Ok(()) => {
-                tracing::debug!(
-                    partition = self.lease.partition,
-                    position,
-                    profiles = dirty,
-                    "checkpoint"
-                );
-                self.committed = position;
-            }
-            Err(LeaseError::Lost(_)) => return Err(Exit::Lost),
-            Err(LeaseError::Transient(error)) => {
-                tracing::warn!(partition = self.lease.partition, %error, "committing the position failed; the next checkpoint covers it");
+            // Back in front of what came since, for the next checkpoint.
+            Written::Retry {
+                mut schedule,
+                mut unschedule,
+                traces,
+            } => {
+                schedule.append(&mut self.schedule);
+                self.schedule = schedule;
+                unschedule.append(&mut self.unschedule);
+                self.unschedule = unschedule;
+                for (profile, mut earlier) in traces {
+                    let since = self.traces.entry(profile).or_default();
+                    earlier.append(since);
+                    *since = earlier;
+                }
             }
         }
-        if let Some(memory) = self.memory.as_mut() {
-            memory.evict();
-        }
-        let lag = self.shared.tail().saturating_sub(self.committed);
-        telemetry::checkpointed(
-            &self.partition_label,
-            started.elapsed().as_secs_f64(),
-            dirty,
-            self.committed,
-            lag,
-        );
         Ok(())
     }
 
-    /// Writes every changed profile, fenced, and waits until JetStream stored them all.
-    /// `Ok(false)`: a write failed for now (the checkpoint is retried).
-    async fn write_profiles(&mut self) -> Result<bool, Exit> {
+    /// Encodes every changed profile (the keys of the traces) on a decision thread; their
+    /// stored sizes are known from then on.
+    async fn encode_changed(&mut self) -> Result<Vec<(String, Vec<u8>)>, Exit> {
+        if self.traces.is_empty() {
+            return Ok(Vec::new());
+        }
         let memory = self.memory.take().expect("memory is home between batches");
         let shared = self.shared.clone();
         let changed: Vec<String> = self.traces.keys().cloned().collect();
@@ -395,10 +463,9 @@ impl Partition {
                 (memory, encoded)
             })
             .await;
-        let Ok((memory, encoded)) = encoded else {
+        let Ok((mut memory, encoded)) = encoded else {
             return Err(Exit::Lapsed);
         };
-        self.memory = Some(memory);
         let mut writes = Vec::with_capacity(encoded.len());
         for (id, bytes) in encoded {
             match bytes {
@@ -409,36 +476,26 @@ impl Partition {
                 }
             }
         }
-        self.checkpoints += 1;
-        let batch = format!(
-            "{}-{}-{}",
-            self.lease.partition, self.lease.epoch, self.checkpoints
-        );
-        let fence = self.lease.fence.profile_headers();
-        match self
-            .shared
-            .profiles
-            .write_atomically(&writes, &fence, &batch)
-            .await
-        {
-            Ok(()) => {}
-            Err(profiles::WriteError::Fenced) => {
-                self.lease.mark_lost();
-                return Err(Exit::Lost);
-            }
-            Err(profiles::WriteError::Failed(error)) => {
-                tracing::warn!(partition = self.lease.partition, %error, "writing profiles failed; the checkpoint is retried");
-                return Ok(false);
-            }
-        }
         let sizes: Vec<(String, usize)> = writes
-            .into_iter()
-            .map(|(id, bytes)| (id, bytes.len()))
+            .iter()
+            .map(|(id, bytes)| (id.clone(), bytes.len()))
             .collect();
-        if let Some(memory) = self.memory.as_mut() {
-            memory.written(&sizes);
-        }
-        Ok(true)
+        memory.written(&sizes);
+        self.memory = Some(memory);
+        Ok(writes)
+    }
+}
+
+/// A checkpoint being written.
+type Flight = tokio::task::JoinHandle<Result<Written, Exit>>;
+
+/// The end of the checkpoint in flight; never, when there is none.
+async fn landing(
+    flight: &mut Option<Flight>,
+) -> Result<Result<Written, Exit>, tokio::task::JoinError> {
+    match flight {
+        Some(flight) => flight.await,
+        None => std::future::pending().await,
     }
 }
 

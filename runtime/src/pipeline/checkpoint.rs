@@ -1,0 +1,119 @@
+//! Writing one checkpoint of a partition, off the partition's own loop: the partition takes a
+//! [`Snapshot`] (the position decided so far, the actions sent, the timers, the changed
+//! profiles already encoded, the traces) and goes on deciding while [`write`] confirms the
+//! actions, stores the timers, writes the profiles, publishes the traces and commits the
+//! position — in that order, as the invariants require. One checkpoint is in flight per
+//! partition at a time, so positions and profile writes stay in order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use nudge_rules::decide::Scheduled;
+
+use super::Shared;
+use super::outbox::Outbox;
+use super::partition::Exit;
+use crate::cluster::lease::{Lease, LeaseError};
+use crate::profiles;
+
+/// What one checkpoint writes, taken from the partition when it starts.
+pub struct Snapshot {
+    /// Every event of the partition up to this stream sequence is decided.
+    pub position: u64,
+    pub outbox: Outbox,
+    pub schedule: Vec<Scheduled>,
+    pub unschedule: Vec<String>,
+    /// The changed profiles, encoded.
+    pub writes: Vec<(String, Vec<u8>)>,
+    /// Serialized decision traces per profile.
+    pub traces: HashMap<String, Vec<Vec<u8>>>,
+    /// The atomic batch's id.
+    pub batch_id: String,
+    pub started: Instant,
+}
+
+/// How a checkpoint ended, short of the partition stopping.
+pub enum Written {
+    /// Everything stored; the position committed unless `committed` is false (the next
+    /// checkpoint commits a later one).
+    Done {
+        position: u64,
+        committed: bool,
+        profiles: usize,
+        started: Instant,
+    },
+    /// Storing failed for now: what was not written goes back to the partition, to be written
+    /// by the next checkpoint with whatever changed since.
+    Retry {
+        schedule: Vec<Scheduled>,
+        unschedule: Vec<String>,
+        traces: HashMap<String, Vec<Vec<u8>>>,
+    },
+}
+
+/// Writes `snapshot`; `Err` when the partition must stop (lost, lapsed).
+pub async fn write(
+    shared: Arc<Shared>,
+    lease: Arc<Lease>,
+    mut snapshot: Snapshot,
+) -> Result<Written, Exit> {
+    let partition = lease.partition;
+    snapshot.outbox.confirm(&lease, &shared.settings).await?;
+    let retry = |snapshot: Snapshot| Written::Retry {
+        schedule: snapshot.schedule,
+        unschedule: snapshot.unschedule,
+        traces: snapshot.traces,
+    };
+    // Timers before the state that lists them: a timer whose state is lost is dropped by the
+    // profile when it fires, but a state listing a lost timer would wait forever.
+    if !snapshot.schedule.is_empty() {
+        if let Err(error) = shared.timers.schedule_all(&snapshot.schedule).await {
+            tracing::warn!(
+                partition,
+                error = format!("{error:#}"),
+                "storing timers failed; the checkpoint is retried"
+            );
+            return Ok(retry(snapshot));
+        }
+        snapshot.schedule.clear();
+    }
+    if !snapshot.writes.is_empty() {
+        let fence = lease.fence.profile_headers();
+        match shared
+            .profiles
+            .write_atomically(&snapshot.writes, &fence, &snapshot.batch_id)
+            .await
+        {
+            Ok(()) => {}
+            Err(profiles::WriteError::Fenced) => {
+                lease.mark_lost();
+                return Err(Exit::Lost);
+            }
+            Err(profiles::WriteError::Failed(error)) => {
+                tracing::warn!(partition, %error, "writing profiles failed; the checkpoint is retried");
+                return Ok(retry(snapshot));
+            }
+        }
+    }
+    for (profile, traces) in snapshot.traces {
+        shared.publish_traces(&profile, traces).await;
+    }
+    for id in &snapshot.unschedule {
+        shared.timers.unschedule(id).await;
+    }
+    let committed = match lease.checkpoint(snapshot.position).await {
+        Ok(()) => true,
+        Err(LeaseError::Lost(_)) => return Err(Exit::Lost),
+        Err(LeaseError::Transient(error)) => {
+            tracing::warn!(partition, %error, "committing the position failed; the next checkpoint covers it");
+            false
+        }
+    };
+    Ok(Written::Done {
+        position: snapshot.position,
+        committed,
+        profiles: snapshot.writes.len(),
+        started: snapshot.started,
+    })
+}
