@@ -16,7 +16,7 @@ use futures::StreamExt;
 use nudge_rules::partition::partition_of;
 use nudge_tests::bench::env_number;
 use nudge_tests::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 const PROFILES: u64 = 2_000;
@@ -78,8 +78,13 @@ async fn watch(js: async_nats::jetstream::Context, seen: Arc<Mutex<Vec<Stored>>>
     let mut messages = consumer.messages().await.expect("messages");
     while let Some(Ok(message)) = messages.next().await {
         let body = json_payload(&message);
-        let profile = body["subject"].as_str().unwrap_or_default().to_owned();
-        let sent_ms = body["data"]["sent_ms"].as_u64().unwrap_or(0);
+        let profile = body["subject"]
+            .as_str()
+            .expect("an action names its profile")
+            .to_owned();
+        let sent_ms = body["data"]["sent_ms"]
+            .as_u64()
+            .expect("the echo rule copies sent_ms");
         seen.lock().expect("seen").push(Stored {
             at: Instant::now(),
             profile,
@@ -91,26 +96,19 @@ async fn watch(js: async_nats::jetstream::Context, seen: Arc<Mutex<Vec<Stored>>>
 /// Partitions each instance owns, by instance id, as `nudge` sees the cluster.
 async fn owners(nudge: &Nudge) -> Vec<(String, BTreeSet<u32>)> {
     let (_, cluster) = nudge.api_get("/api/cluster").await;
-    cluster["instances"]
-        .as_array()
-        .map(|instances| {
-            instances
+    let instances = cluster["instances"].as_array().expect("instances");
+    instances
+        .iter()
+        .map(|i| {
+            let partitions = i["partitions"]
+                .as_array()
+                .expect("partitions")
                 .iter()
-                .map(|i| {
-                    let partitions = i["partitions"]
-                        .as_array()
-                        .map(|p| {
-                            p.iter()
-                                .filter_map(Value::as_u64)
-                                .map(|p| p as u32)
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    (i["id"].as_str().unwrap_or_default().to_owned(), partitions)
-                })
-                .collect()
+                .map(|p| p.as_u64().expect("a partition number") as u32)
+                .collect();
+            (i["id"].as_str().expect("id").to_owned(), partitions)
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// Waits until two instances own `partitions` between them, split evenly.

@@ -13,10 +13,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use nudge_tests::bench::{bare_loop, env_number, store_rules};
+use nudge_tests::bench::{bare_loop, env_number, input_and_output, store_rules};
 use nudge_tests::workload::realistic_event;
 use nudge_tests::*;
 use serde_json::{Value, json};
@@ -115,22 +115,14 @@ async fn measure(
 
 /// A live loop: the bare drain loop's work, one event at a time as they arrive.
 async fn live_loop(js: jetstream::Context, cancel: CancellationToken) {
-    let input = js
-        .create_stream(stream::Config {
-            name: "LIVE_IN".into(),
-            subjects: vec!["live.in.>".into()],
-            ..Default::default()
-        })
-        .await
-        .expect("live input stream");
-    js.create_stream(stream::Config {
-        name: "LIVE_OUT".into(),
-        subjects: vec!["live.out.>".into()],
-        duplicate_window: Duration::from_secs(7_200),
-        ..Default::default()
-    })
-    .await
-    .expect("live output stream");
+    let input = input_and_output(
+        &js,
+        "LIVE_IN",
+        "live.in.>",
+        "LIVE_OUT",
+        vec!["live.out.>".into()],
+    )
+    .await;
     let consumer = input
         .create_consumer(consumer::pull::Config {
             durable_name: Some("live".into()),

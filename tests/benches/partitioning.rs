@@ -29,7 +29,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use nudge_rules::partition::{partition_of, profile_key_of};
 use nudge_tests::NatsServer;
-use nudge_tests::bench::env_number;
+use nudge_tests::bench::{env_number, input_and_output};
 use nudge_tests::workload::prefill;
 use serde_json::json;
 
@@ -50,22 +50,14 @@ async fn connect(url: &str) -> jetstream::Context {
 
 /// A fresh input stream holding `count` events and an output stream with a dedupe window.
 async fn setup(url: &str, js: &jetstream::Context, tag: &str, first: u64, count: u64) -> Setup {
-    let input = js
-        .create_stream(stream::Config {
-            name: format!("IN_{tag}"),
-            subjects: vec![format!("{tag}.in.>")],
-            ..Default::default()
-        })
-        .await
-        .expect("input stream");
-    js.create_stream(stream::Config {
-        name: format!("OUT_{tag}"),
-        subjects: vec![format!("{tag}.out.>"), format!("{tag}.fence.>")],
-        duplicate_window: Duration::from_secs(7_200),
-        ..Default::default()
-    })
-    .await
-    .expect("output stream");
+    let input = input_and_output(
+        js,
+        &format!("IN_{tag}"),
+        &format!("{tag}.in.>"),
+        &format!("OUT_{tag}"),
+        vec![format!("{tag}.out.>"), format!("{tag}.fence.>")],
+    )
+    .await;
     prefill(js, &format!("{tag}.in."), first, count).await;
     Setup {
         js: js.clone(),

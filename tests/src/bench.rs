@@ -99,24 +99,44 @@ pub fn status_mib(pid: &str, field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// The baseline: pull + publish + ack with the same in-flight bound nudge uses, and no logic.
-pub async fn bare_loop(js: &jetstream::Context, round: u64, count: u64) -> (Duration, f64) {
+/// A baseline's streams: the input (`input_subject`) and an output with the dedupe window nudge's
+/// actions stream has; answers the input.
+pub async fn input_and_output(
+    js: &jetstream::Context,
+    input_name: &str,
+    input_subject: &str,
+    output_name: &str,
+    output_subjects: Vec<String>,
+) -> stream::Stream {
     let input = js
         .create_stream(stream::Config {
-            name: format!("BARE_IN_{round}"),
-            subjects: vec![format!("bare{round}.in.>")],
+            name: input_name.to_owned(),
+            subjects: vec![input_subject.to_owned()],
             ..Default::default()
         })
         .await
-        .expect("bare input stream");
+        .expect("input stream");
     js.create_stream(stream::Config {
-        name: format!("BARE_OUT_{round}"),
-        subjects: vec![format!("bare{round}.out.>")],
+        name: output_name.to_owned(),
+        subjects: output_subjects,
         duplicate_window: Duration::from_secs(7_200),
         ..Default::default()
     })
     .await
-    .expect("bare output stream");
+    .expect("output stream");
+    input
+}
+
+/// The baseline: pull + publish + ack with the same in-flight bound nudge uses, and no logic.
+pub async fn bare_loop(js: &jetstream::Context, round: u64, count: u64) -> (Duration, f64) {
+    let input = input_and_output(
+        js,
+        &format!("BARE_IN_{round}"),
+        &format!("bare{round}.in.>"),
+        &format!("BARE_OUT_{round}"),
+        vec![format!("bare{round}.out.>")],
+    )
+    .await;
     prefill(js, &format!("bare{round}.in."), round * count, count).await;
     let consumer = input
         .create_consumer(consumer::pull::Config {

@@ -100,11 +100,14 @@ pub async fn set(
         );
     }
     let old = records(&cluster).await?;
-    if let Some((partition, record)) = old.iter().find(|(_, r)| r.owner.is_some()) {
+    if let Some((partition, owner)) = old
+        .iter()
+        .find_map(|(p, r)| r.owner.as_deref().map(|owner| (p, owner)))
+    {
         anyhow::bail!(
-            "partition {partition} is still owned by {}: stop every instance first (a graceful \
-             stop releases its partitions; a killed instance's run out after partition_lease_ms)",
-            record.owner.as_deref().unwrap_or_default()
+            "partition {partition} is still owned by {owner}: stop every instance first (a \
+             graceful stop releases its partitions; a killed instance's run out after \
+             partition_lease_ms)"
         );
     }
     let resume_after = old.iter().map(|(_, r)| r.position).min().unwrap_or(0);
