@@ -19,17 +19,34 @@ use nudge_tests::workload::{prefill, realistic_event};
 use nudge_tests::*;
 use serde_json::{Value, json};
 
-async fn nudge_drain(nats: &NatsServer, round: u64, count: u64) -> (Duration, f64, f64, u64) {
+/// What one nudge drain took and wrote.
+struct Drained {
+    elapsed: Duration,
+    cpu_s: f64,
+    server_cpu_s: f64,
+    peak_rss_mib: f64,
+    actions: u64,
+    profile_writes: u64,
+    stored_profile_bytes: u64,
+    trace_messages: u64,
+}
+
+async fn nudge_drain(nats: &NatsServer, round: u64, count: u64) -> Drained {
     let js = nats.jetstream().await;
     let actions_before = stream_len(&js, "NUDGE_ACTIONS").await;
+    let (_, _, profiles_before) = stream_state(&js, "KV_NUDGE_PROFILES").await;
+    let (_, _, traces_before) = stream_state(&js, "NUDGE_TRACE").await;
     prefill(&js, "", round * count, count).await;
     let nudge = Nudge::start(nats, &[]).await;
     let pid = nudge.pid().to_string();
+    let server_pid = nats.pid().to_string();
     let cpu_before = cpu_seconds(&pid);
+    let server_cpu_before = cpu_seconds(&server_pid);
     let started = Instant::now();
     wait_drained(&js, Duration::from_secs(1_800)).await;
     let elapsed = started.elapsed();
     let cpu = cpu_seconds(&pid) - cpu_before;
+    let server_cpu_s = cpu_seconds(&server_pid) - server_cpu_before;
     let rss = peak_rss_mib(&pid);
     if std::env::var("DRAIN_SHOW_MEMORY").is_ok() {
         eprintln!(
@@ -48,7 +65,18 @@ async fn nudge_drain(nats: &NatsServer, round: u64, count: u64) -> (Duration, f6
             .for_each(|l| eprintln!("{l}"));
     }
     assert!(nudge.stop().await);
-    (elapsed, cpu, rss, actions)
+    let (profiles, profile_bytes, profiles_last) = stream_state(&js, "KV_NUDGE_PROFILES").await;
+    let (_, _, traces_last) = stream_state(&js, "NUDGE_TRACE").await;
+    Drained {
+        elapsed,
+        cpu_s: cpu,
+        server_cpu_s,
+        peak_rss_mib: rss,
+        actions,
+        profile_writes: profiles_last - profiles_before,
+        stored_profile_bytes: profile_bytes / profiles.max(1),
+        trace_messages: traces_last - traces_before,
+    }
 }
 
 fn main() {
@@ -71,8 +99,9 @@ fn main() {
         let mut nudge_rates = Vec::new();
         for round in 0..rounds {
             let (bare_time, bare_cpu) = bare_loop(&js, round, count).await;
-            let (nudge_time, nudge_cpu, nudge_rss, actions) =
-                nudge_drain(&nats, round, count).await;
+            let drained = nudge_drain(&nats, round, count).await;
+            let nudge_time = drained.elapsed;
+            let per_event = |n: u64| (n as f64 / count as f64 * 100.0).round() / 100.0;
             bare_rates.push(rate(bare_time));
             nudge_rates.push(rate(nudge_time));
             println!(
@@ -83,9 +112,13 @@ fn main() {
                     "nudge_events_per_s": rate(nudge_time).round(),
                     "ratio": (rate(nudge_time) / rate(bare_time) * 100.0).round() / 100.0,
                     "bare_loop_cpu_s_per_million_events": per_million(bare_cpu),
-                    "nudge_cpu_s_per_million_events": per_million(nudge_cpu),
-                    "nudge_peak_rss_mib": nudge_rss.round(),
-                    "actions_published": actions,
+                    "nudge_cpu_s_per_million_events": per_million(drained.cpu_s),
+                    "server_cpu_s_per_million_events_during_nudge": per_million(drained.server_cpu_s),
+                    "nudge_peak_rss_mib": drained.peak_rss_mib.round(),
+                    "actions_published": drained.actions,
+                    "profile_writes_per_event": per_event(drained.profile_writes),
+                    "trace_messages_per_event": per_event(drained.trace_messages),
+                    "stored_profile_bytes": drained.stored_profile_bytes,
                 })
             );
         }

@@ -63,6 +63,11 @@ fn spawn_nats_server_binary(
 }
 
 impl NatsServer {
+    /// The server's process id (to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts the binary named by `NUDGE_TEST_NATS_SERVER`, else `nats-server` from PATH.
     pub fn start() -> NatsServer {
         Self::start_binary(&nats_server_binary())
@@ -387,6 +392,13 @@ pub async fn publish(js: &jetstream::Context, event: &Value) {
 pub async fn stream_len(js: &jetstream::Context, name: &str) -> u64 {
     let mut stream = js.get_stream(name).await.expect("stream exists");
     stream.info().await.expect("stream info").state.messages
+}
+
+/// A stream's state: messages held, bytes held, last sequence.
+pub async fn stream_state(js: &jetstream::Context, name: &str) -> (u64, u64, u64) {
+    let mut stream = js.get_stream(name).await.expect("stream exists");
+    let state = stream.info().await.expect("stream info").state.clone();
+    (state.messages, state.bytes, state.last_sequence)
 }
 
 /// Reads every message of a stream from the start (up to `max`), with its headers.
