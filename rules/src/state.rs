@@ -120,6 +120,10 @@ pub struct ProfileState {
     /// this state already holds.
     #[serde(default)]
     pub seq: u64,
+    /// Where the runtime stored the newest decisions about this profile (for nudge, a sequence
+    /// in `NUDGE_TRACE`; 0: none yet).
+    #[serde(default)]
+    pub trace_seq: u64,
 }
 
 impl ProfileState {

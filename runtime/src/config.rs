@@ -155,7 +155,7 @@ pub struct Settings {
     /// Channels whose marketing actions wait out quiet hours.
     pub quiet_channels: Vec<String>,
 
-    /// Decisions kept per profile for `GET /api/profiles/{id}/trace`.
+    /// The most decisions `GET /api/profiles/{id}/trace` answers (and walks back for).
     pub trace_max_per_profile: i64,
     pub trace_max_age_s: u64,
     pub trace_max_bytes: i64,

@@ -24,6 +24,7 @@ pub mod tail;
 pub mod telemetry;
 pub mod timers;
 pub mod topology;
+pub mod traces;
 pub mod up;
 pub mod versioned;
 pub mod watch;

@@ -80,7 +80,6 @@ pub async fn ensure_streams(js: &Context, s: &Settings) -> anyhow::Result<()> {
         stream::Config {
             name: TRACE_STREAM.into(),
             subjects: vec!["trace.>".into()],
-            max_messages_per_subject: s.trace_max_per_profile,
             max_age: seconds(s.trace_max_age_s),
             max_bytes: s.trace_max_bytes,
             ..Default::default()

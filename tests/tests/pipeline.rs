@@ -327,3 +327,65 @@ async fn an_action_jetstream_refuses_sends_its_event_to_the_dlq_after_max_delive
         "the retry is counted"
     );
 }
+
+/// A checkpoint stores the decisions of all the profiles its partition changed together, each
+/// profile's entry naming the one before: the trace API walks that chain back, newest first,
+/// across checkpoints and across a restart of the instance.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_trace_walks_back_across_checkpoints_and_restarts() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    let settings = [("NUDGE_CHECKPOINT_INTERVAL_MS", "50")];
+    let mut nudge = Nudge::start(&nats, &settings).await;
+    nudge
+        .put_rule(
+            "view",
+            push_rule(&["product.viewed"], r#"push(#{ title: "hi" })"#),
+        )
+        .await;
+    let trace_ids = |trace: &serde_json::Value| -> Vec<String> {
+        trace["decisions"]
+            .as_array()
+            .map(|d| d.iter().map(|d| d["event_id"].to_string()).collect())
+            .unwrap_or_default()
+    };
+    for n in 0..6 {
+        if n == 3 {
+            assert!(nudge.stop().await, "stops cleanly");
+            nudge = Nudge::start(&nats, &settings).await;
+        }
+        publish(
+            &js,
+            &event(&format!("t{n}"), "product.viewed", "walker", json!({})),
+        )
+        .await;
+        // Each event in a checkpoint of its own: its entry lands in a message of its own.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (_, trace) = nudge.api_get("/api/profiles/walker/trace").await;
+            if trace_ids(&trace).len() == n + 1 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "decision {n} never reached the trace: {trace:#}\n{}",
+                nudge.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (_, trace) = nudge.api_get("/api/profiles/walker/trace").await;
+    let expected: Vec<String> = (0..6).rev().map(|n| format!("\"t{n}\"")).collect();
+    assert_eq!(trace_ids(&trace), expected, "{trace:#}");
+    let (_, newest) = nudge.api_get("/api/profiles/walker/trace?limit=2").await;
+    assert_eq!(trace_ids(&newest), expected[..2], "{newest:#}");
+    // Stored per partition, not per profile: the stream's subjects stay as few as partitions.
+    for message in read_stream(&js, "NUDGE_TRACE", 100).await {
+        let partition = message.subject.as_str().strip_prefix("trace.");
+        assert!(
+            partition.is_some_and(|p| p.parse::<u32>().is_ok()),
+            "{}",
+            message.subject
+        );
+    }
+}

@@ -10,9 +10,7 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 use super::{ApiError, AppState};
-use crate::profiles;
-use crate::tail::tail;
-use crate::topology::TRACE_STREAM;
+use crate::traces;
 
 fn unavailable(error: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable(error.to_string())
@@ -75,29 +73,13 @@ pub async fn trace(
 ) -> Result<Json<Value>, ApiError> {
     let kept = usize::try_from(state.settings.trace_max_per_profile).unwrap_or(100);
     let limit = query.limit.unwrap_or(kept).clamp(1, kept.max(1));
-    let subject = format!("trace.{}", profiles::key(&id));
-    let stored = tail(
-        &state.js,
-        TRACE_STREAM,
-        Some(subject),
-        u64::MAX,
-        limit,
-        None,
-    )
-    .await
-    .map_err(unavailable)?;
-    // Each message holds one checkpoint's decisions of this profile, oldest first (messages of
-    // earlier versions hold one decision each).
-    let mut decisions = Vec::with_capacity(limit);
-    for message in &stored {
-        let batch: Value = serde_json::from_slice(&message.payload).map_err(|e| {
-            ApiError::internal(format!("a stored decision trace is unreadable: {e}"))
-        })?;
-        match batch {
-            Value::Array(batch) => decisions.extend(batch.into_iter().rev()),
-            single => decisions.push(single),
-        }
-    }
-    decisions.truncate(limit);
+    // The state points at the newest stored decisions; a profile never seen has none.
+    let newest_seq = match state.profiles.load(&id).await.map_err(unavailable)? {
+        Some((profile, _)) => profile.trace_seq,
+        None => 0,
+    };
+    let decisions = traces::read(&state.js, &id, newest_seq, limit)
+        .await
+        .map_err(unavailable)?;
     Ok(Json(json!({ "id": id, "decisions": decisions })))
 }

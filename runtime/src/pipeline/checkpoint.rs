@@ -1,11 +1,10 @@
-//! Writing one checkpoint of a partition, off the partition's own loop: the partition takes a
-//! [`Snapshot`] (the position decided so far, the actions sent, the timers, the changed
-//! profiles already encoded, the traces) and goes on deciding while [`write`] confirms the
-//! actions, stores the timers, writes the profiles, publishes the traces and commits the
-//! position — in that order, as the invariants require. One checkpoint is in flight per
-//! partition at a time, so positions and profile writes stay in order.
+//! Writing one checkpoint of a partition, off the partition's own loop: the partition stores
+//! the traces and takes a [`Snapshot`] (the position decided so far, the actions sent, the
+//! timers, the changed profiles already encoded) and goes on deciding while [`write`] confirms
+//! the actions, stores the timers, writes the profiles and commits the position — in that
+//! order, as the invariants require. One checkpoint is in flight per partition at a time, so
+//! positions and profile writes stay in order.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,8 +25,6 @@ pub struct Snapshot {
     pub unschedule: Vec<String>,
     /// The changed profiles, encoded.
     pub writes: Vec<(String, Vec<u8>)>,
-    /// Serialized decision traces per profile.
-    pub traces: HashMap<String, Vec<Vec<u8>>>,
     /// The atomic batch's id.
     pub batch_id: String,
     pub started: Instant,
@@ -48,7 +45,8 @@ pub enum Written {
     Retry {
         schedule: Vec<Scheduled>,
         unschedule: Vec<String>,
-        traces: HashMap<String, Vec<Vec<u8>>>,
+        /// The profiles not written.
+        changed: Vec<String>,
     },
 }
 
@@ -63,7 +61,7 @@ pub async fn write(
     let retry = |snapshot: Snapshot| Written::Retry {
         schedule: snapshot.schedule,
         unschedule: snapshot.unschedule,
-        traces: snapshot.traces,
+        changed: snapshot.writes.into_iter().map(|(id, _)| id).collect(),
     };
     // Timers before the state that lists them: a timer whose state is lost is dropped by the
     // profile when it fires, but a state listing a lost timer would wait forever.
@@ -95,9 +93,6 @@ pub async fn write(
                 return Ok(retry(snapshot));
             }
         }
-    }
-    for (profile, traces) in snapshot.traces {
-        shared.publish_traces(&profile, traces).await;
     }
     for id in &snapshot.unschedule {
         shared.timers.unschedule(id).await;

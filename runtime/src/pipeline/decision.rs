@@ -1,4 +1,4 @@
-//! Deciding one live event against its profile's state in memory, on a decision thread: the
+//! Deciding live events against their profiles' state in memory, on a decision thread: the
 //! core's decision on the system clock with the live rules and plugins, the profile size bound,
 //! and everything a person sees about it (logs, metrics, per-rule stats, the trace).
 
@@ -10,7 +10,10 @@ use nudge_rules::policy::Reason;
 use nudge_rules::state::Outgoing;
 use nudge_rules::{CloudEvent, Decision, Policy, Profile, ProfileState, StateLimits};
 
-use super::memory::{EVENT_GROWTH_BOUND_BYTES, Held};
+use super::memory::{EVENT_GROWTH_BOUND_BYTES, Held, ProfileMemory};
+use super::outbox::Cause;
+use super::reader::Delivered;
+use super::{Shared, decode};
 use crate::clock::SharedClock;
 use crate::plugin::Plugins;
 use crate::profiles::ProfileStore;
@@ -190,4 +193,75 @@ impl Decisions {
             metrics::counter!(telemetry::ACTIONS_HELD).increment(decision.trace.held.len() as u64);
         }
     }
+}
+
+/// What one event came to, back from its decision thread.
+pub enum Outcome {
+    Decided(Arc<Cause>, String, Decided),
+    /// Already in the state (restored from a checkpoint written after it): nothing to do.
+    Skipped,
+    /// To the DLQ, with the payload in hand.
+    Poison(Arc<Cause>, bytes::Bytes, Poison),
+}
+
+/// Decides a batch on a decision thread: each event against its profile in `memory`, which
+/// goes back to the partition with the outcomes.
+pub fn decide_all(
+    shared: &Shared,
+    mut memory: ProfileMemory,
+    events: Vec<Delivered>,
+) -> (ProfileMemory, Vec<Outcome>) {
+    let max_event_bytes = shared.settings.max_event_bytes;
+    let outcomes = events
+        .into_iter()
+        .map(|delivered| {
+            let event_bytes = delivered.payload.len();
+            let decoded = decode(&delivered.payload, max_event_bytes);
+            let cause = Arc::new(Cause {
+                seq: delivered.seq,
+                event_id: decoded
+                    .as_ref()
+                    .map_or_else(|_| String::new(), |e| e.id.clone()),
+                subject: delivered.subject,
+                received: delivered.received,
+            });
+            let payload = delivered.payload;
+            let event: CloudEvent = match decoded {
+                Ok(event) => event,
+                Err(reason) => {
+                    return Outcome::Poison(
+                        cause,
+                        payload,
+                        Poison {
+                            kind: "invalid_event",
+                            reason,
+                        },
+                    );
+                }
+            };
+            let held = match delivered.key.as_deref() {
+                Some(key) if key == event.subject => memory.get_mut(key),
+                _ => None,
+            };
+            let Some(held) = held else {
+                return Outcome::Poison(
+                    cause,
+                    payload,
+                    Poison {
+                        kind: "invalid_event",
+                        reason: "subject: given more than once".into(),
+                    },
+                );
+            };
+            match shared
+                .decisions
+                .decide(held, &event, delivered.seq, event_bytes)
+            {
+                Ok(Some(decided)) => Outcome::Decided(cause, event.subject, decided),
+                Ok(None) => Outcome::Skipped,
+                Err(poison) => Outcome::Poison(cause, payload, poison),
+            }
+        })
+        .collect();
+    (memory, outcomes)
 }

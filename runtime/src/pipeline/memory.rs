@@ -64,6 +64,15 @@ impl ProfileMemory {
         }
     }
 
+    /// After a checkpoint stored their traces: where each profile's newest now are.
+    pub fn traced(&mut self, newest: &[(String, u64)]) {
+        for (id, seq) in newest {
+            if let Some(held) = self.entries.peek_mut(id) {
+                held.state.trace_seq = *seq;
+            }
+        }
+    }
+
     /// Drops least recently used profiles until at most `partition_max_profiles` remain, never
     /// one that is `changed` (not written since it changed). Right after a checkpoint landed.
     pub fn evict(&mut self, changed: impl Fn(&str) -> bool) -> usize {

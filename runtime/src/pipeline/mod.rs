@@ -3,7 +3,7 @@
 //!
 //! - [`reader`]: one ordered consumer reads every event and routes those of owned partitions;
 //! - [`partition`]: one worker per owned partition decides its events in stream order, publishes
-//!   their actions, and checkpoints (actions confirmed, timers, profiles, traces, position);
+//!   their actions, and checkpoints (traces, actions confirmed, timers, profiles, position);
 //! - [`decision`] runs on the [`pool`] of decision threads, never on the async workers;
 //! - this module's [`run`] keeps ownership current every tick: heartbeat, renew leases, and take
 //!   or give up partitions as `cluster::assign` plans.
@@ -40,7 +40,7 @@ pub use pool::{Pool, default_threads};
 use crate::cluster::Cluster;
 use crate::cluster::lease::Lease;
 use crate::config::Settings;
-use crate::profiles::{self, ProfileStore};
+use crate::profiles::ProfileStore;
 use crate::telemetry;
 use crate::timers::TimerStore;
 use partition::{Exit, Partition};
@@ -97,24 +97,6 @@ impl Shared {
     /// The stream's last sequence as the reader last saw it.
     pub fn tail(&self) -> u64 {
         self.router.tail.load(Ordering::Acquire)
-    }
-
-    /// One profile's decisions since the last checkpoint as one message on its trace subject
-    /// (no ack awaited: the trace is for people, and losing one never holds up an event).
-    async fn publish_traces(&self, profile: &str, traces: Vec<Vec<u8>>) {
-        let mut body = Vec::with_capacity(traces.iter().map(|t| t.len() + 1).sum::<usize>() + 2);
-        body.push(b'[');
-        for (i, trace) in traces.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(trace);
-        }
-        body.push(b']');
-        let subject = format!("trace.{}", profiles::key(profile));
-        if let Err(error) = self.client.publish(subject, body.into()).await {
-            tracing::debug!(%error, "could not publish decision traces");
-        }
     }
 }
 

@@ -1,30 +1,31 @@
 //! One owned partition, start to end: take the events the reader hands over, in stream order;
 //! bring their profiles into memory; decide them on a decision thread; publish their actions at
-//! once; and every `checkpoint_interval_ms` (or sooner, when much is waiting) confirm the
-//! actions, store timers, write the changed profiles and the traces, and commit the stream
+//! once; and every `checkpoint_interval_ms` (or sooner, when much is waiting) store the traces,
+//! confirm the actions, store timers, write the changed profiles, and commit the stream
 //! position — in that order, so a new owner resuming from the position finds every effect of
 //! what came before it and decides the rest again (deterministic action ids make that publish
 //! nothing new).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use nudge_rules::ProfileState;
 use nudge_rules::decide::Scheduled;
-use nudge_rules::{CloudEvent, ProfileState};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::Shared;
 use super::checkpoint::{self, Snapshot, Written};
-use super::decision::{Decided, Poison};
+use super::decision::{Outcome, decide_all};
 use super::memory::ProfileMemory;
-use super::outbox::{Cause, Halt, Outbox, dead_letter};
+use super::outbox::{Halt, Outbox, dead_letter};
 use super::reader::{Batch, Delivered};
-use super::{Shared, decode};
 use crate::cluster::lease::{Lease, LeaseError};
 use crate::profiles;
 use crate::telemetry;
+use crate::traces::{self, Entry};
 
 /// Profiles loaded from KV at once for one batch.
 const LOADS_IN_FLIGHT: usize = 64;
@@ -47,15 +48,6 @@ impl From<Halt> for Exit {
             Halt::Lapsed => Exit::Lapsed,
         }
     }
-}
-
-/// What one event came to, back from its decision thread.
-enum Outcome {
-    Decided(Arc<Cause>, String, Decided),
-    /// Already in the state (restored from a checkpoint written after it): nothing to do.
-    Skipped,
-    /// To the DLQ, with the payload in hand.
-    Poison(Arc<Cause>, bytes::Bytes, Poison),
 }
 
 /// Metric handles resolved once per partition, not per event.
@@ -90,9 +82,10 @@ pub struct Partition {
     stop: CancellationToken,
     memory: Option<ProfileMemory>,
     outbox: Outbox,
-    /// Serialized decision traces per profile, published at the next checkpoint. Every change
-    /// of a profile comes with a trace, so these are also the profiles to write.
+    /// Serialized decision traces per profile, stored at the next checkpoint.
     traces: HashMap<String, Vec<Vec<u8>>>,
+    /// Profiles changed since a checkpoint last wrote them.
+    changed: HashSet<String>,
     schedule: Vec<Scheduled>,
     unschedule: Vec<String>,
     /// Every event of this partition up to this stream sequence is decided.
@@ -122,6 +115,7 @@ impl Partition {
             queue,
             stop,
             traces: HashMap::new(),
+            changed: HashSet::new(),
             schedule: Vec::new(),
             unschedule: Vec::new(),
             decided: resume_after,
@@ -215,7 +209,7 @@ impl Partition {
         self.outbox.settle();
         Ok(
             self.outbox.len() >= self.shared.settings.max_pending_actions
-                || self.traces.len() >= self.shared.settings.checkpoint_max_profiles,
+                || self.changed.len() >= self.shared.settings.checkpoint_max_profiles,
         )
     }
 
@@ -253,6 +247,9 @@ impl Partition {
                     self.outbox
                         .send(cause, decided.publish, &self.lease)
                         .await?;
+                    if !self.changed.contains(&profile) {
+                        self.changed.insert(profile.clone());
+                    }
                     self.traces.entry(profile).or_default().push(decided.trace);
                     self.schedule.extend(decided.schedule);
                     self.unschedule.extend(decided.unschedule);
@@ -341,11 +338,13 @@ impl Partition {
         Ok(())
     }
 
-    /// Takes what the next checkpoint writes — the position decided so far, the sent actions,
-    /// the timers, the changed profiles (encoded now, on a decision thread), the traces — and
-    /// starts writing it; `None` when there is nothing to write.
+    /// Stores the traces, then takes what the next checkpoint writes — the position decided so
+    /// far, the sent actions, the timers, the changed profiles (encoded now, on a decision
+    /// thread, pointing at their newest traces) — and starts writing it; `None` when there is
+    /// nothing to write.
     async fn start_checkpoint(&mut self) -> Result<Option<Flight>, Exit> {
         if self.decided == self.committed
+            && self.changed.is_empty()
             && self.traces.is_empty()
             && self.outbox.is_empty()
             && self.schedule.is_empty()
@@ -357,7 +356,11 @@ impl Partition {
             return Err(Exit::Lapsed);
         }
         let started = Instant::now();
-        let writes = self.encode_changed().await?;
+        let untraced = self.store_traces().await;
+        let changed: Vec<String> = self.changed.drain().collect();
+        let writes = self.encode_changed(changed).await?;
+        // Written now, and again once their traces are stored and pointed at.
+        self.changed.extend(untraced);
         self.checkpoints += 1;
         let snapshot = Snapshot {
             position: self.decided,
@@ -365,7 +368,6 @@ impl Partition {
             schedule: std::mem::take(&mut self.schedule),
             unschedule: std::mem::take(&mut self.unschedule),
             writes,
-            traces: std::mem::take(&mut self.traces),
             batch_id: format!(
                 "{}-{}-{}",
                 self.lease.partition, self.lease.epoch, self.checkpoints
@@ -409,7 +411,7 @@ impl Partition {
                     self.committed = position;
                 }
                 if let Some(memory) = self.memory.as_mut() {
-                    memory.evict(|id| self.traces.contains_key(id));
+                    memory.evict(|id| self.changed.contains(id));
                 }
                 let lag = self.shared.tail().saturating_sub(self.committed);
                 telemetry::checkpointed(
@@ -424,31 +426,70 @@ impl Partition {
             Written::Retry {
                 mut schedule,
                 mut unschedule,
-                traces,
+                changed,
             } => {
                 schedule.append(&mut self.schedule);
                 self.schedule = schedule;
                 unschedule.append(&mut self.unschedule);
                 self.unschedule = unschedule;
-                for (profile, mut earlier) in traces {
-                    let since = self.traces.entry(profile).or_default();
-                    earlier.append(since);
-                    *since = earlier;
-                }
+                self.changed.extend(changed);
             }
         }
         Ok(())
     }
 
-    /// Encodes every changed profile (the keys of the traces) on a decision thread; their
-    /// stored sizes are known from then on.
-    async fn encode_changed(&mut self) -> Result<Vec<(String, Vec<u8>)>, Exit> {
+    /// Stores the traces of the changed profiles, each profile's entry chained to its previous
+    /// one, and points each profile's state at its newest. Answers the profiles whose traces
+    /// could not be stored: those wait for the next checkpoint, which writes them again.
+    async fn store_traces(&mut self) -> Vec<String> {
         if self.traces.is_empty() {
+            return Vec::new();
+        }
+        let memory = self
+            .memory
+            .as_mut()
+            .expect("memory is home between batches");
+        let entries: Vec<Entry> = self
+            .traces
+            .drain()
+            .map(|(profile, decisions)| Entry {
+                prev_seq: memory.peek(&profile).map_or(0, |held| held.state.trace_seq),
+                profile,
+                decisions,
+            })
+            .collect();
+        let stored = traces::store(&self.shared.js, self.lease.partition, entries).await;
+        memory.traced(&stored.newest);
+        let Some(error) = stored.error else {
+            return Vec::new();
+        };
+        tracing::warn!(
+            partition = self.lease.partition,
+            %error,
+            profiles = stored.unstored.len(),
+            "storing decision traces failed; the next checkpoint stores them"
+        );
+        stored
+            .unstored
+            .into_iter()
+            .map(|entry| {
+                self.traces.insert(entry.profile.clone(), entry.decisions);
+                entry.profile
+            })
+            .collect()
+    }
+
+    /// Encodes the `changed` profiles on a decision thread; their stored sizes are known from
+    /// then on.
+    async fn encode_changed(
+        &mut self,
+        changed: Vec<String>,
+    ) -> Result<Vec<(String, Vec<u8>)>, Exit> {
+        if changed.is_empty() {
             return Ok(Vec::new());
         }
         let memory = self.memory.take().expect("memory is home between batches");
         let shared = self.shared.clone();
-        let changed: Vec<String> = self.traces.keys().cloned().collect();
         let encoded = self
             .shared
             .pool
@@ -497,66 +538,4 @@ async fn landing(
         Some(flight) => flight.await,
         None => std::future::pending().await,
     }
-}
-
-/// Decides a batch on a decision thread: each event against its profile in `memory`, which
-/// goes back to the partition with the outcomes.
-fn decide_all(
-    shared: &Shared,
-    mut memory: ProfileMemory,
-    events: Vec<Delivered>,
-) -> (ProfileMemory, Vec<Outcome>) {
-    let max_event_bytes = shared.settings.max_event_bytes;
-    let outcomes = events
-        .into_iter()
-        .map(|delivered| {
-            let event_bytes = delivered.payload.len();
-            let decoded = decode(&delivered.payload, max_event_bytes);
-            let cause = Arc::new(Cause {
-                seq: delivered.seq,
-                event_id: decoded
-                    .as_ref()
-                    .map_or_else(|_| String::new(), |e| e.id.clone()),
-                subject: delivered.subject,
-                received: delivered.received,
-            });
-            let payload = delivered.payload;
-            let event: CloudEvent = match decoded {
-                Ok(event) => event,
-                Err(reason) => {
-                    return Outcome::Poison(
-                        cause,
-                        payload,
-                        Poison {
-                            kind: "invalid_event",
-                            reason,
-                        },
-                    );
-                }
-            };
-            let held = match delivered.key.as_deref() {
-                Some(key) if key == event.subject => memory.get_mut(key),
-                _ => None,
-            };
-            let Some(held) = held else {
-                return Outcome::Poison(
-                    cause,
-                    payload,
-                    Poison {
-                        kind: "invalid_event",
-                        reason: "subject: given more than once".into(),
-                    },
-                );
-            };
-            match shared
-                .decisions
-                .decide(held, &event, delivered.seq, event_bytes)
-            {
-                Ok(Some(decided)) => Outcome::Decided(cause, event.subject, decided),
-                Ok(None) => Outcome::Skipped,
-                Err(poison) => Outcome::Poison(cause, payload, poison),
-            }
-        })
-        .collect();
-    (memory, outcomes)
 }
