@@ -344,10 +344,12 @@ async fn the_trace_walks_back_across_checkpoints_and_restarts() {
         )
         .await;
     let trace_ids = |trace: &serde_json::Value| -> Vec<String> {
-        trace["decisions"]
-            .as_array()
-            .map(|d| d.iter().map(|d| d["event_id"].to_string()).collect())
-            .unwrap_or_default()
+        let decisions = trace["decisions"].as_array();
+        let decisions = decisions.unwrap_or_else(|| panic!("no decisions list: {trace:#}"));
+        decisions
+            .iter()
+            .map(|d| d["event_id"].to_string())
+            .collect()
     };
     for n in 0..6 {
         if n == 3 {

@@ -6,6 +6,7 @@
 //! what came before it and decides the rest again (deterministic action ids make that publish
 //! nothing new).
 
+use std::collections::hash_map::Entry as Slot;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -247,10 +248,14 @@ impl Partition {
                     self.outbox
                         .send(cause, decided.publish, &self.lease)
                         .await?;
-                    if !self.changed.contains(&profile) {
-                        self.changed.insert(profile.clone());
+                    // A profile's first trace since the last store marks it changed too.
+                    match self.traces.entry(profile) {
+                        Slot::Occupied(slot) => slot.into_mut().push(decided.trace),
+                        Slot::Vacant(slot) => {
+                            self.changed.insert(slot.key().clone());
+                            slot.insert(vec![decided.trace]);
+                        }
                     }
-                    self.traces.entry(profile).or_default().push(decided.trace);
                     self.schedule.extend(decided.schedule);
                     self.unschedule.extend(decided.unschedule);
                     self.meters.decided.increment(1);
