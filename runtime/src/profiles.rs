@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nudge_rules::ProfileState;
 
-/// The KV key (and trace subject token) of a profile id: base64url, so any id is a valid key.
+/// The KV key of a profile id: base64url, so any id is a valid key.
 pub fn key(profile_id: &str) -> String {
     let encoded = URL_SAFE_NO_PAD.encode(profile_id.as_bytes());
     if encoded.is_empty() {

@@ -23,11 +23,13 @@ pub const PLUGINS_BUCKET: &str = "NUDGE_PLUGINS";
 pub const PLUGIN_VERSIONS_BUCKET: &str = "NUDGE_PLUGIN_VERSIONS";
 /// Plugin code, one object per SHA-256 of the `.wasm`.
 pub const PLUGIN_CODE_STORE: &str = "NUDGE_PLUGIN_CODE";
-/// Profile state, one key per profile (see `profiles::key`), written by compare-and-set.
+/// Profile state, one key per profile (see `profiles::key`), written by the partition's owner
+/// in fenced atomic batches.
 pub const PROFILES_BUCKET: &str = "NUDGE_PROFILES";
 /// Pending timers and held actions, one key per message id: what to publish, and when.
 pub const TIMERS_BUCKET: &str = "NUDGE_TIMERS";
-/// Decision traces on `trace.<profile key>`, a bounded number per profile.
+/// Decision traces on `trace.<partition>`: per checkpoint a few messages of entries, each
+/// naming the same profile's entry before it (see `traces`).
 pub const TRACE_STREAM: &str = "NUDGE_TRACE";
 /// Append-only audit log (`audit.<action>`): deletes and purges are denied.
 pub const AUDIT_STREAM: &str = "NUDGE_AUDIT";

@@ -2,6 +2,9 @@
 // change, and errors in nudge's shape ({error: {message, field, line, column}}).
 
 let csrfToken = null;
+// Set once sign-out starts, so a poll answered 401 meanwhile does not start a second navigation
+// that aborts the one to the sign-in page.
+let signingOut = false;
 
 export function setCsrf(token) {
   csrfToken = token;
@@ -35,11 +38,17 @@ export async function api(method, path, body, { raw = false, contentType } = {})
   } catch {
     data = text;
   }
-  if (response.status === 401 && !location.pathname.startsWith("/login")) {
+  if (response.status === 401 && !signingOut && !location.pathname.startsWith("/login")) {
     location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
   }
   if (!response.ok) throw new ApiError(response.status, data?.error);
   return { status: response.status, data };
+}
+
+export async function signOut() {
+  signingOut = true;
+  await api("POST", "/logout").catch(() => {});
+  location.assign("/login");
 }
 
 export const get = (path) => api("GET", path).then((r) => r.data);

@@ -1,7 +1,7 @@
 // The single-page app: session, navigation and the page for the current path.
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { api, can, get, setCsrf } from "./api.js";
+import { can, get, setCsrf, signOut } from "./api.js";
 import { Login } from "./pages/login.jsx";
 import { RulesPage } from "./pages/rules.jsx";
 import { EditorPage } from "./pages/editor.jsx";
@@ -44,10 +44,6 @@ const NAV = [
 ];
 
 function Layout({ session, path, children }) {
-  const logout = async () => {
-    await api("POST", "/logout").catch(() => {});
-    location.assign("/login");
-  };
   return (
     <div class="shell">
       <a class="skip" href="#main">Skip to content</a>
@@ -63,7 +59,7 @@ function Layout({ session, path, children }) {
         <span class="who" data-testid="who">
           {session.username} · {session.role}
         </span>
-        <button type="button" class="ghost" onClick={logout} data-testid="logout">
+        <button type="button" class="ghost" onClick={signOut} data-testid="logout">
           Sign out
         </button>
       </header>
