@@ -2,11 +2,12 @@
 //! (i64, little-endian), how many field hashes follow (u8), and the hashes (u32 each), oldest
 //! entry first, in one byte buffer. A profile holds a window per event type and an owner holds
 //! thousands of profiles in memory, so an entry costs its bytes and no allocation of its own;
-//! and the stored form (base64 of the same bytes) is written without converting anything.
+//! and the stored form (the same bytes; base64 of them in JSON) is written without converting
+//! anything.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use serde::de::Error as _;
+use serde::de::{Error as _, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Bytes of an entry before its hashes: time (8) and hash count (1).
@@ -125,17 +126,44 @@ impl<'a> Iterator for Entries<'a> {
 
 impl Serialize for Window {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&STANDARD_NO_PAD.encode(&self.bytes))
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&STANDARD_NO_PAD.encode(&self.bytes))
+        } else {
+            serializer.serialize_bytes(&self.bytes)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Window {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Window, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        let bytes = STANDARD_NO_PAD
-            .decode(text.as_bytes())
-            .map_err(D::Error::custom)?;
+        let bytes = if deserializer.is_human_readable() {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+            STANDARD_NO_PAD
+                .decode(text.as_bytes())
+                .map_err(D::Error::custom)?
+        } else {
+            deserializer.deserialize_bytes(PackedBytes)?
+        };
         Window::unpack(bytes).ok_or_else(|| D::Error::custom("window truncated"))
+    }
+}
+
+/// A window's packed bytes in a binary format.
+struct PackedBytes;
+
+impl Visitor<'_> for PackedBytes {
+    type Value = Vec<u8>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a window's packed bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(bytes.to_vec())
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+        Ok(bytes)
     }
 }
 

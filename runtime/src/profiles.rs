@@ -2,6 +2,11 @@
 //! checkpoint of its partition's owner left it. Only that owner writes, in atomic batches fenced
 //! by the partition's marker (see `cluster::lease`): once another instance takes the partition
 //! over, the server refuses them whole.
+//!
+//! The stored form is MessagePack with field names (windows as raw bytes): a third smaller than
+//! JSON and quicker to write, and still self-describing, so fields can be added the way they
+//! were in JSON. States stored as JSON by earlier versions (they start with `{`, which no
+//! MessagePack map does) are still read.
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{Context, kv};
@@ -25,7 +30,30 @@ pub enum EncodeError {
     #[error("the profile state is {0} bytes; the limit is {1} (profile_max_bytes)")]
     TooLarge(usize, usize),
     #[error("the profile state cannot be serialized: {0}")]
-    Serialize(#[from] serde_json::Error),
+    Serialize(#[from] rmp_serde::encode::Error),
+}
+
+/// A state in its stored form.
+pub fn encode(state: &ProfileState) -> Result<Vec<u8>, EncodeError> {
+    Ok(rmp_serde::to_vec_named(state)?)
+}
+
+/// A state read back from its stored form (or from the JSON of earlier versions).
+pub fn decode(bytes: &[u8]) -> anyhow::Result<ProfileState> {
+    Ok(if bytes.first() == Some(&b'{') {
+        serde_json::from_slice(bytes)?
+    } else {
+        rmp_serde::from_slice(bytes)?
+    })
+}
+
+/// A profile's state as its partition's last checkpoint stored it.
+pub struct Stored {
+    pub state: ProfileState,
+    /// Its KV revision.
+    pub revision: u64,
+    /// Its stored size.
+    pub bytes: usize,
 }
 
 #[derive(Clone)]
@@ -44,22 +72,26 @@ impl ProfileStore {
         self.max_bytes
     }
 
-    /// The stored state of `id` with its KV revision, or `None` when nudge has never seen it.
-    pub async fn load(&self, id: &str) -> anyhow::Result<Option<(ProfileState, u64)>> {
+    /// The stored state of `id`, or `None` when nudge has never seen it.
+    pub async fn load(&self, id: &str) -> anyhow::Result<Option<Stored>> {
         let Some(entry) = self.kv.entry(key(id)).await? else {
             return Ok(None);
         };
         if !matches!(entry.operation, kv::Operation::Put) {
             return Ok(None);
         }
-        let state = serde_json::from_slice(&entry.value)
-            .map_err(|e| anyhow::anyhow!("profile {id}: stored state unreadable: {e}"))?;
-        Ok(Some((state, entry.revision)))
+        let state = decode(&entry.value)
+            .map_err(|e| anyhow::anyhow!("profile {id}: stored state unreadable: {e:#}"))?;
+        Ok(Some(Stored {
+            state,
+            revision: entry.revision,
+            bytes: entry.value.len(),
+        }))
     }
 
     /// The state as stored bytes, if it fits `profile_max_bytes`.
     pub fn encode(&self, state: &ProfileState) -> Result<Vec<u8>, EncodeError> {
-        let bytes = serde_json::to_vec(state)?;
+        let bytes = encode(state)?;
         if bytes.len() > self.max_bytes {
             return Err(EncodeError::TooLarge(bytes.len(), self.max_bytes));
         }
@@ -157,6 +189,41 @@ fn batch_outcome(answer: &[u8]) -> Result<(), WriteError> {
 #[cfg(test)]
 mod tests {
     use super::key;
+
+    #[test]
+    fn states_survive_their_stored_form_and_earlier_json_is_still_read() {
+        use nudge_rules::ProfileState;
+        let mut state = ProfileState::new("user-1", 1_700_000_000_000);
+        state.counters.insert("cart.updated".into(), 3);
+        state
+            .windows
+            .entry("cart.updated".into())
+            .or_default()
+            .push(5, &[1, 2]);
+        state.profile.attributes.insert(
+            "tier".into(),
+            serde_json::json!({"level": 2.5, "tags": ["a"]}),
+        );
+        state.seq = 42;
+        let stored = super::encode(&state).unwrap();
+        assert_eq!(super::decode(&stored).unwrap(), state);
+        let json = serde_json::to_vec(&state).unwrap();
+        assert!(
+            stored.len() < json.len(),
+            "{} >= {}",
+            stored.len(),
+            json.len()
+        );
+        assert_eq!(
+            super::decode(&json).unwrap(),
+            state,
+            "a state stored as JSON before"
+        );
+        assert!(
+            super::decode(b"\xc1").is_err(),
+            "not a state: an error, not a default"
+        );
+    }
 
     #[test]
     fn batch_answers_say_stored_fenced_or_why_not() {

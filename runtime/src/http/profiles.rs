@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 use super::{ApiError, AppState};
+use crate::profiles::Stored;
 use crate::traces;
 
 fn unavailable(error: impl std::fmt::Display) -> ApiError {
@@ -20,14 +21,19 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some((profile, revision)) = state.profiles.load(&id).await.map_err(unavailable)? else {
+    let Some(Stored {
+        state: profile,
+        revision,
+        ..
+    }) = state.profiles.load(&id).await.map_err(unavailable)?
+    else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             Some("id"),
             format!("no event about profile `{id}` has been seen"),
         ));
     };
-    let times = |map: &std::collections::BTreeMap<String, i64>| {
+    let times = |map: &nudge_rules::state::StateMap<i64>| {
         map.iter()
             .map(|(k, ms)| (k.clone(), Value::String(rfc3339(*ms))))
             .collect::<Map<String, Value>>()
@@ -75,7 +81,7 @@ pub async fn trace(
     let limit = query.limit.unwrap_or(kept).clamp(1, kept.max(1));
     // The state points at the newest stored decisions; a profile never seen has none.
     let newest_seq = match state.profiles.load(&id).await.map_err(unavailable)? {
-        Some((profile, _)) => profile.trace_seq,
+        Some(stored) => stored.state.trace_seq,
         None => 0,
     };
     let decisions = traces::read(&state.js, &id, newest_seq, limit)

@@ -311,10 +311,7 @@ impl Partition {
             let now_ms = self.shared.decisions.clock.now_ms();
             for (key, result) in loaded {
                 match result {
-                    Ok(Some((state, _))) => {
-                        let bytes = serde_json::to_vec(&state).map_or(0, |b| b.len());
-                        memory.insert(key.to_owned(), state, bytes);
-                    }
+                    Ok(Some(stored)) => memory.insert(key.to_owned(), stored.state, stored.bytes),
                     Ok(None) => memory.insert(key.to_owned(), ProfileState::new(key, now_ms), 0),
                     Err(error) => failed = Some(error),
                 }
