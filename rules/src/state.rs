@@ -3,7 +3,9 @@
 //! windows, pending timers, policy counters and the recently applied events. Every part is
 //! bounded by [`StateLimits`], so one busy profile cannot grow without end.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+use litemap::LiteMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -91,6 +93,11 @@ pub struct Applied {
     pub event: String,
 }
 
+/// A profile's small maps (a few event types, rules, channels each), kept sorted in one vector:
+/// an owner holds thousands of profiles in memory, and a B-tree spends a node of eleven slots
+/// on a map of one entry. Ordered by key like a `BTreeMap`, so it reads and serializes alike.
+pub type StateMap<V> = LiteMap<String, V>;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProfileState {
     pub profile: Profile,
@@ -99,20 +106,20 @@ pub struct ProfileState {
     #[serde(default)]
     pub updated_ms: i64,
     #[serde(default)]
-    pub counters: BTreeMap<String, u64>,
+    pub counters: StateMap<u64>,
     #[serde(default)]
-    pub last_seen_ms: BTreeMap<String, i64>,
+    pub last_seen_ms: StateMap<i64>,
     /// Recent events per type, packed (see [`Window`]).
     #[serde(default)]
-    pub windows: BTreeMap<String, Window>,
+    pub windows: StateMap<Window>,
     #[serde(default)]
-    pub timers: BTreeMap<String, PendingTimer>,
+    pub timers: StateMap<PendingTimer>,
     /// Cap counters, keyed `<channel>` (all rules) or `<channel>/<rule>`.
     #[serde(default)]
-    pub caps: BTreeMap<String, CapCount>,
+    pub caps: StateMap<CapCount>,
     /// When each rule last fired for this profile (for `cooldown`).
     #[serde(default)]
-    pub fired_ms: BTreeMap<String, i64>,
+    pub fired_ms: StateMap<i64>,
     #[serde(default)]
     pub applied: VecDeque<Applied>,
     /// Stream sequence of the last event applied to this state (0: none, or decided outside a
@@ -175,7 +182,7 @@ impl ProfileState {
         window.push(now_ms, &fields[..kept]);
         let oldest_kept = now_ms - limits.window_max_age_ms;
         let max_events = limits.window_max_events.max(1);
-        for window in self.windows.values_mut() {
+        for (_, window) in self.windows.iter_mut() {
             window.trim(max_events, oldest_kept);
         }
         self.windows.retain(|_, w| !w.is_empty());
@@ -348,7 +355,7 @@ mod tests {
             1
         );
         assert_eq!(state.count("order.placed", 3_600_000, 30 * 60_000, &[]), 0);
-        assert_eq!(state.counters["product.viewed"], 4);
+        assert_eq!(state.counters.get("product.viewed").copied().unwrap(), 4);
     }
 
     #[test]
@@ -401,7 +408,7 @@ mod tests {
         assert!(!state.counters.contains_key("a.x"));
         assert_eq!(state.counters.len(), 2);
         state.record(&event("c.x", json!({})), 2 * DAY_MS, &limits);
-        assert_eq!(state.windows["c.x"].len(), 1);
+        assert_eq!(state.windows.get("c.x").unwrap().len(), 1);
         assert!(!state.windows.contains_key("b.x"));
     }
 
