@@ -29,13 +29,14 @@ struct Drained {
     profile_writes: u64,
     stored_profile_bytes: u64,
     trace_messages: u64,
+    trace_bytes: u64,
 }
 
 async fn nudge_drain(nats: &NatsServer, round: u64, count: u64) -> Drained {
     let js = nats.jetstream().await;
     let actions_before = stream_len(&js, "NUDGE_ACTIONS").await;
     let (_, _, profiles_before) = stream_state(&js, "KV_NUDGE_PROFILES").await;
-    let (_, _, traces_before) = stream_state(&js, "NUDGE_TRACE").await;
+    let (_, trace_bytes_before, traces_before) = stream_state(&js, "NUDGE_TRACE").await;
     prefill(&js, "", round * count, count).await;
     let nudge = Nudge::start(nats, &[]).await;
     let pid = nudge.pid().to_string();
@@ -66,7 +67,7 @@ async fn nudge_drain(nats: &NatsServer, round: u64, count: u64) -> Drained {
     }
     assert!(nudge.stop().await);
     let (profiles, profile_bytes, profiles_last) = stream_state(&js, "KV_NUDGE_PROFILES").await;
-    let (_, _, traces_last) = stream_state(&js, "NUDGE_TRACE").await;
+    let (_, trace_bytes_last, traces_last) = stream_state(&js, "NUDGE_TRACE").await;
     Drained {
         elapsed,
         cpu_s: cpu,
@@ -76,6 +77,7 @@ async fn nudge_drain(nats: &NatsServer, round: u64, count: u64) -> Drained {
         profile_writes: profiles_last - profiles_before,
         stored_profile_bytes: profile_bytes / profiles.max(1),
         trace_messages: traces_last - traces_before,
+        trace_bytes: trace_bytes_last.saturating_sub(trace_bytes_before),
     }
 }
 
@@ -118,6 +120,7 @@ fn main() {
                     "actions_published": drained.actions,
                     "profile_writes_per_event": per_event(drained.profile_writes),
                     "trace_messages_per_event": per_event(drained.trace_messages),
+                    "trace_bytes_per_event": drained.trace_bytes / count,
                     "stored_profile_bytes": drained.stored_profile_bytes,
                 })
             );
