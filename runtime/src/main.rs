@@ -12,7 +12,9 @@ use nudge::{plugin_new, plugin_test, replay, rule_test, service, telemetry, up, 
 use tokio_util::sync::CancellationToken;
 
 /// Rule evaluation allocates many small maps and strings; mimalloc handles that churn with
-/// less CPU than the system allocator (see BENCHMARKS.md).
+/// less CPU than the system allocator. Version 2 (the `v2` feature): it returns freed pages
+/// after 10 ms where v3 waits a second, which kept a checkpoint's buffers resident (see
+/// BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
