@@ -65,8 +65,8 @@ impl Decisions {
             return Ok(None);
         }
         let max_bytes = self.profiles.max_bytes();
-        let attribute_growth =
-            self.limits.max_attributes * self.limits.max_attribute_bytes * ATTRIBUTE_GROWTH_FACTOR;
+        let attribute_bound_bytes = self.limits.max_attribute_bytes * ATTRIBUTE_GROWTH_FACTOR;
+        let attribute_growth = self.limits.max_attributes * attribute_bound_bytes;
         let growth_bound = EVENT_GROWTH_BOUND_BYTES + event_bytes;
         // Only a state that might outgrow profile_max_bytes with this event is copied first, so
         // it can be put back if it does.
@@ -74,9 +74,7 @@ impl Decisions {
             .then(|| held.state.clone());
         let decision = self.decide_now(&mut held.state, event);
         held.size_bound_bytes += growth_bound
-            + decision.attributes_set.min(self.limits.max_attributes)
-                * self.limits.max_attribute_bytes
-                * ATTRIBUTE_GROWTH_FACTOR;
+            + decision.attributes_set.min(self.limits.max_attributes) * attribute_bound_bytes;
         if held.size_bound_bytes > max_bytes {
             let exact = stored_bytes(&held.state, event)?;
             held.size_bound_bytes = exact;
@@ -206,8 +204,6 @@ pub enum Outcome {
     Poison(Arc<Cause>, bytes::Bytes, Poison),
 }
 
-/// Decides a batch on a decision thread: each event against its profile in `memory`, which
-/// goes back to the partition with the outcomes.
 /// How much a profile's stored form (MessagePack) can outgrow an attribute's JSON size
 /// (`max_attribute_bytes`): a float is 9 bytes where JSON can write it in 4 (`0.5,`).
 const ATTRIBUTE_GROWTH_FACTOR: usize = 3;
@@ -225,6 +221,8 @@ fn stored_bytes(state: &ProfileState, event: &CloudEvent) -> Result<usize, Poiso
         })
 }
 
+/// Decides a batch on a decision thread: each event against its profile in `memory`, which
+/// goes back to the partition with the outcomes.
 pub fn decide_all(
     shared: &Shared,
     mut memory: ProfileMemory,
