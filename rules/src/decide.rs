@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -117,7 +118,7 @@ impl Decider<'_> {
         rules: &[&Arc<CompiledRule>],
         plugins: &mut dyn FnMut(&CloudEvent, &Profile) -> PluginOutcome,
     ) -> Decision {
-        let identity = event.identity_digest();
+        let identity = event.identity();
         let mut decision = Decision {
             trace: Trace {
                 event_id: event.id.clone(),
@@ -208,7 +209,7 @@ impl Decider<'_> {
     }
 
     fn cancel_timers_of(&self, state: &mut ProfileState, event: &CloudEvent, d: &mut Decision) {
-        let cancelled: Vec<String> = state
+        let cancelled: Vec<CompactString> = state
             .timers
             .iter()
             .filter(|(_, t)| {
@@ -219,9 +220,9 @@ impl Decider<'_> {
             .map(|(name, _)| name.clone())
             .collect();
         for name in cancelled {
-            if let Some(timer) = state.timers.remove(&name) {
+            if let Some(timer) = state.timers.remove(name.as_str()) {
                 d.unschedule.push(timer.id);
-                d.trace.timers_cancelled.push(name);
+                d.trace.timers_cancelled.push(name.into());
             }
         }
     }
@@ -242,7 +243,7 @@ impl Decider<'_> {
             }
         }
         for name in effects.cancels {
-            if let Some(timer) = state.timers.remove(&name) {
+            if let Some(timer) = state.timers.remove(name.as_str()) {
                 d.unschedule.push(timer.id);
                 d.trace.timers_cancelled.push(name);
             }
@@ -257,7 +258,7 @@ impl Decider<'_> {
                 unless: timer.unless,
                 rule: rule_id.to_owned(),
             };
-            if let Some(replaced) = state.timers.insert(timer.name.clone(), pending) {
+            if let Some(replaced) = state.timers.insert(timer.name.as_str().into(), pending) {
                 d.unschedule.push(replaced.id);
             }
             d.trace.timers_scheduled.push(TraceItem {

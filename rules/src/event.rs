@@ -112,18 +112,79 @@ impl CloudEvent {
     /// A stable digest of `source` + `id`: the identity of an event. Used as `Nats-Msg-Id` on
     /// ingest and as the seed of every action id the event causes.
     pub fn identity_digest(&self) -> String {
-        digest(&[&self.source, &self.id])
+        self.identity().to_string()
+    }
+
+    /// The same identity as 16 bytes, the form a profile remembers applied events in.
+    pub fn identity(&self) -> EventDigest {
+        EventDigest(digest_bytes(&[&self.source, &self.id]))
     }
 }
 
 /// Hex SHA-256 over NUL-separated parts, truncated to 128 bits: plenty for dedupe ids.
 pub fn digest(parts: &[&str]) -> String {
+    hex::encode(digest_bytes(parts))
+}
+
+fn digest_bytes(parts: &[&str]) -> [u8; 16] {
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update(part.as_bytes());
         hasher.update([0u8]);
     }
-    hex::encode(&hasher.finalize()[..16])
+    let mut bytes = [0; 16];
+    bytes.copy_from_slice(&hasher.finalize()[..16]);
+    bytes
+}
+
+/// An event's identity ([`CloudEvent::identity`]) held in 16 bytes rather than 32 hex
+/// characters on the heap: every profile remembers several. Stored as raw bytes in binary
+/// formats and as hex in JSON; hex read from either, as earlier versions stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventDigest(pub [u8; 16]);
+
+impl std::fmt::Display for EventDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl Serialize for EventDigest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            serializer.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DigestVisitor)
+    }
+}
+
+struct DigestVisitor;
+
+impl serde::de::Visitor<'_> for DigestVisitor {
+    type Value = EventDigest;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("an event digest: 16 bytes, or 32 hex characters")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<EventDigest, E> {
+        let mut bytes = [0; 16];
+        hex::decode_to_slice(text, &mut bytes).map_err(E::custom)?;
+        Ok(EventDigest(bytes))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<EventDigest, E> {
+        let bytes =
+            <[u8; 16]>::try_from(bytes).map_err(|_| E::invalid_length(bytes.len(), &"16 bytes"))?;
+        Ok(EventDigest(bytes))
+    }
 }
 
 /// An event type becomes NATS subject tokens, so it must be a valid dotted subject without

@@ -151,7 +151,8 @@ impl Policy {
                 continue;
             }
             let rule = action.origin.id.clone();
-            if let (Some(cooldown_ms), Some(last)) = (policy.cooldown_ms, state.fired_ms.get(&rule))
+            if let (Some(cooldown_ms), Some(last)) =
+                (policy.cooldown_ms, state.fired_ms.get(rule.as_str()))
                 && now_ms - last < cooldown_ms
                 && !fired_rules.contains(&rule)
             {
@@ -193,7 +194,7 @@ impl Policy {
                 for (key, limit) in &limits {
                     if limit.is_some() {
                         count(
-                            state.caps.entry((*key).to_owned()).or_default(),
+                            state.caps.entry((*key).into()).or_default(),
                             &today,
                             &this_week,
                         );
@@ -207,7 +208,7 @@ impl Policy {
             }
             if policy.cooldown_ms.is_some() && !fired_rules.contains(&rule) {
                 fired_rules.push(rule.clone());
-                state.fired_ms.insert(rule, now_ms);
+                state.fired_ms.insert(rule.as_str().into(), now_ms);
             }
             match release_at {
                 Some(at) => verdict.held.push((action, at)),
@@ -247,11 +248,11 @@ fn exceeded(
 
 fn count(counter: &mut CapCount, today: &str, this_week: &str) {
     if counter.day != today {
-        counter.day = today.to_owned();
+        counter.day = today.into();
         counter.day_count = 0;
     }
     if counter.week != this_week {
-        counter.week = this_week.to_owned();
+        counter.week = this_week.into();
         counter.week_count = 0;
     }
     counter.day_count += 1;

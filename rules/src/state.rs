@@ -5,12 +5,13 @@
 
 use std::collections::VecDeque;
 
+use compact_str::CompactString;
 use litemap::LiteMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::event::CloudEvent;
+use crate::event::{CloudEvent, EventDigest};
 use crate::partition::Fnv1a32;
 use crate::profile::Profile;
 use crate::window::Window;
@@ -72,9 +73,9 @@ pub struct PendingTimer {
 /// Actions counted towards a cap in the profile's current day and ISO week.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CapCount {
-    pub day: String,
+    pub day: CompactString,
     pub day_count: u32,
-    pub week: String,
+    pub week: CompactString,
     pub week_count: u32,
 }
 
@@ -90,13 +91,14 @@ pub struct Outgoing {
 /// (States written before partitioned checkpoints also held an `outbox` here; it is ignored.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Applied {
-    pub event: String,
+    pub event: EventDigest,
 }
 
 /// A profile's small maps (a few event types, rules, channels each), kept sorted in one vector:
 /// an owner holds thousands of profiles in memory, and a B-tree spends a node of eleven slots
 /// on a map of one entry. Ordered by key like a `BTreeMap`, so it reads and serializes alike.
-pub type StateMap<V> = LiteMap<String, V>;
+/// Keys (event types, rule ids, channels) of up to 24 bytes live inline, not on the heap.
+pub type StateMap<V> = LiteMap<CompactString, V>;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProfileState {
@@ -143,8 +145,8 @@ impl ProfileState {
         }
     }
 
-    pub fn applied(&self, event_digest: &str) -> Option<&Applied> {
-        self.applied.iter().find(|a| a.event == event_digest)
+    pub fn applied(&self, event: &EventDigest) -> Option<&Applied> {
+        self.applied.iter().find(|a| a.event == *event)
     }
 
     pub fn remember_applied(&mut self, applied: Applied, limits: &StateLimits) {
@@ -158,10 +160,10 @@ impl ProfileState {
     /// includes it) and drops what fell out of the bounds.
     pub fn record(&mut self, event: &CloudEvent, now_ms: i64, limits: &StateLimits) {
         self.updated_ms = now_ms;
-        match self.counters.get_mut(&event.event_type) {
+        match self.counters.get_mut(event.event_type.as_str()) {
             Some(count) => *count += 1,
             None => {
-                self.counters.insert(event.event_type.clone(), 1);
+                self.counters.insert(event.event_type.as_str().into(), 1);
             }
         }
         let mut fields = [0_u32; MAX_FILTER_FIELDS];
@@ -175,9 +177,12 @@ impl ProfileState {
                 }
             }
         }
-        let window = match self.windows.get_mut(&event.event_type) {
+        let window = match self.windows.get_mut(event.event_type.as_str()) {
             Some(window) => window,
-            None => self.windows.entry(event.event_type.clone()).or_default(),
+            None => self
+                .windows
+                .entry(event.event_type.as_str().into())
+                .or_default(),
         };
         window.push(now_ms, &fields[..kept]);
         let oldest_kept = now_ms - limits.window_max_age_ms;
@@ -191,7 +196,12 @@ impl ProfileState {
 
     /// After the rules ran: `last_seen()` during an event means the one before it.
     pub fn seen(&mut self, event_type: &str, now_ms: i64) {
-        self.last_seen_ms.insert(event_type.to_owned(), now_ms);
+        match self.last_seen_ms.get_mut(event_type) {
+            Some(seen_ms) => *seen_ms = now_ms,
+            None => {
+                self.last_seen_ms.insert(event_type.into(), now_ms);
+            }
+        }
     }
 
     fn forget_types_beyond(&mut self, max_types: usize, keep: &str) {

@@ -12,6 +12,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{Context, kv};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
 use nudge_rules::ProfileState;
 
 /// The KV key of a profile id: base64url, so any id is a valid key.
@@ -223,6 +224,34 @@ mod tests {
             super::decode(b"\xc1").is_err(),
             "not a state: an error, not a default"
         );
+    }
+
+    #[test]
+    fn applied_events_are_stored_in_16_bytes_and_hex_stored_before_is_still_read() {
+        use nudge_rules::state::Applied;
+        use serde_json::json;
+        let event = nudge_rules::CloudEvent::from_value(json!({"specversion": "1.0",
+            "id": "e-1", "source": "shop", "type": "cart.updated", "subject": "user-1"}))
+        .unwrap();
+        let applied = Applied {
+            event: event.identity(),
+        };
+        let stored = rmp_serde::to_vec_named(&applied).unwrap();
+        let before = rmp_serde::to_vec_named(&json!({"event": event.identity_digest()})).unwrap();
+        assert_eq!(before.len() - stored.len(), 16, "raw bytes instead of hex");
+        assert_eq!(rmp_serde::from_slice::<Applied>(&stored).unwrap(), applied);
+        assert_eq!(
+            rmp_serde::from_slice::<Applied>(&before).unwrap(),
+            applied,
+            "hex, as stored before"
+        );
+        assert_eq!(
+            serde_json::to_value(&applied).unwrap(),
+            json!({"event": event.identity_digest()}),
+            "hex in JSON"
+        );
+        let short = rmp_serde::to_vec_named(&json!({"event": "abc"})).unwrap();
+        assert!(rmp_serde::from_slice::<Applied>(&short).is_err());
     }
 
     #[test]

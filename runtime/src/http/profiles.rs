@@ -35,7 +35,7 @@ pub async fn get(
     };
     let times = |map: &nudge_rules::state::StateMap<i64>| {
         map.iter()
-            .map(|(k, ms)| (k.clone(), Value::String(rfc3339(*ms))))
+            .map(|(k, ms)| (k.to_string(), Value::String(rfc3339(*ms))))
             .collect::<Map<String, Value>>()
     };
     let timers: Vec<Value> = profile
@@ -48,7 +48,7 @@ pub async fn get(
     let windows: Map<String, Value> = profile
         .windows
         .iter()
-        .map(|(t, w)| (t.clone(), json!(w.len())))
+        .map(|(t, w)| (t.to_string(), json!(w.len())))
         .collect();
     Ok(Json(json!({
         "id": profile.profile.id,
