@@ -105,7 +105,7 @@ impl ProfileStore {
     /// a clustered stream refuses fence checks while another write on it is in flight.
     pub async fn write_atomically(
         &self,
-        writes: &[(String, Vec<u8>)],
+        writes: &[(String, Bytes)],
         fence: &HeaderMap,
         batch_prefix: &str,
     ) -> Result<(), WriteError> {
@@ -124,7 +124,7 @@ impl ProfileStore {
                 headers.insert("Nats-Batch-Id", batch_id.as_str());
                 headers.insert("Nats-Batch-Sequence", sequence.to_string().as_str());
                 let subject = format!("{}{}", self.kv.prefix, key(id));
-                let payload = bytes.clone().into();
+                let payload = bytes.clone();
                 if sequence == last {
                     headers.insert("Nats-Batch-Commit", "1");
                     reply = Some(

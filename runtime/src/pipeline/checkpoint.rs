@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use nudge_rules::decide::Scheduled;
 
 use super::Shared;
@@ -23,8 +24,8 @@ pub struct Snapshot {
     pub outbox: Outbox,
     pub schedule: Vec<Scheduled>,
     pub unschedule: Vec<String>,
-    /// The changed profiles, encoded.
-    pub writes: Vec<(String, Vec<u8>)>,
+    /// The changed profiles, encoded (shared with the publishes, not copied into them).
+    pub writes: Vec<(String, Bytes)>,
     /// The atomic batch's id.
     pub batch_id: String,
     pub started: Instant,

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::future::join_all;
 use nudge_rules::ProfileState;
 use nudge_rules::decide::Scheduled;
@@ -483,10 +484,7 @@ impl Partition {
 
     /// Encodes the `changed` profiles on a decision thread; their stored sizes are known from
     /// then on.
-    async fn encode_changed(
-        &mut self,
-        changed: Vec<String>,
-    ) -> Result<Vec<(String, Vec<u8>)>, Exit> {
+    async fn encode_changed(&mut self, changed: Vec<String>) -> Result<Vec<(String, Bytes)>, Exit> {
         if changed.is_empty() {
             return Ok(Vec::new());
         }
@@ -512,7 +510,7 @@ impl Partition {
         let mut writes = Vec::with_capacity(encoded.len());
         for (id, bytes) in encoded {
             match bytes {
-                Ok(bytes) => writes.push((id, bytes)),
+                Ok(bytes) => writes.push((id, Bytes::from(bytes))),
                 // The size bound makes this a bug, not an input: say so loudly.
                 Err(error) => {
                     tracing::error!(profile = %id, %error, "a profile cannot be written; it stays in memory only")
