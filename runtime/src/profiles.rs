@@ -3,10 +3,10 @@
 //! by the partition's marker (see `cluster::lease`): once another instance takes the partition
 //! over, the server refuses them whole.
 //!
-//! The stored form is MessagePack with field names (windows as raw bytes): a fifth smaller than
-//! JSON and quicker to write, and still self-describing, so fields can be added the way they
-//! were in JSON. States stored as JSON by earlier versions (they start with `{`, which no
-//! MessagePack map does) are still read.
+//! The stored form is MessagePack with field names (windows and applied-event digests as raw
+//! bytes): a fifth smaller than JSON and quicker to write, and still self-describing, so fields
+//! can be added the way they were in JSON. States stored as JSON by earlier versions (they start
+//! with `{`, which no MessagePack map does) are still read.
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{Context, kv};
