@@ -112,7 +112,7 @@ impl CloudEvent {
     /// A stable digest of `source` + `id`: the identity of an event. Used as `Nats-Msg-Id` on
     /// ingest and as the seed of every action id the event causes.
     pub fn identity_digest(&self) -> String {
-        self.identity().to_string()
+        hex::encode(self.identity().0)
     }
 
     /// The same identity as 16 bytes, the form a profile remembers applied events in.
