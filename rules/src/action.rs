@@ -9,6 +9,11 @@ use serde_json::Value;
 use crate::event::{CloudEvent, digest};
 
 /// Where an action goes. Each channel is a NATS subject `actions.<channel>`.
+///
+/// This enum and its methods are the one table of channels: the rule language's error
+/// messages, metrics, traces, the policy's arbitration targets and the UI (through
+/// `GET /api/session`) derive from it, and the WIT contract and the README are held equal to it
+/// by tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
@@ -30,6 +35,16 @@ impl Channel {
         Channel::ALL.into_iter().find(|c| c.as_str() == name)
     }
 
+    /// The names of every channel, for messages that list them: `push, personalize, …`.
+    pub fn names() -> String {
+        Channel::ALL.map(Channel::as_str).join(", ")
+    }
+
+    /// Its position in [`Channel::ALL`], for per-channel arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Push => "push",
@@ -46,6 +61,28 @@ impl Channel {
             Channel::Personalize => "nudge.action.personalize",
             Channel::Price => "nudge.action.price",
             Channel::Webhook => "nudge.action.webhook",
+        }
+    }
+
+    /// The NATS subject its actions are published on.
+    pub fn subject(self) -> &'static str {
+        match self {
+            Channel::Push => "actions.push",
+            Channel::Personalize => "actions.personalize",
+            Channel::Price => "actions.price",
+            Channel::Webhook => "actions.webhook",
+        }
+    }
+
+    /// The payload field naming what an action of this channel is for (the slot, the product,
+    /// the webhook), which its rule function takes as first argument; rules that want the same
+    /// channel and target for one event compete by priority.
+    pub fn target_key(self) -> Option<&'static str> {
+        match self {
+            Channel::Push => None,
+            Channel::Personalize => Some("slot"),
+            Channel::Price => Some("product_id"),
+            Channel::Webhook => Some("webhook"),
         }
     }
 }
@@ -100,20 +137,19 @@ impl Origin {
 /// `product_id`, `webhook` wraps the payload with the webhook's name. Plugins' actions get the
 /// same shape, so consumers of `actions.<channel>` cannot tell them apart.
 pub fn shape_payload(channel: Channel, target: Option<Dynamic>, payload: rhai::Map) -> rhai::Map {
-    let keyed = |key: &str, mut payload: rhai::Map| {
-        payload.insert(key.into(), target.clone().unwrap_or(Dynamic::UNIT));
-        payload
+    let Some(key) = channel.target_key() else {
+        return payload;
     };
-    match channel {
-        Channel::Push => payload,
-        Channel::Personalize => keyed("slot", payload),
-        Channel::Price => keyed("product_id", payload),
-        Channel::Webhook => {
-            let mut data = rhai::Map::new();
-            data.insert("webhook".into(), target.unwrap_or(Dynamic::UNIT));
-            data.insert("payload".into(), payload.into());
-            data
-        }
+    let target = target.unwrap_or(Dynamic::UNIT);
+    if channel == Channel::Webhook {
+        let mut data = rhai::Map::new();
+        data.insert(key.into(), target);
+        data.insert("payload".into(), payload.into());
+        data
+    } else {
+        let mut payload = payload;
+        payload.insert(key.into(), target);
+        payload
     }
 }
 
@@ -148,12 +184,7 @@ impl Action {
     }
 
     pub fn nats_subject(&self) -> &'static str {
-        match self.channel {
-            Channel::Push => "actions.push",
-            Channel::Personalize => "actions.personalize",
-            Channel::Price => "actions.price",
-            Channel::Webhook => "actions.webhook",
-        }
+        self.channel.subject()
     }
 
     /// The CloudEvent published for this action. `time` is when nudge decided (RFC 3339).
@@ -208,4 +239,32 @@ pub struct ActionEvent<'a> {
     pub causationsource: &'a str,
     pub rule: &'a str,
     pub data: &'a Dynamic,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Channel;
+
+    #[test]
+    fn the_channel_table_lists_every_channel_once_in_index_order() {
+        for (position, channel) in Channel::ALL.into_iter().enumerate() {
+            // Exhaustive: a new variant fails to compile here until it is placed in `ALL`.
+            let expected = match channel {
+                Channel::Push => 0,
+                Channel::Personalize => 1,
+                Channel::Price => 2,
+                Channel::Webhook => 3,
+            };
+            assert_eq!(channel.index(), position);
+            assert_eq!(expected, position, "{channel:?} out of place in ALL");
+            assert_eq!(Channel::parse(channel.as_str()), Some(channel));
+            assert_eq!(channel.subject(), format!("actions.{}", channel.as_str()));
+            assert_eq!(
+                channel.event_type(),
+                format!("nudge.action.{}", channel.as_str())
+            );
+        }
+        assert_eq!(Channel::names(), "push, personalize, price, webhook");
+        assert_eq!(Channel::parse("email"), None);
+    }
 }

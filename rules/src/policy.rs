@@ -94,10 +94,9 @@ fn transactional(action: &Action) -> bool {
 
 /// What several actions compete for: the channel and its target (slot, product, webhook).
 fn arbitration_key(action: &Action) -> String {
-    let target = action.data.read_lock::<rhai::Map>().and_then(|m| {
-        ["slot", "product_id", "webhook"]
-            .iter()
-            .find_map(|k| m.get(*k).map(|v| v.to_string()))
+    let target = action.channel.target_key().and_then(|key| {
+        let map = action.data.read_lock::<rhai::Map>()?;
+        map.get(key).map(|v| v.to_string())
     });
     format!("{}/{}", action.channel.as_str(), target.unwrap_or_default())
 }

@@ -167,7 +167,7 @@ impl RuleSpec {
             if Channel::parse(channel).is_none() {
                 return Err(RuleError::invalid(
                     format!("caps.{channel}"),
-                    "is not a channel (push, personalize, price or webhook)",
+                    format!("is not a channel ({})", Channel::names()),
                 ));
             }
         }

@@ -17,61 +17,65 @@ const KEYWORDS = new Set([
   "let", "const", "if", "else", "switch", "while", "loop", "for", "in", "do", "until", "break",
   "continue", "return", "throw", "try", "catch", "fn", "private", "true", "false", "this", "is_def_var",
 ]);
-const NUDGE = new Set([
-  "push", "email", "personalize", "price", "webhook", "after", "cancel", "count", "last_seen",
-  "since", "set_attribute", "plugin", "print", "debug",
-]);
+// nudge's functions besides one per action channel (those come from the server's channel table,
+// `GET /api/session`'s `channels`).
+const FUNCTIONS = [
+  "after", "cancel", "count", "last_seen", "since", "set_attribute", "plugin", "print", "debug",
+];
 
-const rhai = StreamLanguage.define({
-  name: "rhai",
-  startState: () => ({ inBlockComment: false, inTemplate: false }),
-  token(stream, state) {
-    if (state.inBlockComment) {
-      if (stream.skipTo("*/")) {
-        stream.match("*/");
-        state.inBlockComment = false;
-      } else stream.skipToEnd();
-      return "comment";
-    }
-    if (state.inTemplate) {
-      if (stream.skipTo("`")) {
+const rhai = (channels) => {
+  const NUDGE = new Set([...channels, ...FUNCTIONS]);
+  return StreamLanguage.define({
+    name: "rhai",
+    startState: () => ({ inBlockComment: false, inTemplate: false }),
+    token(stream, state) {
+      if (state.inBlockComment) {
+        if (stream.skipTo("*/")) {
+          stream.match("*/");
+          state.inBlockComment = false;
+        } else stream.skipToEnd();
+        return "comment";
+      }
+      if (state.inTemplate) {
+        if (stream.skipTo("`")) {
+          stream.next();
+          state.inTemplate = false;
+        } else stream.skipToEnd();
+        return "string";
+      }
+      if (stream.eatSpace()) return null;
+      if (stream.match("//")) {
+        stream.skipToEnd();
+        return "comment";
+      }
+      if (stream.match("/*")) {
+        state.inBlockComment = true;
+        return "comment";
+      }
+      if (stream.match(/^"(?:[^"\\]|\\.)*"?/)) return "string";
+      if (stream.match(/^'(?:[^'\\]|\\.)'/)) return "string";
+      if (stream.peek() === "`") {
         stream.next();
-        state.inTemplate = false;
-      } else stream.skipToEnd();
-      return "string";
-    }
-    if (stream.eatSpace()) return null;
-    if (stream.match("//")) {
-      stream.skipToEnd();
-      return "comment";
-    }
-    if (stream.match("/*")) {
-      state.inBlockComment = true;
-      return "comment";
-    }
-    if (stream.match(/^"(?:[^"\\]|\\.)*"?/)) return "string";
-    if (stream.match(/^'(?:[^'\\]|\\.)'/)) return "string";
-    if (stream.peek() === "`") {
+        state.inTemplate = true;
+        return "string";
+      }
+      if (stream.match(/^#\{/)) return "bracket";
+      if (stream.match(/^\d[\d_]*(\.\d+)?([eE][+-]?\d+)?/)) return "number";
+      const word = stream.match(/^[A-Za-z_][A-Za-z0-9_]*/);
+      if (word) {
+        const text = word[0];
+        if (KEYWORDS.has(text)) return "keyword";
+        if (NUDGE.has(text)) return "function(variableName)";
+        if (text === "event" || text === "profile") return "atom";
+        return "variableName";
+      }
+      if (stream.match(/^(\?\?|==|!=|<=|>=|&&|\|\||=>|[-+*/%=<>!?.:])/)) return "operator";
       stream.next();
-      state.inTemplate = true;
-      return "string";
-    }
-    if (stream.match(/^#\{/)) return "bracket";
-    if (stream.match(/^\d[\d_]*(\.\d+)?([eE][+-]?\d+)?/)) return "number";
-    const word = stream.match(/^[A-Za-z_][A-Za-z0-9_]*/);
-    if (word) {
-      const text = word[0];
-      if (KEYWORDS.has(text)) return "keyword";
-      if (NUDGE.has(text)) return "function(variableName)";
-      if (text === "event" || text === "profile") return "atom";
-      return "variableName";
-    }
-    if (stream.match(/^(\?\?|==|!=|<=|>=|&&|\|\||=>|[-+*/%=<>!?.:])/)) return "operator";
-    stream.next();
-    return null;
-  },
-  languageData: { commentTokens: { line: "//", block: { open: "/*", close: "*/" } } },
-});
+      return null;
+    },
+    languageData: { commentTokens: { line: "//", block: { open: "/*", close: "*/" } } },
+  });
+};
 
 // Position of a 1-based line/column in the document, clamped inside it.
 function position(doc, line, column) {
@@ -80,10 +84,10 @@ function position(doc, line, column) {
 }
 
 /**
- * Creates the editor in `parent`. `check(script)` resolves to null (compiles) or an error
+ * Creates the editor in `parent`, highlighting the rule functions of `channels`. `check(script)` resolves to null (compiles) or an error
  * {message, line, column}; `onChange(script)` hears every edit.
  */
-export function createEditor(parent, { doc, readOnly, check, onChange, onDiagnostics }) {
+export function createEditor(parent, { doc, readOnly, channels, check, onChange, onDiagnostics }) {
   const lint = linter(
     async (view) => {
       const error = await check(view.state.doc.toString());
@@ -104,7 +108,7 @@ export function createEditor(parent, { doc, readOnly, check, onChange, onDiagnos
     bracketMatching(),
     closeBrackets(),
     indentOnInput(),
-    rhai,
+    rhai(channels),
     syntaxHighlighting(defaultHighlightStyle),
     keymap.of([...closeBracketsKeymap, ...defaultKeymap, ...historyKeymap, ...searchKeymap, indentWithTab]),
     EditorView.lineWrapping,

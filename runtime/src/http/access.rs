@@ -153,13 +153,21 @@ pub async fn login(
 }
 
 fn session_view(state: &AppState, auth: &SessionAuth) -> Value {
-    json!({
+    let mut view = json!({
         "username": auth.username,
         "role": auth.role,
         "csrf": auth.csrf,
         "via": "session",
-        "review_required": state.settings.review_required,
-    })
+    });
+    add_deployment_facts(state, &mut view);
+    view
+}
+
+/// What the UI needs to know of this deployment besides who is signed in: whether rule changes
+/// need review, and the action channels (the core's table, so no page keeps its own list).
+fn add_deployment_facts(state: &AppState, view: &mut Value) {
+    view["review_required"] = json!(state.settings.review_required);
+    view["channels"] = json!(nudge_rules::Channel::ALL.map(nudge_rules::Channel::as_str));
 }
 
 /// `POST /logout`: ends the session (needs its CSRF token, like every state change).
@@ -210,12 +218,13 @@ pub async fn session(
     {
         return Json(session_view(&state, &auth));
     }
-    Json(json!({
+    let mut view = json!({
         "username": principal.name,
         "role": principal.role,
         "via": crate::access::audit::via_label(&principal),
-        "review_required": state.settings.review_required,
-    }))
+    });
+    add_deployment_facts(&state, &mut view);
+    Json(view)
 }
 
 fn parse_role(text: &str) -> Result<Role, ApiError> {

@@ -110,7 +110,7 @@ impl Outbox {
                     if ack.duplicate {
                         self.deduplicated.increment(1);
                     } else {
-                        self.actions_out[front.channel as usize].increment(1);
+                        self.actions_out[front.channel.index()].increment(1);
                     }
                     self.sent.pop_front();
                 }
@@ -160,7 +160,7 @@ impl Outbox {
             };
             match outcome {
                 Ok(ack) if ack.duplicate => self.deduplicated.increment(1),
-                Ok(_) => self.actions_out[sent.channel as usize].increment(1),
+                Ok(_) => self.actions_out[sent.channel.index()].increment(1),
                 Err(error) if i64::from(sent.attempts) >= settings.max_deliver => {
                     let reason = format!(
                         "publishing its action {} failed {} times: {error}",

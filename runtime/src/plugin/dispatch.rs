@@ -290,3 +290,38 @@ fn report_failure(plugin: &LoadedPlugin, event: Option<(&str, &str)>, failure: &
         crate::clock::SystemClock.now_ms(),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use nudge_rules::Channel;
+
+    /// The channels a document lists between `start` and the next `end`, by name.
+    fn listed<'a>(text: &'a str, start: &str, end: &str) -> Vec<&'a str> {
+        let from = text
+            .find(start)
+            .unwrap_or_else(|| panic!("`{start}` not found"))
+            + start.len();
+        let to = from + text[from..].find(end).expect("end of the list");
+        text[from..to]
+            .split(',')
+            .map(|name| name.trim().trim_matches('`'))
+            .collect()
+    }
+
+    #[test]
+    fn the_wit_contract_and_the_readme_list_the_core_channels() {
+        let core: Vec<&str> = Channel::ALL.map(Channel::as_str).to_vec();
+        let wit = include_str!("../../../sdk/wit/plugin.wit");
+        assert_eq!(
+            listed(wit, "enum channel {", "}"),
+            core,
+            "sdk/wit/plugin.wit"
+        );
+        let readme = include_str!("../../../README.md");
+        assert_eq!(
+            listed(readme, "CloudEvent on `actions.<channel>` (", ")"),
+            core,
+            "README.md, \"Actions out\""
+        );
+    }
+}

@@ -78,6 +78,7 @@ export function EditorPage({ session, id, template, newId }) {
     view.current = createEditor(host.current, {
       doc: rule.script,
       readOnly: !mayEdit,
+      channels: session.channels,
       onChange: (script) => setRule((r) => ({ ...r, script })),
       onDiagnostics: setLintError,
       check: async (script) => {

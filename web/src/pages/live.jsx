@@ -4,9 +4,8 @@ import { useEffect, useState } from "preact/hooks";
 import { Link } from "../main.jsx";
 
 const KEEP = 200;
-const CHANNELS = ["", "push", "email", "personalize", "price", "webhook"];
 
-export function LivePage() {
+export function LivePage({ session }) {
   const [filter, setFilter] = useState({ rule: "", channel: "", profile: "" });
   const [applied, setApplied] = useState(filter);
   const [items, setItems] = useState([]);
@@ -41,7 +40,7 @@ export function LivePage() {
         <label>
           Channel
           <select value={filter.channel} onChange={field("channel")} data-testid="filter-channel">
-            {CHANNELS.map((c) => <option value={c}>{c || "any"}</option>)}
+            {["", ...session.channels].map((c) => <option value={c}>{c || "any"}</option>)}
           </select>
         </label>
         <label>Profile <input value={filter.profile} onInput={field("profile")} placeholder="user-42" data-testid="filter-profile" /></label>
