@@ -133,6 +133,9 @@ pub async fn run(
         access: access.clone(),
         drafts: topology::ensure_bucket(&js, topology::DRAFTS_BUCKET, &settings).await?,
         samples: topology::ensure_bucket(&js, topology::SAMPLES_BUCKET, &settings).await?,
+        webhooks: crate::delivery::endpoints::EndpointStore::new(
+            topology::ensure_bucket(&js, topology::WEBHOOKS_BUCKET, &settings).await?,
+        ),
         live_views: Arc::new(tokio::sync::Semaphore::new(settings.live_max_streams)),
         cluster: cluster.clone(),
         stats: topology::ensure_bucket(&js, topology::STATS_BUCKET, &settings).await?,

@@ -50,6 +50,8 @@ pub const CLUSTER_BUCKET: &str = "NUDGE_CLUSTER";
 pub const INSTANCES_BUCKET: &str = "NUDGE_INSTANCES";
 /// Each instance's rule and plugin figures for `GET /api/stats`: key = instance id.
 pub const STATS_BUCKET: &str = "NUDGE_STATS";
+/// Webhook endpoints (URL, headers, signing secrets): key = endpoint name.
+pub const WEBHOOKS_BUCKET: &str = "NUDGE_WEBHOOKS";
 
 /// The oldest nats-server nudge runs on, and why: checkpoints write a partition's profiles in
 /// atomic batches (2.12) fenced with `Nats-Expected-Last-Subject-Sequence-Subject` (2.11), so a

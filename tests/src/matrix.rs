@@ -353,6 +353,41 @@ pub fn cases(role: &str) -> Vec<Case> {
             None,
             Some("admin"),
         ),
+        c(
+            M::GET,
+            "/api/webhooks",
+            "/api/webhooks".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::PUT,
+            "/api/webhooks/{name}",
+            format!("/api/webhooks/by-{role}"),
+            Some(json!({"url": "http://127.0.0.1:9/hook"})),
+            Some("developer"),
+        ),
+        c(
+            M::GET,
+            "/api/webhooks/{name}",
+            format!("/api/webhooks/by-{role}"),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::POST,
+            "/api/webhooks/{name}/rotate",
+            format!("/api/webhooks/by-{role}/rotate"),
+            None,
+            Some("developer"),
+        ),
+        c(
+            M::DELETE,
+            "/api/webhooks/{name}",
+            format!("/api/webhooks/by-{role}"),
+            None,
+            Some("developer"),
+        ),
     ]
 }
 

@@ -132,4 +132,13 @@ async fn every_route_for_every_role_answers_as_its_policy_says() {
             .iter()
             .all(|e| e["action"] != "rule.put" || e["target"] != "new-viewer")
     );
+    let created = find("webhook.create", "by-developer");
+    assert_eq!(created["after"]["url"], "http://127.0.0.1:9/hook");
+    let rotated = find("webhook.rotate", "by-developer");
+    assert_eq!(rotated["after"]["secrets"].as_array().unwrap().len(), 2);
+    find("webhook.delete", "by-developer");
+    assert!(
+        !audit.to_string().contains("whsec_"),
+        "secrets appear in the audit log as fingerprints only"
+    );
 }

@@ -11,6 +11,7 @@ import { PluginsPage } from "./pages/plugins.jsx";
 import { DeadLettersPage } from "./pages/dlq.jsx";
 import { AdminPage } from "./pages/admin.jsx";
 import { ClusterPage } from "./pages/cluster.jsx";
+import { WebhooksPage } from "./pages/webhooks.jsx";
 
 let setPath = () => {};
 
@@ -38,6 +39,7 @@ const NAV = [
   ["/live", "Live", "viewer"],
   ["/profiles", "Profiles", "viewer"],
   ["/plugins", "Plugins", "viewer"],
+  ["/webhooks", "Webhooks", "viewer"],
   ["/dlq", "Dead letters", "developer"],
   ["/cluster", "Cluster", "viewer"],
   ["/admin", "Admin", "admin"],
@@ -84,6 +86,8 @@ function page(path, session) {
       return <ProfilePage session={session} id={parts[1]} key={parts[1] ?? ""} />;
     case "plugins":
       return <PluginsPage session={session} />;
+    case "webhooks":
+      return <WebhooksPage session={session} />;
     case "dlq":
       return <DeadLettersPage session={session} />;
     case "admin":

@@ -1,7 +1,8 @@
 // Browser test of the marketer's path through the UI, in Debian's Chromium driven by
 // playwright-core: sign in, rule from a template, an error shown inline, fixed, dry run shows
 // the push, save, an event published to NATS shows its action in the live view, restore an
-// older version, a viewer cannot edit (no control, API 403), sign-out ends the session.
+// older version, a viewer cannot edit (no control, API 403), a webhook endpoint with its secret
+// shown once and rotated, sign-out ends the session.
 // Screenshots of each main page go to $SCREENSHOT_DIR. Run by tests/tests/browser.rs, which
 // starts nats-server and nudge and passes NUDGE_URL, NATS_URL and the users' passwords.
 import assert from "node:assert/strict";
@@ -149,8 +150,13 @@ try {
   await byTest("live-event").first().waitFor();
   await shot("live");
 
-  step("filter the live view by channel: the event row goes");
-  await byTest("filter-channel").selectOption("email");
+  step("the channel filter offers the server's channels; filtering by one: the event row goes");
+  const served = await page.evaluate(() => fetch("/api/session").then((r) => r.json()));
+  const offered = await byTest("filter-channel").locator("option")
+    .evaluateAll((options) => options.map((o) => o.value));
+  assert.deepEqual(offered, ["", ...served.channels]);
+  assert.ok(served.channels.includes("push"), served.channels.join());
+  await byTest("filter-channel").selectOption("price");
   await page.click('form.filters button[type="submit"]');
   await byTest("live-empty").waitFor();
 
@@ -241,12 +247,35 @@ try {
   assert.equal(await byTest("cluster-partitions").locator("tbody tr").count(), 16);
   await shot("cluster");
 
+  step("a webhook endpoint: added, its secret shown once, rotated, refused with the field named");
+  await page.goto(`${base}/webhooks`);
+  await byTest("webhooks-empty").waitFor();
+  await byTest("webhook-name").fill("crm");
+  await byTest("webhook-url").fill("https://crm.example/hooks/nudge");
+  await byTest("webhook-save").click();
+  await byTest("webhook-crm").waitFor();
+  const firstSecret = await byTest("webhook-secret").textContent();
+  assert.match(firstSecret, /^whsec_/);
+  assert.ok(!(await byTest("webhooks-table").textContent()).includes(firstSecret), "the table shows fingerprints only");
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.getByRole("button", { name: "Rotate secret" }).click();
+  await page.waitForFunction((first) => {
+    const shown = document.querySelector('[data-testid="webhook-secret"]')?.textContent;
+    return shown && shown !== first;
+  }, firstSecret);
+  assert.match(await byTest("webhook-crm").textContent(), /until/);
+  await byTest("webhook-name").fill("bad.name");
+  await byTest("webhook-url").fill("https://crm.example/");
+  await byTest("webhook-save").click();
+  assert.match(await byTest("webhook-error").textContent(), /\(name\)/);
+  await shot("webhooks");
+
   step("the admin page and its audit log");
   await page.goto(`${base}/admin`);
   await byTest("audit-table").locator("tbody tr").first().waitFor();
   await shot("admin");
   const audit = await byTest("audit-table").textContent();
-  for (const action of ["rule.restore", "plugin.put", "plugin.patch", "dlq.redrive", "session.logout"]) {
+  for (const action of ["rule.restore", "plugin.put", "plugin.patch", "dlq.redrive", "session.logout", "webhook.create", "webhook.rotate"]) {
     assert.ok(audit.includes(action), `audit log shows ${action}`);
   }
 

@@ -196,6 +196,16 @@ pub struct Settings {
     pub plugin_quarantine_ms: u64,
     /// Stored events `GET /api/events/recent` looks back through.
     pub recent_events_scan: u64,
+    /// Webhook endpoints stored at most.
+    pub webhooks_max: usize,
+    /// A webhook request's timeout when its endpoint sets none.
+    pub webhook_timeout_ms: u64,
+    /// The longest timeout an endpoint may set.
+    pub webhook_timeout_max_ms: u64,
+    /// Extra headers one endpoint may set.
+    pub webhook_headers_max: usize,
+    /// After a rotation, the previous secret still signs this long (receivers switch over).
+    pub webhook_secret_overlap_s: u64,
 }
 
 const DAY_S: u64 = 86_400;
@@ -322,6 +332,11 @@ impl Default for Settings {
             plugin_quarantine_after: 5,
             plugin_quarantine_ms: 30_000,
             recent_events_scan: 10_000,
+            webhooks_max: 1_000,
+            webhook_timeout_ms: 5_000,
+            webhook_timeout_max_ms: 30_000,
+            webhook_headers_max: 20,
+            webhook_secret_overlap_s: DAY_S,
         }
     }
 }
@@ -441,7 +456,8 @@ impl Settings {
         for channel in self.caps.keys().chain(&self.quiet_channels) {
             if Channel::parse(channel).is_none() {
                 anyhow::bail!(
-                    "caps / quiet_channels: `{channel}` is not a channel (push, personalize, price, webhook)"
+                    "caps / quiet_channels: `{channel}` is not a channel ({})",
+                    Channel::names()
                 );
             }
         }
@@ -528,67 +544,4 @@ fn file_without_retired(path: &std::path::Path) -> Result<toml::Table, Box<figme
 
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_overrides_file_and_flags_override_env() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file("nudge.toml", "listen = \"0.0.0.0:1\"\npartitions = 8\n")?;
-            jail.set_env("NUDGE_LISTEN", "0.0.0.0:2");
-            jail.set_env("NUDGE_RULE_MAX_OPERATIONS", "7");
-            jail.set_env("NUDGE_SOMETHING_ELSE", "not a setting");
-            let from_env = Settings::load(&SettingsFlags::default()).map_err(|e| *e)?;
-            assert_eq!(from_env.listen, "0.0.0.0:2");
-            assert_eq!(from_env.partitions, 8);
-            assert_eq!(from_env.rule_limits().max_operations, 7);
-            let flags = SettingsFlags {
-                listen: Some("0.0.0.0:3".into()),
-                ..SettingsFlags::default()
-            };
-            assert_eq!(Settings::load(&flags).map_err(|e| *e)?.listen, "0.0.0.0:3");
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn unknown_setting_is_an_error() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file("nudge.toml", "lanez = 8\n")?;
-            let err = Settings::load(&SettingsFlags::default()).unwrap_err();
-            assert!(err.to_string().contains("lanez"), "{err}");
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn retry_backoff_repeats_its_last_step() {
-        let s = Settings::default();
-        assert_eq!(s.retry_delay(1).as_millis(), 1_000);
-        assert_eq!(s.retry_delay(2).as_millis(), 5_000);
-        assert_eq!(s.retry_delay(99).as_millis(), 120_000);
-    }
-
-    #[test]
-    fn retired_settings_warn_instead_of_failing() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file("nudge.toml", "lanes = 8\npartitions = 4\n")?;
-            jail.set_env("NUDGE_ACK_WAIT_MS", "2000");
-            let settings = Settings::load(&SettingsFlags::default()).map_err(|e| *e)?;
-            assert_eq!(settings.partitions, 4);
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn a_duplicate_window_shorter_than_a_failover_is_refused() {
-        let settings = Settings {
-            actions_duplicate_window_s: 30,
-            ..Settings::default()
-        };
-        let error = settings.check().unwrap_err().to_string();
-        assert!(error.contains("actions_duplicate_window_s"), "{error}");
-        assert!(error.contains("partition_lease_ms"), "{error}");
-        Settings::default().check().unwrap();
-    }
-}
+mod tests;

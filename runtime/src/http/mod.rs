@@ -18,6 +18,7 @@ pub mod routes;
 mod rules;
 pub mod segment;
 mod ui;
+mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub cluster: Arc<crate::cluster::Cluster>,
     /// Every instance's rule and plugin figures (`NUDGE_STATS`).
     pub stats: async_nats::jetstream::kv::Store,
+    /// Webhook endpoints (`NUDGE_WEBHOOKS`).
+    pub webhooks: crate::delivery::endpoints::EndpointStore,
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
@@ -137,6 +140,14 @@ pub fn app(state: Arc<AppState>) -> Router {
             axum::routing::delete(access::revoke_token),
         )
         .route("/api/audit", get(access::audit_log))
+        .route("/api/webhooks", get(webhooks::list))
+        .route(
+            "/api/webhooks/{name}",
+            get(webhooks::get)
+                .put(webhooks::put)
+                .delete(webhooks::delete),
+        )
+        .route("/api/webhooks/{name}/rotate", post(webhooks::rotate))
         .route_layer(from_fn_with_state(state.clone(), auth::authorize));
     let ingest = Router::new()
         .route("/v1/events", post(ingest::events))
