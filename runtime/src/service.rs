@@ -136,6 +136,7 @@ pub async fn run(
         webhooks: crate::delivery::endpoints::EndpointStore::new(
             topology::ensure_bucket(&js, topology::WEBHOOKS_BUCKET, &settings).await?,
         ),
+        http_client: crate::delivery::request::client()?,
         live_views: Arc::new(tokio::sync::Semaphore::new(settings.live_max_streams)),
         cluster: cluster.clone(),
         stats: topology::ensure_bucket(&js, topology::STATS_BUCKET, &settings).await?,

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod matrix;
+pub mod receiver;
 pub mod workload;
 
 use std::path::PathBuf;

@@ -376,6 +376,13 @@ pub fn cases(role: &str) -> Vec<Case> {
         ),
         c(
             M::POST,
+            "/api/webhooks/{name}/test",
+            format!("/api/webhooks/by-{role}/test"),
+            Some(json!({"payload": {"from": role}})),
+            Some("developer"),
+        ),
+        c(
+            M::POST,
             "/api/webhooks/{name}/rotate",
             format!("/api/webhooks/by-{role}/rotate"),
             None,

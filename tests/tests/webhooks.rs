@@ -1,7 +1,7 @@
-//! Webhook endpoints through the API, against a real nats-server and the nudge binary: the
-//! secret is answered once and never again, changes keep it, a rotation adds one that the
-//! previous overlaps with, refusals name the field, and a second instance sees the same
-//! endpoints.
+//! Webhook endpoints through the API, against a real nats-server, the nudge binary and a local
+//! HTTP receiver: the secret is answered once and never again, changes keep it, a rotation adds
+//! one that the previous overlaps with, refusals name the field, a second instance sees the same
+//! endpoints, and a test request arrives signed and its answer is explained.
 
 use nudge_tests::*;
 use reqwest::{Method, StatusCode};
@@ -135,4 +135,123 @@ async fn refusals_name_the_field() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
     let (_, listed) = nudge.api_get("/api/webhooks").await;
     assert_eq!(listed["webhooks"], json!([]), "nothing stored by a refusal");
+}
+
+/// `POST /api/webhooks/{name}/test` against a local receiver: a signed request the secret
+/// verifies (both secrets during a rotation), the endpoint's own headers, and each kind of answer
+/// reported as a delivery would read it.
+#[tokio::test]
+async fn a_test_request_is_signed_and_its_answer_explained() {
+    use nudge::delivery::signature::SigningKey;
+    use nudge_tests::receiver::Receiver;
+    let nats = NatsServer::start();
+    let nudge = Nudge::start(&nats, &[]).await;
+    let receiver = Receiver::start().await;
+    let (_, created) = nudge
+        .api(
+            Method::PUT,
+            "/api/webhooks/crm",
+            Some(json!({"url": receiver.url, "headers": {"X-Tenant": "acme"}, "timeout_ms": 500})),
+        )
+        .await;
+    let first = SigningKey::parse(created["secret"].as_str().unwrap()).unwrap();
+
+    let (status, answer) = nudge
+        .api(
+            Method::POST,
+            "/api/webhooks/crm/test",
+            Some(json!({"payload": {"cart": 3}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    assert_eq!(answer["status"], 204);
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    let request = &received[0];
+    let id = request.header("webhook-id");
+    assert_eq!(id, answer["webhook_id"].as_str().unwrap());
+    assert!(id.starts_with("test_"), "{id}");
+    assert_eq!(request.header("x-tenant"), "acme");
+    assert_eq!(request.header("content-type"), "application/json");
+    let timestamp_s: i64 = request.header("webhook-timestamp").parse().unwrap();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now_s - timestamp_s).abs() < 60, "{timestamp_s} vs {now_s}");
+    let signature = request.header("webhook-signature");
+    assert!(first.verifies(signature, id, timestamp_s, &request.body));
+    assert!(
+        !first.verifies(signature, id, timestamp_s + 1, &request.body),
+        "the timestamp is signed"
+    );
+    let event: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(event["type"], "nudge.action.webhook");
+    assert_eq!(event["id"], id);
+    assert_eq!(
+        event["data"],
+        json!({"webhook": "crm", "payload": {"cart": 3}})
+    );
+
+    // During a rotation each request carries a signature by the old and by the new secret.
+    let (_, rotated) = nudge
+        .api(Method::POST, "/api/webhooks/crm/rotate", None)
+        .await;
+    let second = SigningKey::parse(rotated["secret"].as_str().unwrap()).unwrap();
+    nudge
+        .api(Method::POST, "/api/webhooks/crm/test", None)
+        .await;
+    let request = receiver.received().pop().unwrap();
+    let (id, signature) = (
+        request.header("webhook-id"),
+        request.header("webhook-signature"),
+    );
+    let timestamp_s: i64 = request.header("webhook-timestamp").parse().unwrap();
+    assert_eq!(signature.split(' ').count(), 2, "{signature}");
+    assert!(first.verifies(signature, id, timestamp_s, &request.body));
+    assert!(second.verifies(signature, id, timestamp_s, &request.body));
+
+    // Each kind of answer, as a delivery reads it.
+    receiver.answer(503, Some("30"));
+    let answer = test_crm(&nudge).await;
+    assert_eq!(
+        (
+            &answer["outcome"],
+            &answer["status"],
+            &answer["retry_after"]
+        ),
+        (&json!("retry"), &json!(503), &json!("30")),
+        "{answer}"
+    );
+    receiver.answer(422, None);
+    assert_eq!(test_crm(&nudge).await["outcome"], "refused");
+    receiver.answer(410, None);
+    assert_eq!(test_crm(&nudge).await["outcome"], "gone");
+    let (_, endpoint) = nudge.api_get("/api/webhooks/crm").await;
+    assert_eq!(endpoint["enabled"], true, "a test changes nothing");
+    receiver.answer(204, None);
+    receiver.stall(std::time::Duration::from_millis(2_000));
+    let answer = test_crm(&nudge).await;
+    assert_eq!(answer["outcome"], "retry", "{answer}");
+    assert!(answer["status"].is_null(), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("timeout_ms"),
+        "{answer}"
+    );
+    drop(receiver);
+    let answer = test_crm(&nudge).await;
+    assert_eq!(answer["outcome"], "retry", "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("connect"),
+        "{answer}"
+    );
+}
+
+async fn test_crm(nudge: &Nudge) -> Value {
+    let (status, answer) = nudge
+        .api(Method::POST, "/api/webhooks/crm/test", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer
 }

@@ -264,6 +264,8 @@ try {
     return shown && shown !== first;
   }, firstSecret);
   assert.match(await byTest("webhook-crm").textContent(), /until/);
+  await page.getByRole("button", { name: "Send test" }).click();
+  await page.waitForFunction(() => /Test request to crm: \w+/.test(document.querySelector('[data-testid="webhook-test-result"]')?.textContent ?? ""));
   await byTest("webhook-name").fill("bad.name");
   await byTest("webhook-url").fill("https://crm.example/");
   await byTest("webhook-save").click();

@@ -10,6 +10,7 @@ mod dlq;
 mod error;
 mod ingest;
 mod live;
+mod openapi;
 mod ops;
 mod plugins;
 mod profiles;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub stats: async_nats::jetstream::kv::Store,
     /// Webhook endpoints (`NUDGE_WEBHOOKS`).
     pub webhooks: crate::delivery::endpoints::EndpointStore,
+    /// The HTTP client webhook requests share.
+    pub http_client: reqwest::Client,
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
@@ -148,6 +151,7 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .delete(webhooks::delete),
         )
         .route("/api/webhooks/{name}/rotate", post(webhooks::rotate))
+        .route("/api/webhooks/{name}/test", post(webhooks::test))
         .route_layer(from_fn_with_state(state.clone(), auth::authorize));
     let ingest = Router::new()
         .route("/v1/events", post(ingest::events))
@@ -185,5 +189,5 @@ pub fn app(state: Arc<AppState>) -> Router {
 }
 
 async fn openapi() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::to_value(routes::openapi()).unwrap_or_default())
+    axum::Json(serde_json::to_value(openapi::openapi()).unwrap_or_default())
 }

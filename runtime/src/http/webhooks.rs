@@ -1,5 +1,6 @@
-//! `/api/webhooks`: the endpoints `webhook(name, …)` actions go to. Developers change them,
-//! viewers read them; every change is audited (with secrets as fingerprints, never their text).
+//! `/api/webhooks`: the endpoints `webhook(name, …)` actions go to. Developers change and test
+//! them, viewers read them; every change is audited (with secrets as fingerprints, never their
+//! text).
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use super::error::{Body, parse_json};
 use super::{ApiError, AppState};
 use crate::access::{Principal, audit};
 use crate::delivery::endpoints::{EndpointSpec, WebhookError};
+use crate::delivery::request;
 
 impl From<WebhookError> for ApiError {
     fn from(error: WebhookError) -> Self {
@@ -118,4 +120,51 @@ pub async fn rotate(
     let mut answer = after;
     answer["secret"] = Value::String(secret);
     Ok(Json(answer))
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestRequest {
+    /// What the test action carries as its payload; default `{"test": true}`.
+    #[serde(default)]
+    payload: Option<Value>,
+}
+
+/// Sends one signed test request now, as a delivery would (a `nudge.action.webhook` CloudEvent
+/// with a fresh `test_…` id, disabled endpoints included), and answers what came back. It
+/// changes nothing: a 410 here does not switch the endpoint off.
+pub async fn test(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let test: TestRequest = if body.is_empty() {
+        TestRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    let endpoint = state.webhooks.get(&name).await?;
+    let now_ms = state.clock.now_ms();
+    let id = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let event = json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": "nudge",
+        "type": nudge_rules::Channel::Webhook.event_type(),
+        "subject": "test-profile",
+        "time": nudge_rules::calendar::rfc3339(now_ms),
+        "datacontenttype": "application/json",
+        "rule": "test",
+        "data": {"webhook": name, "payload": test.payload.unwrap_or_else(|| json!({"test": true}))},
+    });
+    let body = serde_json::to_vec(&event).map_err(|e| ApiError::internal(e.to_string()))?;
+    let answer = request::send(&state.http_client, &endpoint, &id, body.into(), now_ms).await;
+    Ok(Json(json!({
+        "webhook_id": id,
+        "outcome": answer.outcome.as_str(),
+        "status": answer.status,
+        "latency_ms": answer.latency_ms,
+        "error": answer.error,
+        "retry_after": answer.retry_after,
+    })))
 }

@@ -1,5 +1,6 @@
-// Webhooks: the endpoints `webhook(name, …)` actions go to. Developers add, change, rotate the
-// signing secret of (shown once) and delete them; everyone else reads.
+// Webhooks: the endpoints `webhook(name, …)` actions go to. Developers add, change, test (one
+// signed request, its answer explained), rotate the signing secret of (shown once) and delete
+// them; everyone else reads.
 import { useEffect, useState } from "preact/hooks";
 import { api, can, describe, get } from "../api.js";
 
@@ -28,6 +29,7 @@ export function WebhooksPage({ session }) {
   const [form, setForm] = useState(EMPTY);
   const [editing, setEditing] = useState(false);
   const [secret, setSecret] = useState(null);
+  const [tested, setTested] = useState(null);
   const [error, setError] = useState(null);
   const load = () => get("/api/webhooks").then((w) => setWebhooks(w.webhooks)).catch((e) => setError(describe(e)));
   useEffect(load, []);
@@ -64,6 +66,17 @@ export function WebhooksPage({ session }) {
       setError(describe(err));
     }
   };
+  const sendTest = async (name) => {
+    setError(null);
+    setTested({ name, pending: true });
+    try {
+      const { data } = await api("POST", `/api/webhooks/${encodeURIComponent(name)}/test`);
+      setTested({ name, ...data });
+    } catch (err) {
+      setTested(null);
+      setError(describe(err));
+    }
+  };
   const remove = async (name) => {
     if (!confirm(`Delete the webhook ${name}? Rules that call webhook("${name}", …) will have nowhere to deliver.`)) return;
     try {
@@ -91,6 +104,17 @@ export function WebhooksPage({ session }) {
           <code data-testid="webhook-secret">{secret.secret}</code>
         </p>
       )}
+      {tested && (
+        <p class={tested.outcome === "delivered" ? "notice" : "error"} role="status" data-testid="webhook-test-result">
+          {tested.pending
+            ? `Sending a test request to ${tested.name}…`
+            : `Test request to ${tested.name}: ${tested.outcome}` +
+              (tested.status ? ` (HTTP ${tested.status})` : "") +
+              ` in ${tested.latency_ms} ms` +
+              (tested.error ? ` — ${tested.error}` : "") +
+              (tested.retry_after ? `; it asked to retry after ${tested.retry_after}` : "")}
+        </p>
+      )}
       {webhooks?.length === 0 && <p class="empty" data-testid="webhooks-empty">No webhook endpoints yet.</p>}
       {webhooks?.length > 0 && (
         <table class="list" data-testid="webhooks-table">
@@ -113,6 +137,7 @@ export function WebhooksPage({ session }) {
                 <td>
                   {mayEdit && (
                     <>
+                      <button type="button" class="ghost" onClick={() => sendTest(w.name)}>Send test</button>
                       <button type="button" class="ghost" onClick={() => edit(w)}>Edit</button>
                       <button type="button" class="ghost" onClick={() => rotate(w.name)}>Rotate secret</button>
                       <button type="button" class="ghost" onClick={() => remove(w.name)}>Delete</button>
