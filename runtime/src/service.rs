@@ -119,6 +119,18 @@ pub async fn run(
         shutdown.clone(),
     ));
     let access = Access::open(&js, &settings).await?;
+    let webhooks = crate::delivery::endpoints::EndpointStore::new(
+        topology::ensure_bucket(&js, topology::WEBHOOKS_BUCKET, &settings).await?,
+    );
+    let http_client = crate::delivery::request::client()?;
+    let deliveries = tokio::spawn(crate::delivery::worker::run(
+        js.clone(),
+        settings.clone(),
+        webhooks.clone(),
+        http_client.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ));
     let state = Arc::new(AppState {
         js: js.clone(),
         store: store.clone(),
@@ -133,10 +145,8 @@ pub async fn run(
         access: access.clone(),
         drafts: topology::ensure_bucket(&js, topology::DRAFTS_BUCKET, &settings).await?,
         samples: topology::ensure_bucket(&js, topology::SAMPLES_BUCKET, &settings).await?,
-        webhooks: crate::delivery::endpoints::EndpointStore::new(
-            topology::ensure_bucket(&js, topology::WEBHOOKS_BUCKET, &settings).await?,
-        ),
-        http_client: crate::delivery::request::client()?,
+        webhooks,
+        http_client,
         live_views: Arc::new(tokio::sync::Semaphore::new(settings.live_max_streams)),
         cluster: cluster.clone(),
         stats: topology::ensure_bucket(&js, topology::STATS_BUCKET, &settings).await?,
@@ -197,6 +207,13 @@ pub async fn run(
     plugin_watcher.await.ok();
     stats.await.ok();
     scheduler.await.ok();
+    match deliveries.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::error!(error = format!("{error:#}"), "webhook deliveries stopped")
+        }
+        Err(error) => tracing::error!(%error, "webhook deliveries panicked"),
+    }
     http.await??;
     consumed
 }

@@ -36,6 +36,9 @@ pub const ACTIONS_HELD: &str = "nudge_actions_held_total";
 pub const TIMERS_FIRED: &str = "nudge_timers_fired_total";
 pub const TIMER_LATENESS_SECONDS: &str = "nudge_timer_lateness_seconds";
 pub const TIMERS_PENDING: &str = "nudge_timers_pending";
+pub const DELIVERIES: &str = "nudge_deliveries_total";
+pub const DELIVERY_SECONDS: &str = "nudge_delivery_seconds";
+pub const DELIVERY_BREAKER_OPEN: &str = "nudge_delivery_breaker_open";
 
 pub fn init_logs() {
     use tracing_subscriber::EnvFilter;
@@ -80,6 +83,18 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         "Rule failures, by rule and reason (error or the limit hit)."
     );
     describe_counter!(DLQ, "Events moved to the dead-letter stream, by reason.");
+    describe_counter!(
+        DELIVERIES,
+        "Delivery attempts, by channel and outcome (delivered, retry, gone, refused)."
+    );
+    describe_histogram!(
+        DELIVERY_SECONDS,
+        "One delivery attempt, from request to answer (or timeout), by channel."
+    );
+    describe_gauge!(
+        DELIVERY_BREAKER_OPEN,
+        "1 while an endpoint's breaker holds its deliveries (open or half-open), by endpoint."
+    );
     describe_counter!(
         PUBLISH_RETRIES,
         "Action publishes sent again after a transient failure."

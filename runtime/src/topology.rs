@@ -52,6 +52,9 @@ pub const INSTANCES_BUCKET: &str = "NUDGE_INSTANCES";
 pub const STATS_BUCKET: &str = "NUDGE_STATS";
 /// Webhook endpoints (URL, headers, signing secrets): key = endpoint name.
 pub const WEBHOOKS_BUCKET: &str = "NUDGE_WEBHOOKS";
+/// The delivery log: one message per delivery attempt on
+/// `deliveries.<channel>.<profile key>.<action id>`.
+pub const DELIVERIES_STREAM: &str = "NUDGE_DELIVERIES";
 
 /// The oldest nats-server nudge runs on, and why: checkpoints write a partition's profiles in
 /// atomic batches (2.12) fenced with `Nats-Expected-Last-Subject-Sequence-Subject` (2.11), so a
@@ -86,6 +89,15 @@ pub async fn ensure_streams(js: &Context, s: &Settings) -> anyhow::Result<()> {
             subjects: vec!["trace.>".into()],
             max_age: seconds(s.trace_max_age_s),
             max_bytes: s.trace_max_bytes,
+            ..Default::default()
+        },
+        stream::Config {
+            name: DELIVERIES_STREAM.into(),
+            subjects: vec!["deliveries.>".into()],
+            max_age: seconds(s.deliveries_max_age_s),
+            max_bytes: s.deliveries_max_bytes,
+            // Attempts are counted from the last one logged per action.
+            allow_direct: true,
             ..Default::default()
         },
         stream::Config {

@@ -206,6 +206,23 @@ pub struct Settings {
     pub webhook_headers_max: usize,
     /// After a rotation, the previous secret still signs this long (receivers switch over).
     pub webhook_secret_overlap_s: u64,
+    /// Attempts per webhook action before it is dead-lettered.
+    pub webhook_max_attempts: u32,
+    /// The wait before the second attempt; it doubles per attempt (with jitter) up to
+    /// `webhook_retry_max_ms`.
+    pub webhook_retry_base_ms: u64,
+    pub webhook_retry_max_ms: u64,
+    /// Failures in a row after which an endpoint's breaker opens.
+    pub webhook_breaker_failures: u32,
+    /// How long an open breaker holds deliveries before one probe goes out.
+    pub webhook_breaker_cool_down_ms: u64,
+    /// Webhook deliveries in flight per instance (the delivery consumer's pending acks too).
+    pub webhook_in_flight_max: usize,
+    /// Deliveries in flight per endpoint and instance: a slow endpoint holds no more slots.
+    pub webhook_endpoint_in_flight_max: usize,
+    /// Retention of the delivery log (`NUDGE_DELIVERIES`).
+    pub deliveries_max_age_s: u64,
+    pub deliveries_max_bytes: i64,
 }
 
 const DAY_S: u64 = 86_400;
@@ -337,6 +354,15 @@ impl Default for Settings {
             webhook_timeout_max_ms: 30_000,
             webhook_headers_max: 20,
             webhook_secret_overlap_s: DAY_S,
+            webhook_max_attempts: 8,
+            webhook_retry_base_ms: 5_000,
+            webhook_retry_max_ms: 3_600_000,
+            webhook_breaker_failures: 5,
+            webhook_breaker_cool_down_ms: 30_000,
+            webhook_in_flight_max: 256,
+            webhook_endpoint_in_flight_max: 16,
+            deliveries_max_age_s: 7 * DAY_S,
+            deliveries_max_bytes: GIB / 4,
         }
     }
 }

@@ -101,6 +101,14 @@ impl Breaker {
         };
     }
 
+    /// A permitted delivery did not go out after all (NATS failed before it could): a probe's
+    /// turn passes to the next delivery; a closed breaker counts nothing.
+    pub fn abandon(&mut self, now_ms: i64) {
+        if self.state == State::HalfOpen {
+            self.state = State::Open { until_ms: now_ms };
+        }
+    }
+
     fn cool_down_ms(&self) -> i64 {
         i64::try_from(self.limits.cool_down_ms).unwrap_or(i64::MAX)
     }
@@ -149,6 +157,12 @@ mod tests {
         });
         breaker.record(true, 0);
         assert_eq!(breaker.permit(1_000), Permit::Probe);
+        breaker.abandon(1_100);
+        assert_eq!(
+            breaker.permit(1_100),
+            Permit::Probe,
+            "the probe's turn passes on"
+        );
         breaker.record(true, 1_200);
         assert_eq!(breaker.state_name(), "open");
         assert_eq!(breaker.permit(2_199), Permit::Wait { retry_at_ms: 2_200 });

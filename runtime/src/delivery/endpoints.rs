@@ -387,6 +387,29 @@ impl EndpointStore {
         Ok((before, after, secret))
     }
 
+    /// Switches `name` off because delivery was told to stop (410 Gone), saying why; a PUT
+    /// with `enabled: true` switches it on again. Answers (before, after).
+    pub async fn disable(
+        &self,
+        name: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(Endpoint, Endpoint), WebhookError> {
+        let (before, revision) = self
+            .entry(name)
+            .await?
+            .ok_or_else(|| WebhookError::NotFound(name.to_owned()))?;
+        let after = Endpoint {
+            enabled: false,
+            disabled_reason: Some(reason.to_owned()),
+            updated_at: rfc3339(now_ms),
+            updated_by: "nudge (delivery)".to_owned(),
+            ..before.clone()
+        };
+        self.write(&after, Some(revision)).await?;
+        Ok((before, after))
+    }
+
     /// Deletes `name`; answers what it was.
     pub async fn delete(&self, name: &str) -> Result<Endpoint, WebhookError> {
         let (before, revision) = self

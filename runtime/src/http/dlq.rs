@@ -1,5 +1,6 @@
 //! `/api/dlq`: dead letters with their reason and payload, and re-driving them after a fix: the
-//! event is published again on its original subject, then removed from `NUDGE_DLQ`.
+//! event is published again on its original subject (an undelivered action on
+//! `actions.<channel>`, for another round of attempts), then removed from `NUDGE_DLQ`.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::access::{Principal, audit};
+use crate::delivery::log::{self as delivery_log, Attempt, DeliveryLog};
 use crate::tail::{Stored, tail};
 use crate::topology::DLQ_STREAM;
 
@@ -93,24 +95,70 @@ async fn redrive_one(state: &AppState, sequence: u64) -> Result<Value, ApiError>
         .get("Nudge-Original-Subject")
         .map(|v| v.as_str().to_owned())
         .unwrap_or_else(|| message.subject.trim_start_matches("dlq.").to_owned());
-    if !original.starts_with("events.") {
+    let target = if original.starts_with("events.") {
+        original.clone()
+    } else if let Some(channel) = original
+        .strip_prefix("delivery.")
+        .and_then(nudge_rules::Channel::parse)
+    {
+        restart_delivery(state, channel, &message.payload).await?
+    } else {
         return Err(ApiError::bad_request(
             "sequence",
-            format!("dead letter {sequence} came from `{original}`, not an events subject"),
+            format!(
+                "dead letter {sequence} came from `{original}`, neither an event nor a delivery"
+            ),
         ));
-    }
+    };
     let publish = PublishMessage::build()
         .payload(Bytes::from(message.payload.to_vec()))
         .message_id(format!("redrive.{}.{sequence}", DLQ_STREAM));
     state
         .js
-        .send_publish(original.clone(), publish)
+        .send_publish(target, publish)
         .await
         .map_err(unavailable)?
         .await
         .map_err(unavailable)?;
     stream.delete_message(sequence).await.map_err(unavailable)?;
     Ok(json!({ "sequence": sequence, "subject": original }))
+}
+
+/// A delivery letter is re-driven by publishing its action again on `actions.<channel>` (the
+/// same CloudEvent: other consumers of that subject see its id again) after logging a fresh
+/// start, so it gets all its attempts anew. Answers the subject to publish on.
+async fn restart_delivery(
+    state: &AppState,
+    channel: nudge_rules::Channel,
+    payload: &[u8],
+) -> Result<String, ApiError> {
+    #[derive(Deserialize)]
+    struct ActionIds {
+        id: String,
+        subject: String,
+    }
+    let action: ActionIds = serde_json::from_slice(payload).map_err(|e| {
+        ApiError::bad_request("sequence", format!("the dead letter is not an action: {e}"))
+    })?;
+    let log = DeliveryLog::open(&state.js).await.map_err(unavailable)?;
+    let restart = Attempt {
+        action_id: action.id.clone(),
+        channel: channel.as_str().into(),
+        endpoint: String::new(),
+        attempt: 0,
+        at: nudge_rules::calendar::rfc3339(state.clock.now_ms()),
+        outcome: "redriven".into(),
+        status: None,
+        latency_ms: 0,
+        error: None,
+    };
+    log.append(
+        delivery_log::subject(channel, &action.subject, &action.id),
+        &restart,
+    )
+    .await
+    .map_err(unavailable)?;
+    Ok(channel.subject().to_owned())
 }
 
 pub async fn redrive(

@@ -1,5 +1,6 @@
-//! The dead-letter stream: a copy of every event nudge gave up on, on `dlq.<original subject>`,
-//! with the original payload and the reason in headers.
+//! The dead-letter stream: a copy of every event nudge gave up on, on `dlq.<original subject>`
+//! (and of every action it could not deliver, on `dlq.delivery.<channel>`), with the original
+//! payload and the reason in headers.
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::Context;
@@ -15,7 +16,9 @@ pub struct DeadLetter<'a> {
     pub stream: &'a str,
     pub sequence: u64,
     pub delivered: i64,
-    /// `invalid_event`, `profile_too_large` or `publish_failed`.
+    /// `invalid_event`, `profile_too_large` or `publish_failed`; for deliveries
+    /// `delivery_failed`, `delivery_refused`, `endpoint_gone`, `endpoint_disabled`,
+    /// `no_endpoint` or `invalid_action`.
     pub kind: &'static str,
     pub reason: &'a str,
 }

@@ -1,0 +1,206 @@
+//! Webhook delivery end to end: a rule's `webhook(…)` action reaches a local receiver signed,
+//! with the action's id as `webhook-id`; answers worth retrying are retried on the schedule and
+//! then delivered or dead-lettered; refusals are dead-lettered at once; 410 switches the
+//! endpoint off; an action for an unknown endpoint is dead-lettered, and a re-drive after the fix
+//! delivers it.
+
+use std::time::{Duration, Instant};
+
+use nudge::delivery::signature::SigningKey;
+use nudge_tests::receiver::{Received, Receiver};
+use nudge_tests::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Requests the receiver got for the action that `event_id` caused.
+fn for_event(receiver: &Receiver, event_id: &str) -> Vec<Received> {
+    receiver
+        .received()
+        .into_iter()
+        .filter(|r| {
+            serde_json::from_slice::<Value>(&r.body).is_ok_and(|e| e["causationid"] == event_id)
+        })
+        .collect()
+}
+
+async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(started.elapsed() < WAIT, "waited {WAIT:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The dead letter of the action `event_id` caused.
+async fn dead_letter(nudge: &Nudge, event_id: &str) -> Value {
+    until(&format!("the dead letter of {event_id}"), async || {
+        let (_, dlq) = nudge.api_get("/api/dlq").await;
+        dlq["letters"]
+            .as_array()?
+            .iter()
+            .find(|l| l["payload"]["causationid"] == event_id)
+            .cloned()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_actions_are_delivered_retried_refused_and_redriven() {
+    let nats = NatsServer::start();
+    let nudge = Nudge::start(
+        &nats,
+        &[
+            ("NUDGE_WEBHOOK_RETRY_BASE_MS", "200"),
+            ("NUDGE_WEBHOOK_RETRY_MAX_MS", "400"),
+            ("NUDGE_WEBHOOK_MAX_ATTEMPTS", "4"),
+            ("NUDGE_WEBHOOK_BREAKER_FAILURES", "100"),
+        ],
+    )
+    .await;
+    let js = nats.jetstream().await;
+    let receiver = Receiver::start().await;
+    let (status, created) = nudge
+        .api(
+            Method::PUT,
+            "/api/webhooks/crm",
+            Some(json!({"url": receiver.url})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = SigningKey::parse(created["secret"].as_str().unwrap()).unwrap();
+    nudge
+        .put_rule(
+            "crm-sync",
+            json!({"name": "crm sync", "triggers": ["order.placed"],
+                   "script": r#"webhook(event.data.to, #{ total: event.data.total })"#}),
+        )
+        .await;
+    let order =
+        |id: &str, to: &str| event(id, "order.placed", "user-1", json!({"total": 42, "to": to}));
+
+    // Delivered once, signed, with the action's id.
+    publish(&js, &order("o-1", "crm")).await;
+    let delivered = until("o-1 delivered", async || for_event(&receiver, "o-1").pop()).await;
+    let action: Value = serde_json::from_slice(&delivered.body).unwrap();
+    assert_eq!(action["type"], "nudge.action.webhook");
+    assert_eq!(action["data"]["payload"]["total"], 42);
+    let id = delivered.header("webhook-id");
+    assert_eq!(id, action["id"].as_str().unwrap());
+    let timestamp_s: i64 = delivered.header("webhook-timestamp").parse().unwrap();
+    assert!(key.verifies(
+        delivered.header("webhook-signature"),
+        id,
+        timestamp_s,
+        &delivered.body
+    ));
+
+    // A 503 is retried; once the endpoint recovers the action is delivered, and only then.
+    receiver.answer(503, None);
+    publish(&js, &order("o-2", "crm")).await;
+    until("two attempts at o-2", async || {
+        (for_event(&receiver, "o-2").len() >= 2).then_some(())
+    })
+    .await;
+    receiver.answer(204, None);
+    let attempts = until("o-2 delivered", async || {
+        let seen = for_event(&receiver, "o-2");
+        (seen.len() >= 3).then_some(seen)
+    })
+    .await;
+    let ids: std::collections::BTreeSet<_> = attempts
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1, "every attempt carries the same webhook-id");
+
+    // A refusal is dead-lettered at once; endless 503s after the last attempt.
+    receiver.answer(422, None);
+    publish(&js, &order("o-3", "crm")).await;
+    let refused = dead_letter(&nudge, "o-3").await;
+    assert_eq!(refused["subject"], "delivery.webhook", "{refused}");
+    assert_eq!(refused["kind"], "delivery_refused", "{refused}");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("422"),
+        "{refused}"
+    );
+    assert_eq!(for_event(&receiver, "o-3").len(), 1, "not retried");
+
+    receiver.answer(503, None);
+    publish(&js, &order("o-4", "crm")).await;
+    let exhausted = dead_letter(&nudge, "o-4").await;
+    assert_eq!(exhausted["kind"], "delivery_failed", "{exhausted}");
+    assert!(
+        exhausted["reason"]
+            .as_str()
+            .unwrap()
+            .contains("after 4 attempts"),
+        "{exhausted}"
+    );
+    assert_eq!(for_event(&receiver, "o-4").len(), 4);
+
+    // 410 Gone switches the endpoint off.
+    receiver.answer(410, None);
+    publish(&js, &order("o-5", "crm")).await;
+    let gone = dead_letter(&nudge, "o-5").await;
+    assert_eq!(gone["kind"], "endpoint_gone", "{gone}");
+    let (_, endpoint) = nudge.api_get("/api/webhooks/crm").await;
+    assert_eq!(endpoint["enabled"], false, "{endpoint}");
+    assert!(
+        endpoint["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("410"),
+        "{endpoint}"
+    );
+
+    // An unknown endpoint: dead-lettered, saying what to do.
+    publish(&js, &order("o-6", "erp")).await;
+    let unknown = dead_letter(&nudge, "o-6").await;
+    assert_eq!(unknown["kind"], "no_endpoint", "{unknown}");
+    assert!(
+        unknown["reason"].as_str().unwrap().contains("`erp`"),
+        "{unknown}"
+    );
+
+    // Fixed: the endpoint on again and answering; re-driving the exhausted delivery delivers it,
+    // with its own id again, after a fresh round of attempts.
+    receiver.answer(204, None);
+    let (status, _) = nudge
+        .api(
+            Method::PUT,
+            "/api/webhooks/crm",
+            Some(json!({"url": receiver.url, "enabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let sequence = exhausted["sequence"].as_u64().unwrap();
+    let (status, answer) = nudge
+        .api(Method::POST, &format!("/api/dlq/{sequence}/redrive"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let redriven = until("o-4 delivered after the re-drive", async || {
+        let seen = for_event(&receiver, "o-4");
+        (seen.len() == 5).then_some(seen)
+    })
+    .await;
+    assert_eq!(
+        redriven[4].header("webhook-id"),
+        redriven[0].header("webhook-id")
+    );
+
+    let metrics = nudge.metrics().await;
+    for line in [
+        r#"nudge_deliveries_total{channel="webhook",outcome="delivered"}"#,
+        r#"nudge_deliveries_total{channel="webhook",outcome="retry"}"#,
+        r#"nudge_deliveries_total{channel="webhook",outcome="refused"}"#,
+        r#"nudge_deliveries_total{channel="webhook",outcome="gone"}"#,
+        r#"nudge_dlq_total{reason="delivery_failed"}"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
