@@ -204,3 +204,142 @@ async fn webhook_actions_are_delivered_retried_refused_and_redriven() {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
 }
+
+/// An instance SIGKILLed while its request is in flight: another instance delivers the action
+/// after the ack wait, with the same `webhook-id`, and nothing is dead-lettered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_cut_short_by_sigkill_is_delivered_by_another_instance() {
+    let nats = NatsServer::start();
+    let settings = [("NUDGE_WEBHOOK_TIMEOUT_MAX_MS", "1000")];
+    let first = Nudge::start(&nats, &settings).await;
+    let js = nats.jetstream().await;
+    let receiver = Receiver::start().await;
+    first
+        .api(
+            Method::PUT,
+            "/api/webhooks/crm",
+            Some(json!({"url": receiver.url, "timeout_ms": 1000})),
+        )
+        .await;
+    first
+        .put_rule(
+            "crm-sync",
+            json!({"name": "crm sync", "triggers": ["order.placed"],
+                   "script": r#"webhook("crm", #{ total: 1 })"#}),
+        )
+        .await;
+    receiver.stall(Duration::from_millis(900));
+    publish(&js, &event("k-1", "order.placed", "user-1", json!({}))).await;
+    until("the first attempt in flight", async || {
+        (!for_event(&receiver, "k-1").is_empty()).then_some(())
+    })
+    .await;
+    first.kill().await;
+    receiver.stall(Duration::ZERO);
+    let second = Nudge::start(&nats, &settings).await;
+    let seen = until("k-1 delivered by the second instance", async || {
+        let seen = for_event(&receiver, "k-1");
+        (seen.len() >= 2).then_some(seen)
+    })
+    .await;
+    assert!(
+        seen.iter()
+            .all(|r| r.header("webhook-id") == seen[0].header("webhook-id")),
+        "the same webhook-id every time"
+    );
+    let (_, dlq) = second.api_get("/api/dlq").await;
+    assert_eq!(dlq["total"], 0, "{dlq}");
+}
+
+/// One endpoint down, another up: the breaker of the first opens (and stops the attempts), the
+/// second's deliveries arrive meanwhile; once the first recovers, a probe closes its breaker.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_endpoint_opens_its_breaker_and_holds_up_no_other() {
+    let nats = NatsServer::start();
+    let nudge = Nudge::start(
+        &nats,
+        &[
+            ("NUDGE_WEBHOOK_BREAKER_FAILURES", "3"),
+            ("NUDGE_WEBHOOK_BREAKER_COOL_DOWN_MS", "1000"),
+            ("NUDGE_WEBHOOK_RETRY_BASE_MS", "100"),
+            ("NUDGE_WEBHOOK_RETRY_MAX_MS", "200"),
+            ("NUDGE_WEBHOOK_MAX_ATTEMPTS", "1000"),
+        ],
+    )
+    .await;
+    let js = nats.jetstream().await;
+    let (down, up) = (Receiver::start().await, Receiver::start().await);
+    down.answer(503, None);
+    for (name, receiver) in [("down", &down), ("up", &up)] {
+        let (status, body) = nudge
+            .api(
+                Method::PUT,
+                &format!("/api/webhooks/{name}"),
+                Some(json!({"url": receiver.url})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    nudge
+        .put_rule(
+            "fan-out",
+            json!({"name": "fan out", "triggers": ["order.placed"],
+                   "script": r#"webhook(event.data.to, #{})"#}),
+        )
+        .await;
+    for n in 0..20 {
+        let to = if n % 2 == 0 { "down" } else { "up" };
+        let data = json!({ "to": to });
+        publish(
+            &js,
+            &event(
+                &format!("b-{n}"),
+                "order.placed",
+                &format!("user-{n}"),
+                data,
+            ),
+        )
+        .await;
+    }
+    // All of them while the other endpoint still fails: none waited behind its retries.
+    until("every delivery to the live endpoint", async || {
+        (up.received().len() == 10).then_some(())
+    })
+    .await;
+    until("the dead endpoint's breaker open", async || {
+        nudge
+            .metrics()
+            .await
+            .contains(r#"nudge_delivery_breaker_open{endpoint="down"} 1"#)
+            .then_some(())
+    })
+    .await;
+    // While open, attempts stop: within half a cool-down the dead endpoint hears nothing new.
+    let heard = down.received().len();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        down.received().len() <= heard + 1,
+        "an open breaker sends at most a probe: {heard} then {}",
+        down.received().len()
+    );
+
+    down.answer(204, None);
+    until(
+        "the dead endpoint's deliveries once it recovers",
+        async || {
+            let delivered = down
+                .received()
+                .iter()
+                .map(|r| r.header("webhook-id").to_owned())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            let metrics = nudge.metrics().await;
+            (delivered == 10
+                && metrics.contains(r#"nudge_delivery_breaker_open{endpoint="down"} 0"#))
+            .then_some(())
+        },
+    )
+    .await;
+    let (_, dlq) = nudge.api_get("/api/dlq").await;
+    assert_eq!(dlq["total"], 0, "{dlq}");
+}

@@ -159,7 +159,8 @@ pub async fn run(
 /// The shared consumer (created by the first instance) and the delivery log.
 async fn open(js: &Context, settings: &Settings) -> anyhow::Result<(PullConsumer, DeliveryLog)> {
     let stream = js.get_stream(ACTIONS_STREAM).await?;
-    let ack_wait_ms = settings.webhook_timeout_max_ms.saturating_add(10_000);
+    // Longer than any request may take, so only a dead instance's deliveries come back.
+    let ack_wait_ms = settings.webhook_timeout_max_ms.saturating_mul(2).max(1_000);
     let consumer = stream
         .get_or_create_consumer(
             CONSUMER,
