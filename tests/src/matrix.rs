@@ -234,6 +234,13 @@ pub fn cases(role: &str) -> Vec<Case> {
         ),
         c(
             M::GET,
+            "/api/profiles/{id}/deliveries",
+            "/api/profiles/user-1/deliveries".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
             "/api/plugins",
             "/api/plugins".into(),
             None,

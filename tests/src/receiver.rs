@@ -16,6 +16,8 @@ use axum::response::IntoResponse;
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -93,11 +95,11 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    behaviour
-        .received
-        .lock()
-        .unwrap()
-        .push(Received { headers, body });
+    behaviour.received.lock().unwrap().push(Received {
+        headers,
+        body,
+        at: std::time::Instant::now(),
+    });
     let stall_ms = behaviour.stall_ms.load(Ordering::SeqCst);
     if stall_ms > 0 {
         tokio::time::sleep(Duration::from_millis(stall_ms)).await;

@@ -193,6 +193,42 @@ async fn webhook_actions_are_delivered_retried_refused_and_redriven() {
         redriven[0].header("webhook-id")
     );
 
+    // The profile's page: each action with where it stands and its attempts.
+    let (status, log) = nudge.api_get("/api/profiles/user-1/deliveries").await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let standing = |event_id: &str| {
+        let action_id = for_event(&receiver, event_id)[0]
+            .header("webhook-id")
+            .to_owned();
+        log["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["action_id"] == action_id.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("no delivery of {event_id} in {log}"))
+    };
+    let retried = standing("o-2");
+    assert_eq!(retried["state"], "delivered", "{retried}");
+    assert_eq!(retried["endpoint"], "crm");
+    assert_eq!(retried["history"][0]["outcome"], "retry");
+    assert_eq!(retried["history"][0]["status"], 503);
+    assert_eq!(standing("o-3")["state"], "refused");
+    let redriven = standing("o-4");
+    assert_eq!(redriven["state"], "delivered", "{redriven}");
+    assert_eq!(redriven["attempts"], 1, "a fresh round after the re-drive");
+    let outcomes: Vec<&str> = redriven["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["retry", "retry", "retry", "retry", "redriven", "delivered"]
+    );
+    assert_eq!(standing("o-5")["state"], "gone");
+
     let metrics = nudge.metrics().await;
     for line in [
         r#"nudge_deliveries_total{channel="webhook",outcome="delivered"}"#,
@@ -342,4 +378,46 @@ async fn a_dead_endpoint_opens_its_breaker_and_holds_up_no_other() {
     .await;
     let (_, dlq) = nudge.api_get("/api/dlq").await;
     assert_eq!(dlq["total"], 0, "{dlq}");
+}
+
+/// `rate_per_s` spaces an endpoint's deliveries: ten at 5 per second take nearly two seconds,
+/// however fast they were decided.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_rate_spaces_its_deliveries() {
+    let nats = NatsServer::start();
+    let nudge = Nudge::start(&nats, &[]).await;
+    let js = nats.jetstream().await;
+    let receiver = Receiver::start().await;
+    nudge
+        .api(
+            Method::PUT,
+            "/api/webhooks/crm",
+            Some(json!({"url": receiver.url, "rate_per_s": 5})),
+        )
+        .await;
+    nudge
+        .put_rule(
+            "crm-sync",
+            json!({"name": "crm sync", "triggers": ["order.placed"],
+                   "script": r#"webhook("crm", #{})"#}),
+        )
+        .await;
+    for n in 0..10 {
+        let id = format!("r-{n}");
+        publish(
+            &js,
+            &event(&id, "order.placed", &format!("user-{n}"), json!({})),
+        )
+        .await;
+    }
+    let received = until("ten deliveries", async || {
+        let received = receiver.received();
+        (received.len() == 10).then_some(received)
+    })
+    .await;
+    let spread = received[9].at - received[0].at;
+    assert!(
+        spread >= Duration::from_millis(1_700),
+        "ten deliveries at 5/s arrived within {spread:?}"
+    );
 }

@@ -9,6 +9,7 @@ use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use nudge_rules::Channel;
 use serde::{Deserialize, Serialize};
 
+use crate::tail::tail;
 use crate::topology::DELIVERIES_STREAM;
 
 /// One attempt, as stored.
@@ -36,6 +37,23 @@ pub fn subject(channel: Channel, profile_id: &str, action_id: &str) -> String {
         channel.as_str(),
         crate::profiles::key(profile_id)
     )
+}
+
+/// The latest attempts logged for `profile_id` (every channel), newest first, at most `limit`.
+pub async fn of_profile(
+    js: &Context,
+    profile_id: &str,
+    limit: usize,
+) -> anyhow::Result<Vec<Attempt>> {
+    let filter = format!("deliveries.*.{}.>", crate::profiles::key(profile_id));
+    let stored = tail(js, DELIVERIES_STREAM, Some(filter), u64::MAX, limit, None).await?;
+    stored
+        .iter()
+        .map(|m| {
+            serde_json::from_slice(&m.payload)
+                .map_err(|e| anyhow::anyhow!("{}: an unreadable attempt: {e}", m.subject))
+        })
+        .collect()
 }
 
 #[derive(Clone)]

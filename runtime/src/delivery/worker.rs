@@ -9,7 +9,8 @@
 //! which `webhook_endpoint_in_flight_max` per endpoint — past it a delivery is handed back for a
 //! second, so a slow endpoint never holds the slots of the others — and a breaker per endpoint
 //! (`webhook_breaker_failures`, `webhook_breaker_cool_down_ms`), while which is open deliveries
-//! wait without an attempt counted.
+//! wait without an attempt counted; an endpoint's `rate_per_s` spaces its deliveries the same
+//! way (per instance).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -69,6 +70,8 @@ struct Worker {
 struct EndpointState {
     breaker: Breaker,
     in_flight: Arc<Semaphore>,
+    /// With a `rate_per_s`: the earliest time the next delivery may go out.
+    next_send_ms: i64,
 }
 
 /// Runs until `shutdown`; deliveries in flight then finish (each within its endpoint's timeout).
@@ -262,7 +265,7 @@ impl Worker {
             };
         }
         let now_ms = self.clock.now_ms();
-        let Some(slot) = self.permit(&name, now_ms) else {
+        let Some(slot) = self.permit(&name, endpoint.rate_per_s, now_ms) else {
             return Settled::Later(BUSY_DELAY);
         };
         let slot = match slot {
@@ -342,19 +345,34 @@ impl Worker {
         }
     }
 
-    /// A slot of the endpoint's if its breaker lets a delivery out: `None` when its slots are
-    /// taken, `Err(retry_at_ms)` while its breaker holds deliveries.
-    fn permit(&self, name: &str, now_ms: i64) -> Option<Result<OwnedSemaphorePermit, i64>> {
+    /// A slot of the endpoint's if its rate and its breaker let a delivery out now: `None`
+    /// when its slots are taken, `Err(retry_at_ms)` while its rate or breaker holds deliveries.
+    fn permit(
+        &self,
+        name: &str,
+        rate_per_s: Option<u32>,
+        now_ms: i64,
+    ) -> Option<Result<OwnedSemaphorePermit, i64>> {
         let mut states = self.endpoints_state.lock().expect("endpoint states");
         let state = states
             .entry(name.to_owned())
             .or_insert_with(|| EndpointState {
                 breaker: Breaker::new(self.breaker_limits),
                 in_flight: Arc::new(Semaphore::new(self.endpoint_in_flight_max)),
+                next_send_ms: 0,
             });
+        if state.next_send_ms > now_ms {
+            return Some(Err(state.next_send_ms));
+        }
         let slot = state.in_flight.clone().try_acquire_owned().ok()?;
         Some(match state.breaker.permit(now_ms) {
-            Permit::Send | Permit::Probe => Ok(slot),
+            Permit::Send | Permit::Probe => {
+                if let Some(rate) = rate_per_s.filter(|r| *r > 0) {
+                    let spacing_ms = i64::from((1_000 / rate).max(1));
+                    state.next_send_ms = state.next_send_ms.max(now_ms) + spacing_ms;
+                }
+                Ok(slot)
+            }
             Permit::Wait { retry_at_ms } => Err(retry_at_ms),
         })
     }

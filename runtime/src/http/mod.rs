@@ -112,6 +112,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/live", get(live::live))
         .route("/api/profiles/{id}", get(profiles::get))
         .route("/api/profiles/{id}/trace", get(profiles::trace))
+        .route("/api/profiles/{id}/deliveries", get(profiles::deliveries))
         .route("/api/plugins", get(plugins::list))
         .route(
             "/api/plugins/{name}",

@@ -1,5 +1,5 @@
-//! `/api/profiles/{id}`: a profile's state as nudge holds it, and `/trace`: its recent
-//! decisions, most recent first.
+//! `/api/profiles/{id}`: a profile's state as nudge holds it, `/trace`: its recent decisions,
+//! and `/deliveries`: what became of its delivered actions — each most recent first.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -88,4 +88,59 @@ pub async fn trace(
         .await
         .map_err(unavailable)?;
     Ok(Json(json!({ "id": id, "decisions": decisions })))
+}
+
+/// Delivery attempts `GET /api/profiles/{id}/deliveries` reads at most.
+const DELIVERY_ATTEMPTS_MAX: usize = 1_000;
+
+/// The profile's delivered (or undeliverable) actions, newest first, each with its attempts
+/// oldest first and where it stands: `delivered`, `retrying`, `failed` (attempts exhausted),
+/// `refused`, `gone` or `redriven` (waiting for its fresh round).
+pub async fn deliveries(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let attempts = crate::delivery::log::of_profile(&state.js, &id, DELIVERY_ATTEMPTS_MAX)
+        .await
+        .map_err(unavailable)?;
+    let mut order: Vec<String> = Vec::new();
+    let mut by_action: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    let mut last: std::collections::HashMap<String, (String, u32)> = Default::default();
+    for attempt in attempts.iter() {
+        let history = by_action
+            .entry(attempt.action_id.clone())
+            .or_insert_with(|| {
+                order.push(attempt.action_id.clone());
+                last.insert(
+                    attempt.action_id.clone(),
+                    (attempt.outcome.clone(), attempt.attempt),
+                );
+                Vec::new()
+            });
+        history.push(json!(attempt));
+    }
+    let max_attempts = state.settings.webhook_max_attempts;
+    let deliveries: Vec<Value> = order
+        .iter()
+        .map(|action_id| {
+            let mut history = by_action.remove(action_id).unwrap_or_default();
+            history.reverse();
+            let (outcome, made) = &last[action_id];
+            let standing = match outcome.as_str() {
+                "retry" if *made >= max_attempts => "failed",
+                "retry" => "retrying",
+                other => other,
+            };
+            let first = &history[0];
+            json!({
+                "action_id": action_id,
+                "channel": first["channel"],
+                "endpoint": history.iter().rev().find_map(|a| a["endpoint"].as_str().filter(|e| !e.is_empty())),
+                "state": standing,
+                "attempts": made,
+                "history": history,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "id": id, "deliveries": deliveries })))
 }

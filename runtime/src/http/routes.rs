@@ -266,6 +266,14 @@ pub const API_ROUTES: &[RoutePolicy] = &[
     ),
     route(
         "GET",
+        "/api/profiles/{id}/deliveries",
+        Some(Viewer),
+        "profiles",
+        "A profile's delivered (or undeliverable) actions, newest first, each with its attempts",
+        None,
+    ),
+    route(
+        "GET",
         "/api/plugins",
         Some(Viewer),
         "plugins",

@@ -1,5 +1,6 @@
-// A profile's page: its state (attributes, consent, counters, timers, caps) and its recent
-// decisions with why each action fired, was held or was suppressed.
+// A profile's page: its state (attributes, consent, counters, timers, caps), its recent
+// decisions with why each action fired, was held or was suppressed, and what became of its
+// delivered actions (each attempt with its answer).
 import { useEffect, useState } from "preact/hooks";
 import { describe, get } from "../api.js";
 import { navigate } from "../main.jsx";
@@ -24,10 +25,35 @@ function Decision({ d }) {
   );
 }
 
+const STATE_CLASS = { delivered: "ok", retrying: "", redriven: "" };
+
+function Delivery({ d }) {
+  const last = d.history[d.history.length - 1];
+  return (
+    <li class="decision">
+      <div>
+        <code>{d.channel}</code> {d.endpoint && <strong>{d.endpoint}</strong>}{" "}
+        <span class={`small ${STATE_CLASS[d.state] ?? "error-text"}`}>
+          {d.state}{d.attempts > 1 ? ` after ${d.attempts} attempts` : ""}
+        </span>
+        <span class="muted small"> · {last.at} · {d.action_id.slice(0, 12)}</span>
+      </div>
+      {d.history.map((a) => (
+        <div class="small muted">
+          {a.outcome === "redriven" ? "re-driven" : `attempt ${a.attempt}: ${a.outcome}`}
+          {a.status ? ` (HTTP ${a.status})` : ""}{a.latency_ms ? ` in ${a.latency_ms} ms` : ""}
+          {a.error ? ` — ${a.error}` : ""}
+        </div>
+      ))}
+    </li>
+  );
+}
+
 export function ProfilePage({ id }) {
   const [query, setQuery] = useState(id ?? "");
   const [profile, setProfile] = useState(null);
   const [trace, setTrace] = useState(null);
+  const [deliveries, setDeliveries] = useState(null);
   const [error, setError] = useState(null);
   // The state shown is the last checkpoint's (each partition writes its profiles every
   // checkpoint interval), so the page refreshes itself: a profile whose first action was just
@@ -43,9 +69,13 @@ export function ProfilePage({ id }) {
       get(`${path}/trace?limit=50`)
         .then((t) => { if (open) setTrace(t.decisions); })
         .catch(() => { if (open) setTrace([]); });
+      get(`${path}/deliveries`)
+        .then((d) => { if (open) setDeliveries(d.deliveries); })
+        .catch(() => { if (open) setDeliveries([]); });
     };
     setProfile(null);
     setTrace(null);
+    setDeliveries(null);
     setError(null);
     load();
     const timer = setInterval(load, REFRESH_MS);
@@ -81,6 +111,9 @@ export function ProfilePage({ id }) {
             <h2>Decisions</h2>
             {trace?.length === 0 && <p class="empty">No decisions recorded.</p>}
             <ol class="decisions" data-testid="profile-trace">{(trace ?? []).map((d) => <Decision d={d} />)}</ol>
+            <h2>Deliveries</h2>
+            {deliveries?.length === 0 && <p class="empty">No delivered actions.</p>}
+            <ol class="decisions" data-testid="profile-deliveries">{(deliveries ?? []).map((d) => <Delivery d={d} />)}</ol>
           </div>
         </div>
       )}
