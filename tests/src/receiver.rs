@@ -78,6 +78,11 @@ impl Receiver {
         self.behaviour.stall_ms.store(ms, Ordering::SeqCst);
     }
 
+    /// How many requests came so far.
+    pub fn count(&self) -> usize {
+        self.behaviour.received.lock().unwrap().len()
+    }
+
     /// Every request so far, oldest first.
     pub fn received(&self) -> Vec<Received> {
         self.behaviour.received.lock().unwrap().clone()
