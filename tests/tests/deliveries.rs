@@ -49,6 +49,25 @@ async fn dead_letter(nudge: &Nudge, event_id: &str) -> Value {
     .await
 }
 
+/// Stores a rule that sends a webhook action for every `order.placed`, with `script`.
+async fn order_rule(nudge: &Nudge, script: &str) {
+    nudge
+        .put_rule(
+            "crm-sync",
+            json!({"name": "crm sync", "triggers": ["order.placed"], "script": script}),
+        )
+        .await;
+}
+
+/// Creates the endpoint `name` with `spec`; answers its record (with the secret).
+async fn create_endpoint(nudge: &Nudge, name: &str, spec: Value) -> Value {
+    let (status, created) = nudge
+        .api(Method::PUT, &format!("/api/webhooks/{name}"), Some(spec))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn webhook_actions_are_delivered_retried_refused_and_redriven() {
     let nats = NatsServer::start();
@@ -64,22 +83,13 @@ async fn webhook_actions_are_delivered_retried_refused_and_redriven() {
     .await;
     let js = nats.jetstream().await;
     let receiver = Receiver::start().await;
-    let (status, created) = nudge
-        .api(
-            Method::PUT,
-            "/api/webhooks/crm",
-            Some(json!({"url": receiver.url})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let created = create_endpoint(&nudge, "crm", json!({"url": receiver.url})).await;
     let key = SigningKey::parse(created["secret"].as_str().unwrap()).unwrap();
-    nudge
-        .put_rule(
-            "crm-sync",
-            json!({"name": "crm sync", "triggers": ["order.placed"],
-                   "script": r#"webhook(event.data.to, #{ total: event.data.total })"#}),
-        )
-        .await;
+    order_rule(
+        &nudge,
+        r#"webhook(event.data.to, #{ total: event.data.total })"#,
+    )
+    .await;
     let order =
         |id: &str, to: &str| event(id, "order.placed", "user-1", json!({"total": 42, "to": to}));
 
@@ -250,20 +260,13 @@ async fn a_delivery_cut_short_by_sigkill_is_delivered_by_another_instance() {
     let first = Nudge::start(&nats, &settings).await;
     let js = nats.jetstream().await;
     let receiver = Receiver::start().await;
-    first
-        .api(
-            Method::PUT,
-            "/api/webhooks/crm",
-            Some(json!({"url": receiver.url, "timeout_ms": 1000})),
-        )
-        .await;
-    first
-        .put_rule(
-            "crm-sync",
-            json!({"name": "crm sync", "triggers": ["order.placed"],
-                   "script": r#"webhook("crm", #{ total: 1 })"#}),
-        )
-        .await;
+    create_endpoint(
+        &first,
+        "crm",
+        json!({"url": receiver.url, "timeout_ms": 1000}),
+    )
+    .await;
+    order_rule(&first, r#"webhook("crm", #{ total: 1 })"#).await;
     receiver.stall(Duration::from_millis(900));
     publish(&js, &event("k-1", "order.placed", "user-1", json!({}))).await;
     until("the first attempt in flight", async || {
@@ -307,22 +310,9 @@ async fn a_dead_endpoint_opens_its_breaker_and_holds_up_no_other() {
     let (down, up) = (Receiver::start().await, Receiver::start().await);
     down.answer(503, None);
     for (name, receiver) in [("down", &down), ("up", &up)] {
-        let (status, body) = nudge
-            .api(
-                Method::PUT,
-                &format!("/api/webhooks/{name}"),
-                Some(json!({"url": receiver.url})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        create_endpoint(&nudge, name, json!({"url": receiver.url})).await;
     }
-    nudge
-        .put_rule(
-            "fan-out",
-            json!({"name": "fan out", "triggers": ["order.placed"],
-                   "script": r#"webhook(event.data.to, #{})"#}),
-        )
-        .await;
+    order_rule(&nudge, r#"webhook(event.data.to, #{})"#).await;
     for n in 0..20 {
         let to = if n % 2 == 0 { "down" } else { "up" };
         let data = json!({ "to": to });
@@ -388,20 +378,8 @@ async fn an_endpoint_rate_spaces_its_deliveries() {
     let nudge = Nudge::start(&nats, &[]).await;
     let js = nats.jetstream().await;
     let receiver = Receiver::start().await;
-    nudge
-        .api(
-            Method::PUT,
-            "/api/webhooks/crm",
-            Some(json!({"url": receiver.url, "rate_per_s": 5})),
-        )
-        .await;
-    nudge
-        .put_rule(
-            "crm-sync",
-            json!({"name": "crm sync", "triggers": ["order.placed"],
-                   "script": r#"webhook("crm", #{})"#}),
-        )
-        .await;
+    create_endpoint(&nudge, "crm", json!({"url": receiver.url, "rate_per_s": 5})).await;
+    order_rule(&nudge, r#"webhook("crm", #{})"#).await;
     for n in 0..10 {
         let id = format!("r-{n}");
         publish(

@@ -6,15 +6,16 @@
 //! acknowledgement with the schedule's delay, so waiting costs no slot.
 //!
 //! Limits: `webhook_in_flight_max` deliveries per instance (the consumer's pending acks too), of
-//! which `webhook_endpoint_in_flight_max` per endpoint — past it a delivery is handed back for a
-//! second, so a slow endpoint never holds the slots of the others — and a breaker per endpoint
+//! which `webhook_endpoint_in_flight_max` per endpoint, with as many waiting for them — past that
+//! a delivery is handed back for a second, so a slow endpoint never holds the slots of the
+//! others — and a breaker per endpoint
 //! (`webhook_breaker_failures`, `webhook_breaker_cool_down_ms`), while which is open deliveries
 //! wait without an attempt counted; an endpoint's `rate_per_s` spaces its deliveries the same
 //! way (per instance).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{AckKind, Context, Message};
@@ -26,7 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::{Breaker, BreakerLimits, Permit};
-use super::endpoints::{EndpointStore, WebhookError};
+use super::endpoints::{Endpoint, EndpointStore, WebhookError};
 use super::log::{self, Attempt, DeliveryLog};
 use super::outcome::Outcome;
 use super::request;
@@ -40,6 +41,8 @@ use crate::topology::ACTIONS_STREAM;
 const CONSUMER: &str = "nudge-webhooks";
 /// How long a delivery handed back for a busy endpoint or a NATS hiccup waits.
 const BUSY_DELAY: Duration = Duration::from_secs(1);
+/// How long a read endpoint serves deliveries before it is read again.
+const ENDPOINT_FRESH: Duration = Duration::from_secs(1);
 
 /// What the worker reads of an action.
 #[derive(Deserialize)]
@@ -65,11 +68,14 @@ struct Worker {
     endpoint_in_flight_max: usize,
     /// Per endpoint: its breaker and its in-flight slots.
     endpoints_state: Mutex<HashMap<String, EndpointState>>,
+    endpoint_cache: Mutex<HashMap<String, (Arc<Endpoint>, Instant)>>,
 }
 
 struct EndpointState {
     breaker: Breaker,
     in_flight: Arc<Semaphore>,
+    /// Deliveries waiting here for one of its slots (at most `endpoint_in_flight_max`).
+    waiting: usize,
     /// With a `rate_per_s`: the earliest time the next delivery may go out.
     next_send_ms: i64,
 }
@@ -116,6 +122,7 @@ pub async fn run(
         },
         endpoint_in_flight_max: settings.webhook_endpoint_in_flight_max.max(1),
         endpoints_state: Mutex::new(HashMap::new()),
+        endpoint_cache: Mutex::new(HashMap::new()),
     });
     let in_flight_max = settings.webhook_in_flight_max.max(1);
     let in_flight = Arc::new(Semaphore::new(in_flight_max));
@@ -241,7 +248,7 @@ impl Worker {
             }
         };
         let name = action.data.webhook;
-        let endpoint = match self.endpoints.get(&name).await {
+        let endpoint = match self.endpoint(&name).await {
             Ok(endpoint) => endpoint,
             Err(WebhookError::NotFound(_) | WebhookError::Invalid { .. }) => {
                 return Settled::DeadLetter {
@@ -264,11 +271,11 @@ impl Worker {
                 reason: format!("webhook `{name}` is disabled ({why})"),
             };
         }
-        let now_ms = self.clock.now_ms();
-        let Some(slot) = self.permit(&name, endpoint.rate_per_s, now_ms) else {
+        let Some(slot) = self.slot(&name).await else {
             return Settled::Later(BUSY_DELAY);
         };
-        let slot = match slot {
+        let now_ms = self.clock.now_ms();
+        let slot = match self.admit(&name, slot, endpoint.rate_per_s, now_ms) {
             Ok(slot) => slot,
             Err(retry_at_ms) => {
                 let wait_ms = u64::try_from(retry_at_ms.saturating_sub(now_ms)).unwrap_or(0);
@@ -276,7 +283,10 @@ impl Worker {
             }
         };
         let subject = log::subject(Channel::Webhook, &action.subject, &action.id);
-        let made = match self.log.attempts_made(&subject).await {
+        // A first delivery has no attempt before it (a re-driven action is a new message whose
+        // log restarts at 0), so only redeliveries read the log.
+        let first_delivery = message.info().is_ok_and(|info| info.delivered == 1);
+        let made = match self.attempts_made(&subject, first_delivery).await {
             Ok(made) => made,
             Err(error) => {
                 tracing::warn!(%error, "reading the delivery log failed; retrying");
@@ -323,6 +333,7 @@ impl Worker {
             },
             Outcome::Gone => {
                 let reason = format!("the endpoint answered 410 Gone at {}", entry.at);
+                self.endpoint_cache.lock().expect("cache").remove(&name);
                 if let Err(error) = self.endpoints.disable(&name, &reason, after_ms).await {
                     tracing::warn!(%error, webhook = %name, "could not switch the endpoint off");
                 } else {
@@ -345,27 +356,80 @@ impl Worker {
         }
     }
 
-    /// A slot of the endpoint's if its rate and its breaker let a delivery out now: `None`
-    /// when its slots are taken, `Err(retry_at_ms)` while its rate or breaker holds deliveries.
-    fn permit(
+    /// The endpoint as stored, read at most once per [`ENDPOINT_FRESH`] (a change reaches
+    /// deliveries within that time).
+    async fn endpoint(&self, name: &str) -> Result<Arc<Endpoint>, WebhookError> {
+        if let Some((endpoint, read)) = self.endpoint_cache.lock().expect("cache").get(name)
+            && read.elapsed() < ENDPOINT_FRESH
+        {
+            return Ok(endpoint.clone());
+        }
+        let endpoint = Arc::new(self.endpoints.get(name).await?);
+        self.endpoint_cache
+            .lock()
+            .expect("cache")
+            .insert(name.to_owned(), (endpoint.clone(), Instant::now()));
+        Ok(endpoint)
+    }
+
+    /// One of the endpoint's in-flight slots: at once, or after waiting in its short queue;
+    /// `None` when that queue is full too (the delivery is handed back).
+    async fn slot(&self, name: &str) -> Option<OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut states = self.endpoints_state.lock().expect("endpoint states");
+            let state = self.state(&mut states, name);
+            if let Ok(slot) = state.in_flight.clone().try_acquire_owned() {
+                return Some(slot);
+            }
+            if state.waiting >= self.endpoint_in_flight_max {
+                return None;
+            }
+            state.waiting += 1;
+            state.in_flight.clone()
+        };
+        let slot = semaphore.acquire_owned().await.ok();
+        self.with_state(name, |state| state.waiting -= 1);
+        slot
+    }
+
+    async fn attempts_made(&self, subject: &str, first_delivery: bool) -> anyhow::Result<u32> {
+        if first_delivery {
+            return Ok(0);
+        }
+        self.log.attempts_made(subject).await
+    }
+
+    /// The endpoint's breaker, slots and pacing, made on first use.
+    fn state<'a>(
         &self,
+        states: &'a mut HashMap<String, EndpointState>,
         name: &str,
-        rate_per_s: Option<u32>,
-        now_ms: i64,
-    ) -> Option<Result<OwnedSemaphorePermit, i64>> {
-        let mut states = self.endpoints_state.lock().expect("endpoint states");
-        let state = states
+    ) -> &'a mut EndpointState {
+        states
             .entry(name.to_owned())
             .or_insert_with(|| EndpointState {
                 breaker: Breaker::new(self.breaker_limits),
                 in_flight: Arc::new(Semaphore::new(self.endpoint_in_flight_max)),
+                waiting: 0,
                 next_send_ms: 0,
-            });
+            })
+    }
+
+    /// `slot` back if the endpoint's rate and breaker let a delivery out now, else
+    /// `Err(retry_at_ms)`.
+    fn admit(
+        &self,
+        name: &str,
+        slot: OwnedSemaphorePermit,
+        rate_per_s: Option<u32>,
+        now_ms: i64,
+    ) -> Result<OwnedSemaphorePermit, i64> {
+        let mut states = self.endpoints_state.lock().expect("endpoint states");
+        let state = self.state(&mut states, name);
         if state.next_send_ms > now_ms {
-            return Some(Err(state.next_send_ms));
+            return Err(state.next_send_ms);
         }
-        let slot = state.in_flight.clone().try_acquire_owned().ok()?;
-        Some(match state.breaker.permit(now_ms) {
+        match state.breaker.permit(now_ms) {
             Permit::Send | Permit::Probe => {
                 if let Some(rate) = rate_per_s.filter(|r| *r > 0) {
                     let spacing_ms = i64::from((1_000 / rate).max(1));
@@ -374,7 +438,7 @@ impl Worker {
                 Ok(slot)
             }
             Permit::Wait { retry_at_ms } => Err(retry_at_ms),
-        })
+        }
     }
 
     /// Tells the endpoint's breaker how a delivery went: only answers worth retrying count as
