@@ -1,5 +1,5 @@
-//! Per-rule and per-plugin figures for the UI (`GET /api/stats`): matched, fired, errors, last
-//! fired, plugin calls and latency. Counted in each process (one global, fed by the pipeline and
+//! Per-rule, per-plugin and per-webhook figures for the UI (`GET /api/stats`): matched, fired,
+//! errors, last fired, plugin calls and latency, delivery attempts, latency and breakers. Counted in each process (one global, fed by the pipeline and
 //! the plugin host), written every `stats_flush_ms` to `NUDGE_STATS` under the instance's id, and
 //! summed over every instance's entry when asked — so every instance answers the same figures.
 
@@ -34,6 +34,9 @@ pub struct Counts {
     /// A plugin quarantined after repeated limit failures: until when (wall clock).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantined_until_ms: Option<i64>,
+    /// A webhook endpoint whose breaker holds its deliveries (on any instance).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub breaker_open: bool,
 }
 
 impl Counts {
@@ -52,6 +55,7 @@ impl Counts {
         self.call_seconds_max = self.call_seconds_max.max(other.call_seconds_max);
         self.fuel_total += other.fuel_total;
         self.quarantined_until_ms = self.quarantined_until_ms.max(other.quarantined_until_ms);
+        self.breaker_open |= other.breaker_open;
     }
 }
 
@@ -128,6 +132,38 @@ impl Stats {
             return;
         };
         with(&mut entries, key, |c| c.quarantined_until_ms = until_ms);
+    }
+
+    /// A delivery attempt to an endpoint (`webhook:<name>`): `calls` are attempts, `fired` the
+    /// delivered ones, `errors` the rest (with the last error), and the breaker's state after it.
+    pub fn delivery(
+        &self,
+        key: &str,
+        seconds: f64,
+        error: Option<&str>,
+        breaker_open: bool,
+        now_ms: i64,
+    ) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        with(&mut entries, key, |c| {
+            c.calls += 1;
+            c.call_seconds_total += seconds;
+            c.call_seconds_max = c.call_seconds_max.max(seconds);
+            c.breaker_open = breaker_open;
+            match error {
+                None => {
+                    c.fired += 1;
+                    c.last_fired_ms = Some(now_ms);
+                }
+                Some(message) => {
+                    c.errors += 1;
+                    c.last_error = Some(message.chars().take(500).collect());
+                    c.last_error_ms = Some(now_ms);
+                }
+            }
+        });
     }
 
     pub fn snapshot(&self) -> HashMap<String, Counts> {
@@ -207,6 +243,18 @@ mod tests {
         assert_eq!(snap["welcome"].last_fired_ms, Some(5));
         assert_eq!(snap["plugin:offer"].errors, 1);
         assert_eq!(snap["plugin:offer"].calls, 1);
+        stats.delivery(
+            "webhook:crm",
+            0.1,
+            Some("the endpoint answered 503"),
+            true,
+            8,
+        );
+        stats.delivery("webhook:crm", 0.3, None, false, 9);
+        let crm = &stats.snapshot()["webhook:crm"];
+        assert_eq!((crm.calls, crm.fired, crm.errors), (2, 1, 1));
+        assert_eq!(crm.call_seconds_max, 0.3);
+        assert!(!crm.breaker_open, "closed again after the delivery");
     }
 
     #[test]

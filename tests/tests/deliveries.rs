@@ -239,6 +239,16 @@ async fn webhook_actions_are_delivered_retried_refused_and_redriven() {
     );
     assert_eq!(standing("o-5")["state"], "gone");
 
+    // The endpoint's figures, as the Webhooks page shows them.
+    let (_, stats) = nudge.api_get("/api/stats").await;
+    let crm = &stats["webhooks"]["crm"];
+    assert!(crm["fired"].as_u64().unwrap() >= 3, "{stats}");
+    assert!(
+        crm["errors"].as_u64().unwrap() >= 6,
+        "503s, 422, 410: {stats}"
+    );
+    assert!(crm["last_error"].is_string(), "{stats}");
+
     let metrics = nudge.metrics().await;
     for line in [
         r#"nudge_deliveries_total{channel="webhook",outcome="delivered"}"#,

@@ -304,7 +304,14 @@ impl Worker {
         .await;
         drop(slot);
         let after_ms = self.clock.now_ms();
-        self.record(&name, answer.outcome, after_ms);
+        let breaker_open = self.record(&name, answer.outcome, after_ms);
+        crate::stats::global().delivery(
+            &format!("webhook:{name}"),
+            answer.latency_ms as f64 / 1_000.0,
+            answer.error.as_deref(),
+            breaker_open,
+            after_ms,
+        );
         let attempt = made + 1;
         let entry = Attempt {
             action_id: action.id.clone(),
@@ -442,14 +449,17 @@ impl Worker {
     }
 
     /// Tells the endpoint's breaker how a delivery went: only answers worth retrying count as
-    /// failures (a refusal means the endpoint is up).
-    fn record(&self, name: &str, outcome: Outcome, now_ms: i64) {
+    /// failures (a refusal means the endpoint is up). Answers whether it holds deliveries now.
+    fn record(&self, name: &str, outcome: Outcome, now_ms: i64) -> bool {
         let failed = matches!(outcome, Outcome::Retry { .. });
+        let mut open = false;
         self.with_state(name, |state| {
             state.breaker.record(failed, now_ms);
-            let open = f64::from(u8::from(state.breaker.state_name() != "closed"));
-            gauge!(telemetry::DELIVERY_BREAKER_OPEN, "endpoint" => name.to_owned()).set(open);
+            open = state.breaker.state_name() != "closed";
+            gauge!(telemetry::DELIVERY_BREAKER_OPEN, "endpoint" => name.to_owned())
+                .set(f64::from(u8::from(open)));
         });
+        open
     }
 
     fn with_state(&self, name: &str, change: impl FnOnce(&mut EndpointState)) {

@@ -156,6 +156,7 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
     let s = &state.settings;
     let mut rules = serde_json::Map::new();
     let mut plugins = serde_json::Map::new();
+    let mut webhooks = serde_json::Map::new();
     let counted = crate::stats::cluster_wide(&state.stats, &state.cluster.id)
         .await
         .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
@@ -165,10 +166,13 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
         if let Some(ms) = counts.last_fired_ms {
             value["last_fired"] = json!(nudge_rules::calendar::rfc3339(ms));
         }
-        match key.strip_prefix("plugin:") {
-            Some(name) => plugins.insert(name.to_owned(), value),
-            None => rules.insert(key, value),
-        };
+        if let Some(name) = key.strip_prefix("plugin:") {
+            plugins.insert(name.to_owned(), value);
+        } else if let Some(name) = key.strip_prefix("webhook:") {
+            webhooks.insert(name.to_owned(), value);
+        } else {
+            rules.insert(key, value);
+        }
     }
     // The budget every plugin call runs under, beside what calls used.
     let budget = json!({
@@ -178,6 +182,6 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
         "max_output_bytes": s.plugin_max_output_bytes,
     });
     Ok(Json(
-        json!({ "rules": rules, "plugins": plugins, "plugin_budget": budget }),
+        json!({ "rules": rules, "plugins": plugins, "webhooks": webhooks, "plugin_budget": budget }),
     ))
 }

@@ -23,6 +23,21 @@ function specOf(form) {
   return spec;
 }
 
+// An endpoint's delivery figures, summed over every instance.
+function Figures({ f }) {
+  if (!f?.calls) return <span class="muted">none yet</span>;
+  const share = Math.round((100 * f.fired) / f.calls);
+  const mean = Math.round((1000 * f.call_seconds_total) / f.calls);
+  return (
+    <>
+      <div>{f.calls} attempts · {share}% delivered</div>
+      <div class="muted">mean {mean} ms · slowest {Math.round(1000 * f.call_seconds_max)} ms</div>
+      {f.breaker_open && <span class="badge off">breaker open</span>}
+      {f.last_error && f.errors > 0 && <div class="error-text">{f.last_error}</div>}
+    </>
+  );
+}
+
 export function WebhooksPage({ session }) {
   const mayEdit = can(session, "developer");
   const [webhooks, setWebhooks] = useState(null);
@@ -31,7 +46,11 @@ export function WebhooksPage({ session }) {
   const [secret, setSecret] = useState(null);
   const [tested, setTested] = useState(null);
   const [error, setError] = useState(null);
-  const load = () => get("/api/webhooks").then((w) => setWebhooks(w.webhooks)).catch((e) => setError(describe(e)));
+  const [figures, setFigures] = useState({});
+  const load = () => {
+    get("/api/webhooks").then((w) => setWebhooks(w.webhooks)).catch((e) => setError(describe(e)));
+    get("/api/stats").then((s) => setFigures(s.webhooks ?? {})).catch(() => setFigures({}));
+  };
   useEffect(load, []);
 
   const save = async (e) => {
@@ -119,7 +138,7 @@ export function WebhooksPage({ session }) {
       {webhooks?.length > 0 && (
         <table class="list" data-testid="webhooks-table">
           <thead>
-            <tr><th scope="col">Name</th><th scope="col">URL</th><th scope="col">Status</th><th scope="col">Timeout</th><th scope="col">Secrets</th><th scope="col"></th></tr>
+            <tr><th scope="col">Name</th><th scope="col">URL</th><th scope="col">Status</th><th scope="col">Timeout</th><th scope="col">Secrets</th><th scope="col">Deliveries</th><th scope="col"></th></tr>
           </thead>
           <tbody>
             {webhooks.map((w) => (
@@ -134,6 +153,7 @@ export function WebhooksPage({ session }) {
                 <td class="small mono">
                   {w.secrets.map((s) => <div>{s.fingerprint}{s.expires_at ? ` (until ${s.expires_at})` : ""}</div>)}
                 </td>
+                <td class="small" data-testid={`webhook-figures-${w.name}`}><Figures f={figures[w.name]} /></td>
                 <td>
                   {mayEdit && (
                     <>
