@@ -39,6 +39,7 @@ pub const TIMERS_PENDING: &str = "nudge_timers_pending";
 pub const DELIVERIES: &str = "nudge_deliveries_total";
 pub const DELIVERY_SECONDS: &str = "nudge_delivery_seconds";
 pub const DELIVERY_BREAKER_OPEN: &str = "nudge_delivery_breaker_open";
+pub const DELIVERIES_PENDING: &str = "nudge_deliveries_pending";
 
 pub fn init_logs() {
     use tracing_subscriber::EnvFilter;
@@ -90,6 +91,10 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_histogram!(
         DELIVERY_SECONDS,
         "One delivery attempt, from request to answer (or timeout), by channel."
+    );
+    describe_gauge!(
+        DELIVERIES_PENDING,
+        "Actions waiting for their first delivery attempt (the delivery consumer's backlog), by channel."
     );
     describe_gauge!(
         DELIVERY_BREAKER_OPEN,

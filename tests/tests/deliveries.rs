@@ -256,6 +256,7 @@ async fn webhook_actions_are_delivered_retried_refused_and_redriven() {
         r#"nudge_deliveries_total{channel="webhook",outcome="refused"}"#,
         r#"nudge_deliveries_total{channel="webhook",outcome="gone"}"#,
         r#"nudge_dlq_total{reason="delivery_failed"}"#,
+        r#"nudge_deliveries_pending{channel="webhook"}"#,
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }

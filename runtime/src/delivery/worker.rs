@@ -285,7 +285,14 @@ impl Worker {
         let subject = log::subject(Channel::Webhook, &action.subject, &action.id);
         // A first delivery has no attempt before it (a re-driven action is a new message whose
         // log restarts at 0), so only redeliveries read the log.
-        let first_delivery = message.info().is_ok_and(|info| info.delivered == 1);
+        let first_delivery = match message.info() {
+            Ok(info) => {
+                gauge!(telemetry::DELIVERIES_PENDING, "channel" => "webhook")
+                    .set(info.pending as f64);
+                info.delivered == 1
+            }
+            Err(_) => false,
+        };
         let made = match self.attempts_made(&subject, first_delivery).await {
             Ok(made) => made,
             Err(error) => {
