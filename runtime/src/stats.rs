@@ -39,7 +39,27 @@ pub struct Counts {
     pub breaker_open: bool,
 }
 
+/// Characters of an error message kept as `last_error`.
+const LAST_ERROR_MAX_CHARS: usize = 500;
+
 impl Counts {
+    fn fire(&mut self, now_ms: i64) {
+        self.fired += 1;
+        self.last_fired_ms = Some(now_ms);
+    }
+
+    fn fail(&mut self, message: &str, now_ms: i64) {
+        self.errors += 1;
+        self.last_error = Some(message.chars().take(LAST_ERROR_MAX_CHARS).collect());
+        self.last_error_ms = Some(now_ms);
+    }
+
+    fn call(&mut self, seconds: f64) {
+        self.calls += 1;
+        self.call_seconds_total += seconds;
+        self.call_seconds_max = self.call_seconds_max.max(seconds);
+    }
+
     /// Adds another instance's figures: sums, maxima, and the later of the "last" ones.
     pub fn merge(&mut self, other: &Counts) {
         self.matched += other.matched;
@@ -95,17 +115,10 @@ impl Stats {
             with(&mut entries, label_key(label), |c| c.matched += 1);
         }
         for label in fired {
-            with(&mut entries, label_key(label), |c| {
-                c.fired += 1;
-                c.last_fired_ms = Some(now_ms);
-            });
+            with(&mut entries, label_key(label), |c| c.fire(now_ms));
         }
         for (label, message) in failed {
-            with(&mut entries, label_key(label), |c| {
-                c.errors += 1;
-                c.last_error = Some(message.chars().take(500).collect());
-                c.last_error_ms = Some(now_ms);
-            });
+            with(&mut entries, label_key(label), |c| c.fail(&message, now_ms));
         }
     }
 
@@ -119,9 +132,7 @@ impl Stats {
             return;
         };
         with(&mut entries, key, |c| {
-            c.calls += 1;
-            c.call_seconds_total += seconds;
-            c.call_seconds_max = c.call_seconds_max.max(seconds);
+            c.call(seconds);
             c.fuel_total += fuel.unwrap_or(0);
         });
     }
@@ -148,20 +159,11 @@ impl Stats {
             return;
         };
         with(&mut entries, key, |c| {
-            c.calls += 1;
-            c.call_seconds_total += seconds;
-            c.call_seconds_max = c.call_seconds_max.max(seconds);
+            c.call(seconds);
             c.breaker_open = breaker_open;
             match error {
-                None => {
-                    c.fired += 1;
-                    c.last_fired_ms = Some(now_ms);
-                }
-                Some(message) => {
-                    c.errors += 1;
-                    c.last_error = Some(message.chars().take(500).collect());
-                    c.last_error_ms = Some(now_ms);
-                }
+                None => c.fire(now_ms),
+                Some(message) => c.fail(message, now_ms),
             }
         });
     }

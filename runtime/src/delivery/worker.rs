@@ -160,9 +160,16 @@ pub async fn run(
     // Let the deliveries in flight finish before the process goes.
     let all = u32::try_from(in_flight_max).unwrap_or(u32::MAX);
     let grace = Duration::from_millis(settings.webhook_timeout_max_ms.saturating_add(1_000));
-    tokio::time::timeout(grace, in_flight.acquire_many(all))
+    if tokio::time::timeout(grace, in_flight.acquire_many(all))
         .await
-        .ok();
+        .is_err()
+    {
+        // Unacknowledged, they come again to another instance after the ack wait.
+        tracing::warn!(
+            in_flight = in_flight_max - in_flight.available_permits(),
+            "webhook deliveries still in flight at exit"
+        );
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 use super::{ApiError, AppState};
+use crate::delivery::log::Attempt;
 use crate::profiles::Stored;
 use crate::traces;
 
@@ -103,43 +104,42 @@ pub async fn deliveries(
     let attempts = crate::delivery::log::of_profile(&state.js, &id, DELIVERY_ATTEMPTS_MAX)
         .await
         .map_err(unavailable)?;
-    let mut order: Vec<String> = Vec::new();
-    let mut by_action: std::collections::HashMap<String, Vec<Value>> = Default::default();
-    let mut last: std::collections::HashMap<String, (String, u32)> = Default::default();
-    for attempt in attempts.iter() {
-        let history = by_action
-            .entry(attempt.action_id.clone())
+    // Grouped per action in the order their newest attempt came (the log answers newest first).
+    let mut groups: Vec<Vec<&Attempt>> = Vec::new();
+    let mut group_of: std::collections::HashMap<&str, usize> = Default::default();
+    for attempt in &attempts {
+        let index = *group_of
+            .entry(attempt.action_id.as_str())
             .or_insert_with(|| {
-                order.push(attempt.action_id.clone());
-                last.insert(
-                    attempt.action_id.clone(),
-                    (attempt.outcome.clone(), attempt.attempt),
-                );
-                Vec::new()
+                groups.push(Vec::new());
+                groups.len() - 1
             });
-        history.push(json!(attempt));
+        groups[index].push(attempt);
     }
     let max_attempts = state.settings.webhook_max_attempts;
-    let deliveries: Vec<Value> = order
-        .iter()
-        .map(|action_id| {
-            let mut history = by_action.remove(action_id).unwrap_or_default();
-            history.reverse();
-            let (outcome, made) = &last[action_id];
-            let standing = match outcome.as_str() {
-                "retry" if *made >= max_attempts => "failed",
+    let deliveries: Vec<Value> = groups
+        .into_iter()
+        .filter_map(|mut group| {
+            let newest = *group.first()?;
+            let standing = match newest.outcome.as_str() {
+                "retry" if newest.attempt >= max_attempts => "failed",
                 "retry" => "retrying",
                 other => other,
             };
-            let first = &history[0];
-            json!({
-                "action_id": action_id,
-                "channel": first["channel"],
-                "endpoint": history.iter().rev().find_map(|a| a["endpoint"].as_str().filter(|e| !e.is_empty())),
+            // A re-drive's marker names no endpoint; the attempts do.
+            let endpoint = group
+                .iter()
+                .find(|a| !a.endpoint.is_empty())
+                .map(|a| &a.endpoint);
+            group.reverse();
+            Some(json!({
+                "action_id": newest.action_id,
+                "channel": newest.channel,
+                "endpoint": endpoint,
                 "state": standing,
-                "attempts": made,
-                "history": history,
-            })
+                "attempts": newest.attempt,
+                "history": group,
+            }))
         })
         .collect();
     Ok(Json(json!({ "id": id, "deliveries": deliveries })))
