@@ -21,14 +21,19 @@ pub enum Channel {
     Personalize,
     Price,
     Webhook,
+    Email,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [
+    /// How many channels there are, for per-channel arrays.
+    pub const COUNT: usize = 5;
+
+    pub const ALL: [Channel; Channel::COUNT] = [
         Channel::Push,
         Channel::Personalize,
         Channel::Price,
         Channel::Webhook,
+        Channel::Email,
     ];
 
     pub fn parse(name: &str) -> Option<Channel> {
@@ -51,6 +56,7 @@ impl Channel {
             Channel::Personalize => "personalize",
             Channel::Price => "price",
             Channel::Webhook => "webhook",
+            Channel::Email => "email",
         }
     }
 
@@ -61,6 +67,7 @@ impl Channel {
             Channel::Personalize => "nudge.action.personalize",
             Channel::Price => "nudge.action.price",
             Channel::Webhook => "nudge.action.webhook",
+            Channel::Email => "nudge.action.email",
         }
     }
 
@@ -71,20 +78,61 @@ impl Channel {
             Channel::Personalize => "actions.personalize",
             Channel::Price => "actions.price",
             Channel::Webhook => "actions.webhook",
+            Channel::Email => "actions.email",
+        }
+    }
+
+    /// What this channel's payload must hold, checked where a rule or a plugin decides the
+    /// action so the mistake is reported against them rather than found at delivery.
+    pub fn check_payload(self, payload: &rhai::Map) -> Result<(), String> {
+        if self != Channel::Email {
+            return Ok(());
+        }
+        let text = |key: &str| {
+            payload.get(key).and_then(|v| {
+                v.read_lock::<rhai::ImmutableString>()
+                    .map(|s| s.to_string())
+            })
+        };
+        match text("to") {
+            Some(to) if is_address(&to) => {}
+            Some(to) => return Err(format!("email(): `to` is not an e-mail address: {to:?}")),
+            None => return Err("email(): `to` must be an e-mail address (a string)".into()),
+        }
+        match text("template") {
+            Some(name) if !name.is_empty() => Ok(()),
+            _ => Err("email(): `template` must name an e-mail template (a string)".into()),
         }
     }
 
     /// The payload field naming what an action of this channel is for (the slot, the product,
     /// the webhook), which its rule function takes as first argument; rules that want the same
-    /// channel and target for one event compete by priority.
+    /// channel and target for one event compete by priority. Push and email have none: one
+    /// event sends a person at most one of each.
     pub fn target_key(self) -> Option<&'static str> {
         match self {
-            Channel::Push => None,
+            Channel::Push | Channel::Email => None,
             Channel::Personalize => Some("slot"),
             Channel::Price => Some("product_id"),
             Channel::Webhook => Some("webhook"),
         }
     }
+}
+
+/// A plausible single address (`local@domain`, no spaces or angle brackets). The relay is the
+/// judge of deliverability; this only stops what can never be an address.
+fn is_address(text: &str) -> bool {
+    let Some((local, domain)) = text.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && text.len() <= 254
+        && !text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
 }
 
 /// Whether a rule or a plugin decided an action.
@@ -254,6 +302,7 @@ mod tests {
                 Channel::Personalize => 1,
                 Channel::Price => 2,
                 Channel::Webhook => 3,
+                Channel::Email => 4,
             };
             assert_eq!(channel.index(), position);
             assert_eq!(expected, position, "{channel:?} out of place in ALL");
@@ -264,7 +313,41 @@ mod tests {
                 format!("nudge.action.{}", channel.as_str())
             );
         }
-        assert_eq!(Channel::names(), "push, personalize, price, webhook");
-        assert_eq!(Channel::parse("email"), None);
+        assert_eq!(Channel::names(), "push, personalize, price, webhook, email");
+        assert_eq!(Channel::parse("sms"), None);
+    }
+
+    #[test]
+    fn an_email_needs_an_address_and_a_template() {
+        let payload = |to: rhai::Dynamic, template: rhai::Dynamic| {
+            let mut map = rhai::Map::new();
+            map.insert("to".into(), to);
+            map.insert("template".into(), template);
+            map
+        };
+        let ok = payload("ada@example.com".into(), "welcome".into());
+        assert_eq!(Channel::Email.check_payload(&ok), Ok(()));
+        for (to, template, expected) in [
+            (rhai::Dynamic::UNIT, "welcome".into(), "`to` must be"),
+            (
+                "ada".into(),
+                "welcome".into(),
+                "`to` is not an e-mail address",
+            ),
+            ("a b@example.com".into(), "welcome".into(), "`to` is not"),
+            ("ada@localhost".into(), "welcome".into(), "`to` is not"),
+            (
+                "ada@example.com".into(),
+                rhai::Dynamic::UNIT,
+                "`template` must",
+            ),
+            ("ada@example.com".into(), "".into(), "`template` must"),
+        ] {
+            let error = Channel::Email
+                .check_payload(&payload(to, template))
+                .unwrap_err();
+            assert!(error.contains(expected), "{error}");
+        }
+        assert_eq!(Channel::Push.check_payload(&rhai::Map::new()), Ok(()));
     }
 }

@@ -10,7 +10,7 @@ use compact_str::CompactString;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::action::Action;
+use crate::action::{Action, Channel};
 use crate::calendar::rfc3339;
 use crate::event::{CloudEvent, digest};
 use crate::policy::{Candidate, OriginPolicy, Policy, Reason, Verdict};
@@ -203,7 +203,7 @@ impl Decider<'_> {
         }));
 
         let verdict = self.policy.apply(state, candidates, now_ms);
-        self.record_verdict(event, now_ms, verdict, &mut decision);
+        self.record_verdict(event, now_ms, verdict, &state.profile, &mut decision);
         state.remember_applied(Applied { event: identity }, self.limits);
         decision
     }
@@ -272,7 +272,14 @@ impl Decider<'_> {
         }
     }
 
-    fn record_verdict(&self, event: &CloudEvent, now_ms: i64, verdict: Verdict, d: &mut Decision) {
+    fn record_verdict(
+        &self,
+        event: &CloudEvent,
+        now_ms: i64,
+        verdict: Verdict,
+        profile: &Profile,
+        d: &mut Decision,
+    ) {
         let time = rfc3339(now_ms);
         let item = |action: &Action, id: String| TraceItem {
             rule: action.origin.label().to_owned(),
@@ -289,6 +296,7 @@ impl Decider<'_> {
             ..item(action, action.id(event))
         };
         for action in verdict.fired {
+            let action = addressed(action, profile);
             match outgoing(&action, event, &time) {
                 Ok(message) => {
                     d.trace.fired.push(item(&action, message.id.clone()));
@@ -299,6 +307,7 @@ impl Decider<'_> {
             }
         }
         for (action, release_ms) in verdict.held {
+            let action = addressed(action, profile);
             match outgoing(&action, event, &time) {
                 Ok(message) => {
                     d.trace.held.push(TraceItem {
@@ -323,6 +332,19 @@ impl Decider<'_> {
             });
         }
     }
+}
+
+/// An e-mail carries the profile it was decided for (`data.profile`: `id`, `attributes`,
+/// `consent`, `timezone`), so its template renders with the profile as the rules saw it — not
+/// as stored at the last checkpoint, which may predate the event — and a re-drive renders the
+/// same e-mail again.
+fn addressed(mut action: Action, profile: &Profile) -> Action {
+    if action.channel == Channel::Email
+        && let Some(mut data) = action.data.write_lock::<rhai::Map>()
+    {
+        data.insert("profile".into(), crate::sandbox::profile_value(profile));
+    }
+    action
 }
 
 impl TraceItem {

@@ -328,7 +328,8 @@ impl Sandbox {
     }
 }
 
-fn profile_value(profile: &Profile) -> Dynamic {
+/// The profile as scripts see it (`profile.id`, `.attributes`, `.consent`, `.timezone`).
+pub(crate) fn profile_value(profile: &Profile) -> Dynamic {
     let json_map = |map: &serde_json::Map<String, serde_json::Value>| {
         Dynamic::from_map(
             map.iter()
@@ -435,8 +436,10 @@ fn emit(channel: Channel, payload: Map) -> Result<(), Box<EvalAltResult>> {
 
 /// The action functions of the rule language (PRODUCT.md, "The rule language").
 fn register_actions(engine: &mut Engine) {
-    let shaped = |channel, target: Option<Dynamic>, payload| {
-        emit(channel, shape_payload(channel, target, payload))
+    let shaped = |channel: Channel, target: Option<Dynamic>, payload| {
+        let payload = shape_payload(channel, target, payload);
+        channel.check_payload(&payload)?;
+        emit(channel, payload)
     };
     engine.register_fn("push", move |payload: Map| {
         shaped(Channel::Push, None, payload)
@@ -449,5 +452,8 @@ fn register_actions(engine: &mut Engine) {
     });
     engine.register_fn("webhook", move |name: &str, payload: Map| {
         shaped(Channel::Webhook, Some(name.into()), payload)
+    });
+    engine.register_fn("email", move |payload: Map| {
+        shaped(Channel::Email, None, payload)
     });
 }

@@ -60,6 +60,7 @@ fn a_rule_reads_the_event_and_fires_actions_on_every_channel() {
             personalize("hero", #{ banner: "big-spender" });
             price("sku-1", #{ discount_pct: 10 });
             webhook("crm", #{ total: event.data.total });
+            email(#{ to: "ada@example.com", template: "cart", total: event.data.total });
         }
     "#,
     )]);
@@ -83,12 +84,38 @@ fn a_rule_reads_the_event_and_fires_actions_on_every_channel() {
         evaluation.actions[3].data_json(),
         json!({"webhook": "crm", "payload": {"total": 120.0}})
     );
+    assert_eq!(
+        evaluation.actions[4].data_json(),
+        json!({"to": "ada@example.com", "template": "cart", "total": 120.0})
+    );
     assert_eq!(evaluation.matched, vec!["r@v1"]);
     assert!(
         rules
             .evaluate(&cart_event(10.0), &Profile::new("user-42"))
             .actions
             .is_empty()
+    );
+}
+
+#[test]
+fn an_email_without_an_address_fails_the_rule_and_says_why() {
+    let rules = set(vec![rule(
+        "welcome",
+        &[">"],
+        0,
+        r#"email(#{ to: profile.attributes.email, template: "welcome" })"#,
+    )]);
+    let evaluation = rules.evaluate(&cart_event(1.0), &Profile::new("u"));
+    assert!(evaluation.actions.is_empty());
+    let failure = &evaluation.failures[0];
+    assert_eq!((failure.rule.as_str(), failure.version), ("welcome", 1));
+    assert!(
+        failure
+            .failure
+            .message
+            .contains("`to` must be an e-mail address"),
+        "{}",
+        failure.failure.message
     );
 }
 

@@ -47,6 +47,7 @@ fn benches(c: &mut Criterion) {
         version: 1,
         sha256: code.sha256.clone(),
         size_bytes: 0,
+        contract: code.contract_version().to_owned(),
         manifest: Manifest {
             triggers: vec!["product.*".into()],
             ..Manifest::default()

@@ -59,6 +59,7 @@ pub fn run(settings: &Settings, test: PluginTest) -> anyhow::Result<i32> {
         version: 0,
         sha256: code.sha256.clone(),
         size_bytes: wasm.len() as u64,
+        contract: code.contract_version().to_owned(),
         manifest,
         updated_by: "local".into(),
         updated_at: now_rfc3339(),

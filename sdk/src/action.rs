@@ -9,14 +9,16 @@ pub enum Channel {
     Personalize,
     Price,
     Webhook,
+    Email,
 }
 
-/// One action. Build it with [`Action::push`], [`Action::personalize`], [`Action::price`] or
-/// [`Action::webhook`]; `payload` must be a JSON object (anything else is wrapped as `value`).
+/// One action. Build it with [`Action::push`], [`Action::personalize`], [`Action::price`],
+/// [`Action::webhook`] or [`Action::email`]; `payload` must be a JSON object (anything else is
+/// wrapped as `value`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Action {
     pub channel: Channel,
-    /// The slot, product id or webhook name; none for push.
+    /// The slot, product id or webhook name; none for push and email.
     pub target: Option<String>,
     pub payload: Map<String, Value>,
 }
@@ -66,9 +68,40 @@ impl Action {
         }
     }
 
+    /// An e-mail to `to` rendered from the template named `template`, whose variables are the
+    /// fields of `variables`: `email(#{ to, template, … })` in a rule. New in version 0.2.0 of
+    /// the contract.
+    pub fn email(to: &str, template: &str, variables: Value) -> Action {
+        let mut payload = object(variables);
+        payload.insert("to".to_owned(), Value::String(to.to_owned()));
+        payload.insert("template".to_owned(), Value::String(template.to_owned()));
+        Action {
+            channel: Channel::Email,
+            target: None,
+            payload,
+        }
+    }
+
     /// Adds a field to the payload (for example `transactional: true`).
     pub fn with(mut self, field: &str, value: Value) -> Action {
         self.payload.insert(field.to_owned(), value);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_email_carries_its_address_template_and_variables() {
+        let action = Action::email("ada@example.com", "cart", json!({"total": 120}));
+        assert_eq!(action.channel, Channel::Email);
+        assert_eq!(action.target, None);
+        assert_eq!(
+            Value::Object(action.payload),
+            json!({"to": "ada@example.com", "template": "cart", "total": 120})
+        );
     }
 }

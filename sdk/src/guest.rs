@@ -60,6 +60,7 @@ fn to_wit(action: Action) -> wit::Action {
             Channel::Personalize => wit::Channel::Personalize,
             Channel::Price => wit::Channel::Price,
             Channel::Webhook => wit::Channel::Webhook,
+            Channel::Email => wit::Channel::Email,
         },
         target: action.target,
         payload: Value::Object(action.payload).to_string(),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nudge::plugin::dispatch::{wit_event, wit_profile};
+use nudge::plugin::host::WitChannel;
 use nudge::plugin::{Instances, PluginHost, PluginLimits};
 use nudge_rules::{CloudEvent, Profile};
 use nudge_tests::plugin_wasm;
@@ -53,6 +54,37 @@ fn a_real_plugin_decides_actions_with_the_profile() {
     let payload: serde_json::Value = serde_json::from_str(&actions[0].payload).unwrap();
     assert_eq!(payload["title"], "Lena, dein Warenkorb wartet");
     assert!(report.peak_memory_bytes > 0);
+}
+
+/// A plugin built against `nudge:plugin@0.1.0` (before the `email` channel), kept as it was
+/// built: an upgrade of nudge must not stop the plugins users already uploaded.
+#[test]
+fn a_plugin_built_against_the_previous_contract_still_runs() {
+    let host = host();
+    let old = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../plugins/fixtures/legacy/tiny-0.1.0.wasm"
+    ))
+    .expect("the 0.1.0 fixture");
+    let compiled = host.compile(&old).expect("compiles");
+    assert_eq!(compiled.contract_version(), "0.1.0");
+    let current = host.compile(&plugin_wasm("tiny")).expect("compiles");
+    assert_eq!(current.contract_version(), "0.2.0");
+    let code = Instances::new(compiled, no_config());
+    let cart = event("cart.updated", json!({ "product_id": "sku-9" }));
+    for _ in 0..2 {
+        // The second call reuses the warm instance.
+        let (result, _) = host.handle(
+            &code,
+            &wit_event(&cart),
+            &wit_profile(&Profile::new("user-1")),
+        );
+        let actions = result.expect("handles");
+        assert_eq!(actions.len(), 1);
+        assert_eq!(actions[0].channel, WitChannel::Push);
+        let payload: serde_json::Value = serde_json::from_str(&actions[0].payload).unwrap();
+        assert_eq!(payload["product"], "sku-9");
+    }
 }
 
 #[test]

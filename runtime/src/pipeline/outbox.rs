@@ -61,7 +61,7 @@ pub enum Halt {
 pub struct Outbox {
     js: Context,
     sent: VecDeque<Sent>,
-    actions_out: [Counter; 4],
+    actions_out: [Counter; Channel::COUNT],
     deduplicated: Counter,
 }
 

@@ -222,9 +222,17 @@ pub fn to_actions(
                 WitChannel::Personalize => Channel::Personalize,
                 WitChannel::Price => Channel::Price,
                 WitChannel::Webhook => Channel::Webhook,
+                WitChannel::Email => Channel::Email,
             };
             let map = payload.cast::<rhai::Map>();
             let data = shape_payload(channel, action.target.map(Into::into), map);
+            channel
+                .check_payload(&data)
+                .map_err(|message| PluginFailure {
+                    reason: "error",
+                    setting: None,
+                    message: format!("action {position}: {message}"),
+                })?;
             Ok(Action {
                 channel,
                 data: rhai::Dynamic::from_map(data),

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasData, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasData, Linker, ResourceTable};
 use wasmtime::{
     Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
     Trap,
@@ -20,16 +20,12 @@ use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 
 use super::PluginLimits;
+use super::contract::{self, Bound, Pre};
 use super::instances::{Instances, Warm};
 use super::state::{CallState, Level};
 use super::wasi_io::{Io, TokioFreeIo};
 
-/// Bindings generated from the one contract, `sdk/wit/plugin.wit`.
-pub mod bindings {
-    wasmtime::component::bindgen!({ path: "../sdk/wit", world: "plugin" });
-}
-
-pub use bindings::nudge::plugin::types::{
+pub use contract::{
     Action as WitAction, Channel as WitChannel, Event as WitEvent, Profile as WitProfile,
 };
 
@@ -45,13 +41,21 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 /// same code.
 pub struct Compiled {
     pub sha256: String,
-    pub(super) pre: bindings::PluginPre<CallState>,
+    pub(super) pre: Pre,
+}
+
+impl Compiled {
+    /// The version of `nudge:plugin` the plugin was built against.
+    pub fn contract_version(&self) -> &'static str {
+        self.pre.version()
+    }
 }
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Compiled")
             .field("sha256", &self.sha256)
+            .field("contract", &self.pre.version())
             .finish()
     }
 }
@@ -175,9 +179,7 @@ impl PluginHost {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| refused_imports(&self.engine, &component, &e))?;
-        let pre = bindings::PluginPre::new(instance_pre).map_err(|e| {
-            format!("does not implement the nudge:plugin/plugin world (handle and call): {e:#}")
-        })?;
+        let pre = Pre::new(instance_pre)?;
         let compiled = Arc::new(Compiled {
             sha256: sha256.clone(),
             pre,
@@ -314,7 +316,7 @@ impl PluginHost {
         instances: &Instances,
         rule_deadline: Option<Instant>,
         invoke: impl FnOnce(
-            &bindings::Plugin,
+            &Bound,
             &mut Store<CallState>,
         ) -> wasmtime::Result<Result<(T, usize), String>>,
     ) -> (Result<T, PluginFailure>, CallReport) {
@@ -545,7 +547,7 @@ impl HasData for HasIo {
 /// randomness. No files, sockets, clocks or HTTP: a guest importing those is refused at upload.
 fn grant(l: &mut Linker<CallState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::p2::bindings::{cli, io, random, sync};
-    bindings::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(l, |s| s)?;
+    contract::add_to_linker(l)?;
     io::error::add_to_linker::<CallState, HasIo>(l, |s| s.ctx().table)?;
     sync::io::poll::add_to_linker::<CallState, TokioFreeIo>(l, |s| Io(s.ctx().table))?;
     sync::io::streams::add_to_linker::<CallState, TokioFreeIo>(l, |s| Io(s.ctx().table))?;

@@ -9,13 +9,14 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::Store;
 
-use super::host::{Compiled, bindings};
+use super::contract::Bound;
+use super::host::Compiled;
 use super::state::CallState;
 
 /// An instantiated plugin with its store, ready for its next call.
 pub struct Warm {
     pub(super) store: Store<CallState>,
-    pub(super) plugin: bindings::Plugin,
+    pub(super) plugin: Bound,
     pub(super) calls: u64,
 }
 

@@ -91,10 +91,18 @@ pub struct PluginRecord {
     /// SHA-256 of the `.wasm`; the code's object name in `NUDGE_PLUGIN_CODE`.
     pub sha256: String,
     pub size_bytes: u64,
+    /// The version of `nudge:plugin` the code was built against. Records stored before 0.2.0
+    /// existed hold code built against 0.1.0, the only version there was.
+    #[serde(default = "first_contract")]
+    pub contract: String,
     #[serde(flatten)]
     pub manifest: Manifest,
     pub updated_by: String,
     pub updated_at: String,
+}
+
+fn first_contract() -> String {
+    "0.1.0".to_owned()
 }
 
 impl Record for PluginRecord {

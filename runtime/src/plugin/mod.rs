@@ -1,11 +1,13 @@
 //! WebAssembly plugins: the wasmtime host, the plugin registry in NATS and the live set every
 //! instance routes events to.
 //!
-//! The host side of the contract in `sdk/wit/plugin.wit` lives in [`host`] and [`state`]; what a
+//! The host side of the contract in `sdk/wit/plugin.wit` lives in [`host`] and [`state`], its
+//! versions in [`contract`]; what a
 //! plugin is (manifest, version, code hash) in [`manifest`]; how plugins are stored and loaded in
 //! [`store`] and [`sync`]; which plugins an event reaches in [`set`].
 
 pub mod breaker;
+pub mod contract;
 pub mod dir;
 pub mod dispatch;
 pub mod host;

@@ -1,6 +1,6 @@
 //! What a plugin instance's store holds: its WASI context (empty: no files, env, network or stdio), its
 //! resource limiter, its configuration and the log lines it wrote. Implements the host imports
-//! of `sdk/wit/plugin.wit`.
+//! of `sdk/wit/plugin.wit` (earlier versions adapt to these in [`super::contract`]).
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::PluginLimits;
-use super::host::bindings::nudge::plugin::{host, types};
+use super::contract::current::nudge::plugin::{host, types};
 
 pub use types::Level;
 

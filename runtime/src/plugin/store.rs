@@ -68,8 +68,9 @@ impl PluginStore {
         self.records.versions(name, limit).await
     }
 
-    /// Refuses what is not a plugin nudge can run, with the reason under `field` `wasm`.
-    pub fn check_code(&self, wasm: &[u8]) -> Result<String, RuleError> {
+    /// Refuses what is not a plugin nudge can run, with the reason under `field` `wasm`;
+    /// answers the code's SHA-256 and the contract version it was built against.
+    pub fn check_code(&self, wasm: &[u8]) -> Result<(String, &'static str), RuleError> {
         if wasm.len() > self.max_wasm_bytes {
             return Err(RuleError::invalid(
                 "wasm",
@@ -84,7 +85,7 @@ impl PluginStore {
             .host
             .compile(wasm)
             .map_err(|reason| RuleError::invalid("wasm", reason))?;
-        Ok(compiled.sha256.clone())
+        Ok((compiled.sha256.clone(), compiled.contract_version()))
     }
 
     /// Writes a new version. `expected_version`, when given, must be the current version.
@@ -110,13 +111,17 @@ impl PluginStore {
             (None, None) => Manifest::default(),
         };
         manifest.validate()?;
-        let (sha256, size_bytes) = match (write.wasm, live) {
+        let (sha256, size_bytes, contract) = match (write.wasm, live) {
             (Some(wasm), _) => {
-                let sha256 = self.check_code(&wasm)?;
+                let (sha256, contract) = self.check_code(&wasm)?;
                 self.store_code(&sha256, &wasm).await?;
-                (sha256, wasm.len() as u64)
+                (sha256, wasm.len() as u64, contract.to_owned())
             }
-            (None, Some(record)) => (record.sha256.clone(), record.size_bytes),
+            (None, Some(record)) => (
+                record.sha256.clone(),
+                record.size_bytes,
+                record.contract.clone(),
+            ),
             (None, None) => {
                 return Err(RuleError::invalid("wasm", "a new plugin needs its .wasm code").into());
             }
@@ -127,6 +132,7 @@ impl PluginStore {
             version: previous_version + 1,
             sha256,
             size_bytes,
+            contract,
             manifest,
             updated_by: actor.to_owned(),
             updated_at: now_rfc3339(),
