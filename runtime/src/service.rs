@@ -8,13 +8,19 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_nats::jetstream::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
-use nudge_rules::{RuleSet, Sandbox};
+use nudge_rules::{Channel, RuleSet, Sandbox};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::Access;
 use crate::cluster::Cluster;
 use crate::config::Settings;
+use crate::delivery::email::{Emails, RelayPlan};
+use crate::delivery::templates::TemplateStore;
+use crate::delivery::transport::DeliveryLimits;
+use crate::delivery::unsubscribe::Unsubscribe;
+use crate::delivery::webhook::Webhooks;
+use crate::delivery::worker;
 use crate::http::{AppState, app};
 use crate::pipeline::{self, Decisions, Shared};
 use crate::plugin::store::PluginStore;
@@ -123,14 +129,36 @@ pub async fn run(
         topology::ensure_bucket(&js, topology::WEBHOOKS_BUCKET, &settings).await?,
     );
     let http_client = crate::delivery::request::client()?;
-    let deliveries = tokio::spawn(crate::delivery::worker::run(
-        js.clone(),
-        settings.clone(),
-        webhooks.clone(),
-        http_client.clone(),
-        clock.clone(),
-        shutdown.clone(),
-    ));
+    let templates = TemplateStore::new(
+        VersionedStore::new(
+            topology::ensure_bucket(&js, topology::EMAIL_TEMPLATES_BUCKET, &settings).await?,
+            topology::ensure_bucket(&js, topology::EMAIL_TEMPLATE_VERSIONS_BUCKET, &settings)
+                .await?,
+        ),
+        settings.template_limits(),
+    );
+    let unsubscribe = Unsubscribe::open(
+        &topology::ensure_bucket(&js, topology::SECRETS_BUCKET, &settings).await?,
+        &settings.public_url(listener.local_addr()?),
+    )
+    .await?;
+    let relay = RelayPlan::from_settings(&settings)?.map(RelayPlan::connect);
+    let deliveries = [
+        tokio::spawn(worker::run(
+            js.clone(),
+            Webhooks::new(webhooks.clone(), http_client.clone()),
+            delivery_limits(&settings, Channel::Webhook),
+            clock.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(worker::run(
+            js.clone(),
+            Emails::new(relay, templates.clone(), unsubscribe.clone()),
+            delivery_limits(&settings, Channel::Email),
+            clock.clone(),
+            shutdown.clone(),
+        )),
+    ];
     let state = Arc::new(AppState {
         js: js.clone(),
         store: store.clone(),
@@ -147,6 +175,8 @@ pub async fn run(
         samples: topology::ensure_bucket(&js, topology::SAMPLES_BUCKET, &settings).await?,
         webhooks,
         http_client,
+        templates,
+        unsubscribe,
         live_views: Arc::new(tokio::sync::Semaphore::new(settings.live_max_streams)),
         cluster: cluster.clone(),
         stats: topology::ensure_bucket(&js, topology::STATS_BUCKET, &settings).await?,
@@ -207,15 +237,22 @@ pub async fn run(
     plugin_watcher.await.ok();
     stats.await.ok();
     scheduler.await.ok();
-    match deliveries.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            tracing::error!(error = format!("{error:#}"), "webhook deliveries stopped")
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(error = format!("{error:#}"), "deliveries stopped"),
+            Err(error) => tracing::error!(%error, "deliveries panicked"),
         }
-        Err(error) => tracing::error!(%error, "webhook deliveries panicked"),
     }
     http.await??;
     consumed
+}
+
+/// The limits of a channel nudge delivers.
+fn delivery_limits(settings: &Settings, channel: Channel) -> DeliveryLimits {
+    settings
+        .delivery_limits(channel)
+        .expect("a channel nudge delivers has delivery limits")
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

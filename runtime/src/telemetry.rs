@@ -40,6 +40,7 @@ pub const DELIVERIES: &str = "nudge_deliveries_total";
 pub const DELIVERY_SECONDS: &str = "nudge_delivery_seconds";
 pub const DELIVERY_BREAKER_OPEN: &str = "nudge_delivery_breaker_open";
 pub const DELIVERIES_PENDING: &str = "nudge_deliveries_pending";
+pub const UNSUBSCRIBES: &str = "nudge_unsubscribes_total";
 
 pub fn init_logs() {
     use tracing_subscriber::EnvFilter;
@@ -98,7 +99,11 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     );
     describe_gauge!(
         DELIVERY_BREAKER_OPEN,
-        "1 while an endpoint's breaker holds its deliveries (open or half-open), by endpoint."
+        "1 while a target's breaker holds its deliveries (open or half-open), by channel and endpoint (a webhook's name, the SMTP relay's host:port)."
+    );
+    describe_counter!(
+        UNSUBSCRIBES,
+        "Opt-outs through the unsubscribe links in e-mails, by channel."
     );
     describe_counter!(
         PUBLISH_RETRIES,

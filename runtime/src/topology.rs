@@ -52,6 +52,13 @@ pub const INSTANCES_BUCKET: &str = "NUDGE_INSTANCES";
 pub const STATS_BUCKET: &str = "NUDGE_STATS";
 /// Webhook endpoints (URL, headers, signing secrets): key = endpoint name.
 pub const WEBHOOKS_BUCKET: &str = "NUDGE_WEBHOOKS";
+/// Current version of every e-mail template, one key per template name.
+pub const EMAIL_TEMPLATES_BUCKET: &str = "NUDGE_EMAIL_TEMPLATES";
+/// Every e-mail template version ever written, key `<name>.<version>`.
+pub const EMAIL_TEMPLATE_VERSIONS_BUCKET: &str = "NUDGE_EMAIL_TEMPLATE_VERSIONS";
+/// Keys nudge generates for itself and every instance shares: `unsubscribe` (signs the
+/// unsubscribe links in e-mails).
+pub const SECRETS_BUCKET: &str = "NUDGE_SECRETS";
 /// The delivery log: one message per delivery attempt on
 /// `deliveries.<channel>.<profile key>.<action id>`.
 pub const DELIVERIES_STREAM: &str = "NUDGE_DELIVERIES";

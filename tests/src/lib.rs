@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cluster;
 pub mod matrix;
 pub mod receiver;
+pub mod smtp;
 pub mod workload;
 
 use std::path::PathBuf;
@@ -367,6 +368,45 @@ impl Nudge {
             .text()
             .await
             .expect("metrics text")
+    }
+
+    /// The dead letter of the action (or event) `event_id` caused, once it is there.
+    pub async fn dead_letter_of(&self, event_id: &str) -> Value {
+        until(&format!("the dead letter of {event_id}"), async || {
+            let (_, dlq) = self.api_get("/api/dlq").await;
+            dlq["letters"]
+                .as_array()?
+                .iter()
+                .find(|l| l["payload"]["causationid"] == event_id)
+                .cloned()
+        })
+        .await
+    }
+
+    /// The actions of the audit log, newest first.
+    pub async fn audit_actions(&self) -> Vec<String> {
+        let (_, audit) = self.api_get("/api/audit").await;
+        audit["entries"]
+            .as_array()
+            .expect("audit entries")
+            .iter()
+            .map(|e| e["action"].as_str().expect("an action").to_owned())
+            .collect()
+    }
+}
+
+/// How long [`until`] waits for what a test expects to happen.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Polls `check` every 50 ms until it answers something, for at most [`WAIT`].
+pub async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(started.elapsed() < WAIT, "waited {WAIT:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

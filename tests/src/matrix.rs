@@ -402,6 +402,48 @@ pub fn cases(role: &str) -> Vec<Case> {
             None,
             Some("developer"),
         ),
+        c(
+            M::GET,
+            "/api/email-templates",
+            "/api/email-templates".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::PUT,
+            "/api/email-templates/{name}",
+            format!("/api/email-templates/by-{role}"),
+            Some(json!({"subject": "Hi {{ profile.id }}", "html": "<p>hi</p>"})),
+            Some("marketer"),
+        ),
+        c(
+            M::GET,
+            "/api/email-templates/{name}",
+            format!("/api/email-templates/by-{role}"),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/email-templates/{name}/versions",
+            format!("/api/email-templates/by-{role}/versions"),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::POST,
+            "/api/email-templates/{name}/preview",
+            format!("/api/email-templates/by-{role}/preview"),
+            Some(json!({"subject": "Hi", "text": "{{ profile.attributes.name }}"})),
+            Some("marketer"),
+        ),
+        c(
+            M::DELETE,
+            "/api/email-templates/{name}",
+            format!("/api/email-templates/by-{role}"),
+            None,
+            Some("marketer"),
+        ),
     ]
 }
 

@@ -4,15 +4,13 @@
 //! endpoint off; an action for an unknown endpoint is dead-lettered, and a re-drive after the fix
 //! delivers it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nudge::delivery::signature::SigningKey;
 use nudge_tests::receiver::{Received, Receiver};
 use nudge_tests::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(20);
 
 /// Requests the receiver got for the action that `event_id` caused.
 fn for_event(receiver: &Receiver, event_id: &str) -> Vec<Received> {
@@ -23,30 +21,6 @@ fn for_event(receiver: &Receiver, event_id: &str) -> Vec<Received> {
             serde_json::from_slice::<Value>(&r.body).is_ok_and(|e| e["causationid"] == event_id)
         })
         .collect()
-}
-
-async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(started.elapsed() < WAIT, "waited {WAIT:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The dead letter of the action `event_id` caused.
-async fn dead_letter(nudge: &Nudge, event_id: &str) -> Value {
-    until(&format!("the dead letter of {event_id}"), async || {
-        let (_, dlq) = nudge.api_get("/api/dlq").await;
-        dlq["letters"]
-            .as_array()?
-            .iter()
-            .find(|l| l["payload"]["causationid"] == event_id)
-            .cloned()
-    })
-    .await
 }
 
 /// Stores a rule that sends a webhook action for every `order.placed`, with `script`.
@@ -131,7 +105,7 @@ async fn webhook_actions_are_delivered_retried_refused_and_redriven() {
     // A refusal is dead-lettered at once; endless 503s after the last attempt.
     receiver.answer(422, None);
     publish(&js, &order("o-3", "crm")).await;
-    let refused = dead_letter(&nudge, "o-3").await;
+    let refused = nudge.dead_letter_of("o-3").await;
     assert_eq!(refused["subject"], "delivery.webhook", "{refused}");
     assert_eq!(refused["kind"], "delivery_refused", "{refused}");
     assert!(
@@ -142,7 +116,7 @@ async fn webhook_actions_are_delivered_retried_refused_and_redriven() {
 
     receiver.answer(503, None);
     publish(&js, &order("o-4", "crm")).await;
-    let exhausted = dead_letter(&nudge, "o-4").await;
+    let exhausted = nudge.dead_letter_of("o-4").await;
     assert_eq!(exhausted["kind"], "delivery_failed", "{exhausted}");
     assert!(
         exhausted["reason"]
@@ -156,7 +130,7 @@ async fn webhook_actions_are_delivered_retried_refused_and_redriven() {
     // 410 Gone switches the endpoint off.
     receiver.answer(410, None);
     publish(&js, &order("o-5", "crm")).await;
-    let gone = dead_letter(&nudge, "o-5").await;
+    let gone = nudge.dead_letter_of("o-5").await;
     assert_eq!(gone["kind"], "endpoint_gone", "{gone}");
     let (_, endpoint) = nudge.api_get("/api/webhooks/crm").await;
     assert_eq!(endpoint["enabled"], false, "{endpoint}");
@@ -170,7 +144,7 @@ async fn webhook_actions_are_delivered_retried_refused_and_redriven() {
 
     // An unknown endpoint: dead-lettered, saying what to do.
     publish(&js, &order("o-6", "erp")).await;
-    let unknown = dead_letter(&nudge, "o-6").await;
+    let unknown = nudge.dead_letter_of("o-6").await;
     assert_eq!(unknown["kind"], "no_endpoint", "{unknown}");
     assert!(
         unknown["reason"].as_str().unwrap().contains("`erp`"),
@@ -347,7 +321,7 @@ async fn a_dead_endpoint_opens_its_breaker_and_holds_up_no_other() {
         nudge
             .metrics()
             .await
-            .contains(r#"nudge_delivery_breaker_open{endpoint="down"} 1"#)
+            .contains(r#"nudge_delivery_breaker_open{channel="webhook",endpoint="down"} 1"#)
             .then_some(())
     })
     .await;
@@ -372,7 +346,9 @@ async fn a_dead_endpoint_opens_its_breaker_and_holds_up_no_other() {
                 .len();
             let metrics = nudge.metrics().await;
             (delivered == 10
-                && metrics.contains(r#"nudge_delivery_breaker_open{endpoint="down"} 0"#))
+                && metrics.contains(
+                    r#"nudge_delivery_breaker_open{channel="webhook",endpoint="down"} 0"#,
+                ))
             .then_some(())
         },
     )

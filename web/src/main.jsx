@@ -12,6 +12,7 @@ import { DeadLettersPage } from "./pages/dlq.jsx";
 import { AdminPage } from "./pages/admin.jsx";
 import { ClusterPage } from "./pages/cluster.jsx";
 import { WebhooksPage } from "./pages/webhooks.jsx";
+import { EmailsPage } from "./pages/emails.jsx";
 
 let setPath = () => {};
 
@@ -40,6 +41,7 @@ const NAV = [
   ["/profiles", "Profiles", "viewer"],
   ["/plugins", "Plugins", "viewer"],
   ["/webhooks", "Webhooks", "viewer"],
+  ["/emails", "E-mails", "viewer"],
   ["/dlq", "Dead letters", "developer"],
   ["/cluster", "Cluster", "viewer"],
   ["/admin", "Admin", "admin"],
@@ -88,6 +90,8 @@ function page(path, session) {
       return <PluginsPage session={session} />;
     case "webhooks":
       return <WebhooksPage session={session} />;
+    case "emails":
+      return <EmailsPage session={session} />;
     case "dlq":
       return <DeadLettersPage session={session} />;
     case "admin":

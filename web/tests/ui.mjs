@@ -2,7 +2,8 @@
 // playwright-core: sign in, rule from a template, an error shown inline, fixed, dry run shows
 // the push, save, an event published to NATS shows its action in the live view, restore an
 // older version, a viewer cannot edit (no control, API 403), a webhook endpoint with its secret
-// shown once and rotated, sign-out ends the session.
+// shown once and rotated, an e-mail template previewed as it is typed, sign-out ends the
+// session.
 // Screenshots of each main page go to $SCREENSHOT_DIR. Run by tests/tests/browser.rs, which
 // starts nats-server and nudge and passes NUDGE_URL, NATS_URL and the users' passwords.
 import assert from "node:assert/strict";
@@ -272,12 +273,32 @@ try {
   assert.match(await byTest("webhook-error").textContent(), /\(name\)/);
   await shot("webhooks");
 
+  step("an e-mail template: previewed live as typed, a syntax error shown with its line, saved");
+  await page.goto(`${base}/emails`);
+  await byTest("emails-empty").waitFor();
+  await byTest("email-new").click();
+  await byTest("email-name").fill("cart-reminder");
+  await page.waitForFunction(() =>
+    /Still thinking about it, Ada Lovelace\?/.test(document.querySelector('[data-testid="email-preview-subject"]')?.textContent ?? ""));
+  assert.match(await byTest("email-preview-text").textContent(), /your cart holds 120 €/);
+  await byTest("email-variables").fill('{"total": 75}');
+  await page.waitForFunction(() => /holds 75 €/.test(document.querySelector('[data-testid="email-preview-text"]')?.textContent ?? ""));
+  await byTest("email-text").fill("Hi,\n{% if total > %}");
+  await byTest("email-preview-error").waitFor();
+  assert.match(await byTest("email-preview-error").textContent(), /text, line 2/);
+  await byTest("email-text").fill("Your cart holds {{ total }} €.");
+  await byTest("email-preview-text").waitFor();
+  await byTest("email-save").click();
+  assert.match(await byTest("email-saved").textContent(), /version 1/);
+  await byTest("email-cart-reminder").waitFor();
+  await shot("emails");
+
   step("the admin page and its audit log");
   await page.goto(`${base}/admin`);
   await byTest("audit-table").locator("tbody tr").first().waitFor();
   await shot("admin");
   const audit = await byTest("audit-table").textContent();
-  for (const action of ["rule.restore", "plugin.put", "plugin.patch", "dlq.redrive", "session.logout", "webhook.create", "webhook.rotate"]) {
+  for (const action of ["rule.restore", "plugin.put", "plugin.patch", "dlq.redrive", "session.logout", "webhook.create", "webhook.rotate", "email_template.create"]) {
     assert.ok(audit.includes(action), `audit log shows ${action}`);
   }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use nudge_rules::calendar::QuietHours;
 use nudge_rules::rule::CapLimits;
-use nudge_rules::{Channel, Limits, Policy, StateLimits};
+use nudge_rules::{Limits, StateLimits};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +223,45 @@ pub struct Settings {
     /// Retention of the delivery log (`NUDGE_DELIVERIES`).
     pub deliveries_max_age_s: u64,
     pub deliveries_max_bytes: i64,
+
+    /// The SMTP relay e-mails go through, `smtp://host:port` (port 587 when left out), or
+    /// `smtps://host:port` for TLS from the first byte (465). Unset: e-mail actions wait in the
+    /// DLQ (`no_relay`) until one is set and they are re-driven.
+    pub smtp_url: Option<String>,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// STARTTLS on `smtp://`: `required` (refuse a relay that does not offer it),
+    /// `opportunistic` or `never` (a trusted relay on the same host).
+    pub smtp_starttls: StartTls,
+    /// One SMTP exchange (connect, greet, send) at most.
+    pub smtp_timeout_ms: u64,
+    /// The sender of every e-mail, `Name <address>` or an address; required with `smtp_url`.
+    pub email_from: Option<String>,
+    /// The address people and mail clients reach this service at, for the unsubscribe links
+    /// in e-mails; `http://<listen>` when unset.
+    pub public_url: Option<String>,
+    /// E-mail templates stored at most, and the size of one (subject and both bodies).
+    pub email_templates_max: usize,
+    pub email_template_max_bytes: usize,
+    /// Rendering steps one e-mail may take (loops, filters), so a template cannot run away.
+    pub email_render_fuel: u64,
+    /// Attempts per e-mail before it is dead-lettered; then as for webhooks.
+    pub email_max_attempts: u32,
+    pub email_retry_base_ms: u64,
+    pub email_retry_max_ms: u64,
+    pub email_breaker_failures: u32,
+    pub email_breaker_cool_down_ms: u64,
+    /// E-mails in flight per instance (connections to the relay at most).
+    pub email_in_flight_max: usize,
+}
+
+/// STARTTLS on a `smtp://` relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartTls {
+    Required,
+    Opportunistic,
+    Never,
 }
 
 const DAY_S: u64 = 86_400;
@@ -363,6 +402,22 @@ impl Default for Settings {
             webhook_endpoint_in_flight_max: 16,
             deliveries_max_age_s: 7 * DAY_S,
             deliveries_max_bytes: GIB / 4,
+            smtp_url: None,
+            smtp_username: None,
+            smtp_password: None,
+            smtp_starttls: StartTls::Required,
+            smtp_timeout_ms: 30_000,
+            email_from: None,
+            public_url: None,
+            email_templates_max: 500,
+            email_template_max_bytes: 256 * 1_024,
+            email_render_fuel: 100_000,
+            email_max_attempts: 8,
+            email_retry_base_ms: 30_000,
+            email_retry_max_ms: 3_600_000,
+            email_breaker_failures: 5,
+            email_breaker_cool_down_ms: 60_000,
+            email_in_flight_max: 16,
         }
     }
 }
@@ -422,124 +477,6 @@ impl Settings {
         }
         Ok(settings)
     }
-
-    pub fn rule_limits(&self) -> Limits {
-        Limits {
-            max_operations: self.rule_max_operations,
-            max_call_depth: self.rule_max_call_depth,
-            max_expr_depth: self.rule_max_expr_depth,
-            max_string_bytes: self.rule_max_string_bytes,
-            max_array_len: self.rule_max_array_len,
-            max_map_len: self.rule_max_map_len,
-            max_variables: self.rule_max_variables,
-            max_functions: self.rule_max_functions,
-            max_actions: self.rule_max_actions,
-            deadline_ms: self.rule_deadline_ms,
-            max_script_bytes: self.rule_max_script_bytes,
-        }
-    }
-
-    pub fn plugin_limits(&self) -> crate::plugin::PluginLimits {
-        crate::plugin::PluginLimits {
-            deadline_ms: self.plugin_deadline_ms,
-            max_memory_bytes: self.plugin_max_memory_bytes,
-            max_stack_bytes: self.plugin_max_stack_bytes,
-            max_table_elements: self.plugin_max_table_elements,
-            max_instances: self.plugin_max_instances,
-            fuel: self.plugin_fuel,
-            max_output_bytes: self.plugin_max_output_bytes,
-            max_actions: self.plugin_max_actions,
-            max_log_lines: self.plugin_max_log_lines,
-            pool_instances: self.plugin_pool_instances,
-            instance_max_calls: self.plugin_instance_max_calls.max(1),
-            idle_instances: self.plugin_idle_instances,
-            quarantine_after: self.plugin_quarantine_after,
-            quarantine_ms: self.plugin_quarantine_ms,
-            cache_dir: Some(
-                self.plugin_cache_dir
-                    .clone()
-                    .unwrap_or_else(|| self.data_dir.join("plugin-cache")),
-            ),
-        }
-    }
-
-    pub fn state_limits(&self) -> StateLimits {
-        StateLimits {
-            window_max_events: self.profile_window_max_events,
-            window_max_age_ms: i64::try_from(self.profile_window_max_age_s)
-                .unwrap_or(i64::MAX / 1_000)
-                .saturating_mul(1_000),
-            max_event_types: self.profile_max_event_types,
-            max_attributes: self.profile_max_attributes,
-            max_attribute_bytes: self.profile_max_attribute_bytes,
-            max_timers: self.profile_max_timers,
-            applied_events: self.profile_applied_events,
-        }
-    }
-
-    /// The global marketing policy; an error names the setting at fault.
-    pub fn policy(&self) -> anyhow::Result<Policy> {
-        for channel in self.caps.keys().chain(&self.quiet_channels) {
-            if Channel::parse(channel).is_none() {
-                anyhow::bail!(
-                    "caps / quiet_channels: `{channel}` is not a channel ({})",
-                    Channel::names()
-                );
-            }
-        }
-        if let Some(quiet) = &self.quiet_hours {
-            quiet
-                .validate()
-                .map_err(|e| anyhow::anyhow!("quiet_hours.{e}"))?;
-        }
-        Ok(Policy {
-            caps: self.caps.clone(),
-            quiet_hours: self.quiet_hours.clone(),
-            quiet_channels: self.quiet_channels.clone(),
-        })
-    }
-
-    /// Delay before attempt `attempts + 1` of something that failed transiently.
-    pub fn retry_delay(&self, attempts: u32) -> std::time::Duration {
-        let step = attempts.max(1) as usize - 1;
-        let ms = self
-            .retry_backoff_ms
-            .get(step)
-            .or(self.retry_backoff_ms.last())
-            .copied()
-            .unwrap_or(1_000);
-        std::time::Duration::from_millis(ms)
-    }
-
-    /// Checks the settings that must agree with each other; the error names them.
-    pub fn check(&self) -> anyhow::Result<()> {
-        // A partition's actions may be published again by a new owner replaying from the last
-        // checkpoint: JetStream must still remember their ids by then. The longest replay starts
-        // two leases (an orphaned partition) plus a checkpoint after the first publish.
-        let replay_ms = 2 * self.partition_lease_ms + self.checkpoint_interval_ms;
-        let needed_s = (replay_ms / 1_000).max(1) * REPLAY_WINDOW_FACTOR;
-        anyhow::ensure!(
-            self.actions_duplicate_window_s >= needed_s,
-            "actions_duplicate_window_s ({}) must outlast a failover: at least {needed_s} s \
-             with partition_lease_ms = {} and checkpoint_interval_ms = {} (a new owner \
-             republishes what the last checkpoint did not cover, and JetStream drops those \
-             copies only within the window)",
-            self.actions_duplicate_window_s,
-            self.partition_lease_ms,
-            self.checkpoint_interval_ms,
-        );
-        anyhow::ensure!(
-            self.partition_lease_ms >= 1_000,
-            "partition_lease_ms ({}) must be at least 1000",
-            self.partition_lease_ms
-        );
-        anyhow::ensure!(
-            self.replicas >= 1 && self.replicas <= 5,
-            "replicas ({}) must be 1 to 5",
-            self.replicas
-        );
-        Ok(())
-    }
 }
 
 /// The TOML settings file as a table (empty when there is none), minus retired settings, each
@@ -567,6 +504,8 @@ fn file_without_retired(path: &std::path::Path) -> Result<toml::Table, Box<figme
     }
     Ok(table)
 }
+
+mod derived;
 
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error

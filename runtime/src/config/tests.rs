@@ -62,3 +62,67 @@ fn a_duplicate_window_shorter_than_a_failover_is_refused() {
     assert!(error.contains("partition_lease_ms"), "{error}");
     Settings::default().check().unwrap();
 }
+
+#[test]
+fn the_relay_settings_must_make_a_relay() {
+    let relay = |changes: &dyn Fn(&mut Settings)| {
+        let mut settings = Settings {
+            smtp_url: Some("smtp://127.0.0.1:2525".into()),
+            email_from: Some("Shop <shop@example.com>".into()),
+            ..Settings::default()
+        };
+        changes(&mut settings);
+        settings.check().map_err(|e| e.to_string())
+    };
+    assert_eq!(relay(&|_| {}), Ok(()));
+    for (change, named) in [
+        (
+            &(|s: &mut Settings| s.email_from = None) as &dyn Fn(&mut Settings),
+            "email_from",
+        ),
+        (
+            &|s: &mut Settings| s.email_from = Some("not an address".into()),
+            "email_from",
+        ),
+        (
+            &|s: &mut Settings| s.smtp_url = Some("http://relay".into()),
+            "smtp_url",
+        ),
+        (
+            &|s: &mut Settings| s.smtp_url = Some("relay:25".into()),
+            "smtp_url",
+        ),
+        (
+            &|s: &mut Settings| s.smtp_username = Some("u".into()),
+            "smtp_username",
+        ),
+        (
+            &|s: &mut Settings| s.public_url = Some("ftp://x".into()),
+            "public_url",
+        ),
+    ] {
+        let error = relay(change).unwrap_err();
+        assert!(error.starts_with(named), "{named}: {error}");
+    }
+}
+
+/// Every setting is documented in the README's settings table.
+#[test]
+fn the_readme_lists_every_setting() {
+    let readme = include_str!("../../../README.md");
+    let settings = serde_json::to_value(Settings::default()).expect("settings serialize");
+    let missing: Vec<&String> = settings
+        .as_object()
+        .expect("an object")
+        .keys()
+        .filter(|name| {
+            !readme
+                .lines()
+                .any(|line| line.starts_with("| `") && line.contains(&format!("`{name}`")))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in README.md's settings table: {missing:?}"
+    );
+}

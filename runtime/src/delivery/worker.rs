@@ -1,21 +1,20 @@
-//! The webhook delivery worker, in every instance: one durable consumer (`nudge-webhooks`) on
-//! `actions.webhook` that all instances share, so JetStream spreads the deliveries and hands an
+//! The delivery worker, in every instance and for every channel nudge delivers itself (webhook,
+//! email): one durable consumer per channel (`nudge-webhooks`, `nudge-emails`) on
+//! `actions.<channel>` that all instances share, so JetStream spreads the deliveries and hands an
 //! unacknowledged one to another instance when one dies mid-delivery (its receiver sees the
-//! same `webhook-id` again). Each action is POSTed to its endpoint, signed, and acknowledged
-//! only once it is delivered, refused for good or dead-lettered; a retry is a negative
-//! acknowledgement with the schedule's delay, so waiting costs no slot.
+//! same id again). Each action goes to its target through the channel's [`Transport`] and is
+//! acknowledged only once it is delivered, refused for good or dead-lettered; a retry is a
+//! negative acknowledgement with the schedule's delay, so waiting costs no slot.
 //!
-//! Limits: `webhook_in_flight_max` deliveries per instance (the consumer's pending acks too), of
-//! which `webhook_endpoint_in_flight_max` per endpoint, with as many waiting for them — past that
-//! a delivery is handed back for a second, so a slow endpoint never holds the slots of the
-//! others — and a breaker per endpoint
-//! (`webhook_breaker_failures`, `webhook_breaker_cool_down_ms`), while which is open deliveries
-//! wait without an attempt counted; an endpoint's `rate_per_s` spaces its deliveries the same
-//! way (per instance).
+//! Limits ([`DeliveryLimits`], from the channel's settings): deliveries in flight per instance
+//! (the consumer's pending acks too), of which a share per target, with as many waiting for them
+//! — past that a delivery is handed back for a second, so a slow target never holds the slots of
+//! the others — and a breaker per target, while which is open deliveries wait without an
+//! attempt counted; a target's `rate_per_s` spaces its deliveries the same way (per instance).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{AckKind, Context, Message};
@@ -27,76 +26,68 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::{Breaker, BreakerLimits, Permit};
-use super::endpoints::{Endpoint, EndpointStore, WebhookError};
 use super::log::{self, Attempt, DeliveryLog};
 use super::outcome::Outcome;
-use super::request;
 use super::schedule::RetrySchedule;
+pub use super::transport::{DeliveryLimits, Settled, Target, Transport};
 use crate::clock::SharedClock;
-use crate::config::Settings;
 use crate::pipeline::dlq::{self, DeadLetter};
 use crate::telemetry;
 use crate::topology::ACTIONS_STREAM;
 
-const CONSUMER: &str = "nudge-webhooks";
-/// How long a delivery handed back for a busy endpoint or a NATS hiccup waits.
-const BUSY_DELAY: Duration = Duration::from_secs(1);
-/// How long a read endpoint serves deliveries before it is read again.
-const ENDPOINT_FRESH: Duration = Duration::from_secs(1);
+/// How long a delivery handed back for a busy target or a NATS hiccup waits.
+pub const BUSY_DELAY: Duration = Duration::from_secs(1);
 
-/// What the worker reads of an action.
+/// What the worker reads of an action; `data` is the transport's.
 #[derive(Deserialize)]
-struct ActionRef {
+struct ActionRef<D> {
     id: String,
     subject: String,
-    data: ActionData,
+    data: D,
 }
 
-#[derive(Deserialize)]
-struct ActionData {
-    webhook: String,
-}
-
-struct Worker {
+struct Worker<T> {
     js: Context,
-    endpoints: EndpointStore,
-    client: reqwest::Client,
+    transport: T,
+    /// `delivery.<channel>`: where its dead letters go.
+    dlq_subject: String,
     log: DeliveryLog,
     clock: SharedClock,
     schedule: RetrySchedule,
     breaker_limits: BreakerLimits,
-    endpoint_in_flight_max: usize,
-    /// Per endpoint: its breaker and its in-flight slots.
-    endpoints_state: Mutex<HashMap<String, EndpointState>>,
-    endpoint_cache: Mutex<HashMap<String, (Arc<Endpoint>, Instant)>>,
+    target_in_flight_max: usize,
+    /// Per target: its breaker and its in-flight slots.
+    targets: Mutex<HashMap<String, TargetState>>,
 }
 
-struct EndpointState {
+struct TargetState {
     breaker: Breaker,
     in_flight: Arc<Semaphore>,
-    /// Deliveries waiting here for one of its slots (at most `endpoint_in_flight_max`).
+    /// Deliveries waiting here for one of its slots (at most `target_in_flight_max`).
     waiting: usize,
     /// With a `rate_per_s`: the earliest time the next delivery may go out.
     next_send_ms: i64,
 }
 
-/// Runs until `shutdown`; deliveries in flight then finish (each within its endpoint's timeout).
-pub async fn run(
+/// Delivers the channel's actions until `shutdown`; deliveries in flight then finish (each
+/// within `attempt_max_ms`).
+pub async fn run<T: Transport>(
     js: Context,
-    settings: Arc<Settings>,
-    endpoints: EndpointStore,
-    client: reqwest::Client,
+    transport: T,
+    limits: DeliveryLimits,
     clock: SharedClock,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let channel = transport.channel();
     // NATS may be settling (a cluster electing leaders): keep trying rather than deliver nothing.
     let (consumer, log) = loop {
-        match open(&js, &settings).await {
+        match open(&js, channel, &limits).await {
             Ok(opened) => break opened,
             Err(error) => {
                 tracing::warn!(
                     error = format!("{error:#}"),
-                    "webhook deliveries: cannot start yet; retrying"
+                    channel = channel.as_str(),
+                    "deliveries: cannot start yet; retrying"
                 );
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
@@ -107,30 +98,29 @@ pub async fn run(
     };
     let worker = Arc::new(Worker {
         js: js.clone(),
-        endpoints,
-        client,
+        transport,
+        dlq_subject: format!("delivery.{}", channel.as_str()),
         log,
         clock,
         schedule: RetrySchedule {
-            max_attempts: settings.webhook_max_attempts.max(1),
-            base_ms: settings.webhook_retry_base_ms,
-            max_ms: settings.webhook_retry_max_ms,
+            max_attempts: limits.max_attempts.max(1),
+            base_ms: limits.retry_base_ms,
+            max_ms: limits.retry_max_ms,
         },
         breaker_limits: BreakerLimits {
-            failures_to_open: settings.webhook_breaker_failures.max(1),
-            cool_down_ms: settings.webhook_breaker_cool_down_ms,
+            failures_to_open: limits.breaker_failures.max(1),
+            cool_down_ms: limits.breaker_cool_down_ms,
         },
-        endpoint_in_flight_max: settings.webhook_endpoint_in_flight_max.max(1),
-        endpoints_state: Mutex::new(HashMap::new()),
-        endpoint_cache: Mutex::new(HashMap::new()),
+        target_in_flight_max: limits.target_in_flight_max.max(1),
+        targets: Mutex::new(HashMap::new()),
     });
-    let in_flight_max = settings.webhook_in_flight_max.max(1);
+    let in_flight_max = limits.in_flight_max.max(1);
     let in_flight = Arc::new(Semaphore::new(in_flight_max));
     while !shutdown.is_cancelled() {
         let mut messages = match consumer.messages().await {
             Ok(messages) => messages,
             Err(error) => {
-                tracing::warn!(%error, "webhook deliveries: cannot read; retrying");
+                tracing::warn!(%error, channel = channel.as_str(), "deliveries: cannot read; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(BUSY_DELAY) => continue,
@@ -151,7 +141,7 @@ pub async fn run(
                     tokio::spawn(worker.clone().deliver(message, permit));
                 }
                 Some(Err(error)) => {
-                    tracing::warn!(%error, "webhook deliveries: reading failed; going on");
+                    tracing::warn!(%error, channel = channel.as_str(), "deliveries: reading failed; going on");
                 }
                 None => break,
             }
@@ -159,7 +149,7 @@ pub async fn run(
     }
     // Let the deliveries in flight finish before the process goes.
     let all = u32::try_from(in_flight_max).unwrap_or(u32::MAX);
-    let grace = Duration::from_millis(settings.webhook_timeout_max_ms.saturating_add(1_000));
+    let grace = Duration::from_millis(limits.attempt_max_ms.saturating_add(1_000));
     if tokio::time::timeout(grace, in_flight.acquire_many(all))
         .await
         .is_err()
@@ -167,30 +157,36 @@ pub async fn run(
         // Unacknowledged, they come again to another instance after the ack wait.
         tracing::warn!(
             in_flight = in_flight_max - in_flight.available_permits(),
-            "webhook deliveries still in flight at exit"
+            channel = channel.as_str(),
+            "deliveries still in flight at exit"
         );
     }
     Ok(())
 }
 
-/// The shared consumer (created by the first instance) and the delivery log.
-async fn open(js: &Context, settings: &Settings) -> anyhow::Result<(PullConsumer, DeliveryLog)> {
+/// The channel's shared consumer (created by the first instance) and the delivery log.
+async fn open(
+    js: &Context,
+    channel: Channel,
+    limits: &DeliveryLimits,
+) -> anyhow::Result<(PullConsumer, DeliveryLog)> {
     let stream = js.get_stream(ACTIONS_STREAM).await?;
-    // Longer than any request may take, so only a dead instance's deliveries come back.
-    let ack_wait_ms = settings.webhook_timeout_max_ms.saturating_mul(2).max(1_000);
+    // Longer than any attempt may take, so only a dead instance's deliveries come back.
+    let ack_wait_ms = limits.attempt_max_ms.saturating_mul(2).max(1_000);
+    let name = consumer_name(channel);
     let consumer = stream
         .get_or_create_consumer(
-            CONSUMER,
+            &name,
             pull::Config {
-                durable_name: Some(CONSUMER.into()),
-                description: Some("nudge: webhook deliveries".into()),
-                filter_subject: Channel::Webhook.subject().into(),
+                durable_name: Some(name.clone()),
+                description: Some(format!("nudge: {} deliveries", channel.as_str())),
+                filter_subject: channel.subject().into(),
                 // Deliver what is published from now on, not the history of an older stream.
                 deliver_policy: DeliverPolicy::New,
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: Duration::from_millis(ack_wait_ms),
                 max_deliver: -1,
-                max_ack_pending: i64::try_from(settings.webhook_in_flight_max).unwrap_or(i64::MAX),
+                max_ack_pending: i64::try_from(limits.in_flight_max).unwrap_or(i64::MAX),
                 ..Default::default()
             },
         )
@@ -198,18 +194,12 @@ async fn open(js: &Context, settings: &Settings) -> anyhow::Result<(PullConsumer
     Ok((consumer, DeliveryLog::open(js).await?))
 }
 
-/// Where one delivery ended up.
-enum Settled {
-    Ack,
-    /// Handed back, to come again after the delay.
-    Later(Duration),
-    DeadLetter {
-        kind: &'static str,
-        reason: String,
-    },
+/// The durable consumer of a channel's deliveries: `nudge-webhooks`, `nudge-emails`.
+pub fn consumer_name(channel: Channel) -> String {
+    format!("nudge-{}s", channel.as_str())
 }
 
-impl Worker {
+impl<T: Transport> Worker<T> {
     async fn deliver(self: Arc<Self>, message: Message, _slot: OwnedSemaphorePermit) {
         let settled = self.attempt(&message).await;
         let result = match settled {
@@ -221,7 +211,7 @@ impl Worker {
                     .map(|i| (i.stream_sequence, i.delivered))
                     .unwrap_or((0, 0));
                 let letter = DeadLetter {
-                    subject: "delivery.webhook",
+                    subject: &self.dlq_subject,
                     payload: message.payload.clone(),
                     stream: ACTIONS_STREAM,
                     sequence,
@@ -240,61 +230,43 @@ impl Worker {
         };
         if let Err(error) = result {
             // Unacknowledged, it comes again after the ack wait; the receiver dedupes by id.
-            tracing::warn!(%error, "acknowledging a webhook delivery failed");
+            tracing::warn!(%error, "acknowledging a delivery failed");
         }
     }
 
     async fn attempt(&self, message: &Message) -> Settled {
-        let action: ActionRef = match serde_json::from_slice(&message.payload) {
+        let channel = self.transport.channel();
+        let action: ActionRef<T::Data> = match serde_json::from_slice(&message.payload) {
             Ok(action) => action,
             Err(error) => {
                 return Settled::DeadLetter {
                     kind: "invalid_action",
-                    reason: format!("not a webhook action: {error}"),
+                    reason: format!("not a {} action: {error}", channel.as_str()),
                 };
             }
         };
-        let name = action.data.webhook;
-        let endpoint = match self.endpoint(&name).await {
-            Ok(endpoint) => endpoint,
-            Err(WebhookError::NotFound(_) | WebhookError::Invalid { .. }) => {
-                return Settled::DeadLetter {
-                    kind: "no_endpoint",
-                    reason: format!("no webhook endpoint `{name}` (add it, then re-drive)"),
-                };
-            }
-            Err(error) => {
-                tracing::warn!(%error, webhook = %name, "reading the endpoint failed; retrying");
-                return Settled::Later(BUSY_DELAY);
-            }
+        let target = match self.transport.prepare(action.data).await {
+            Ok(target) => target,
+            Err(settled) => return settled,
         };
-        if !endpoint.enabled {
-            let why = endpoint
-                .disabled_reason
-                .as_deref()
-                .unwrap_or("switched off");
-            return Settled::DeadLetter {
-                kind: "endpoint_disabled",
-                reason: format!("webhook `{name}` is disabled ({why})"),
-            };
-        }
-        let Some(slot) = self.slot(&name).await else {
+        let key = target.key.as_str();
+        let Some(slot) = self.slot(key).await else {
             return Settled::Later(BUSY_DELAY);
         };
         let now_ms = self.clock.now_ms();
-        let slot = match self.admit(&name, slot, endpoint.rate_per_s, now_ms) {
+        let slot = match self.admit(key, slot, target.rate_per_s, now_ms) {
             Ok(slot) => slot,
             Err(retry_at_ms) => {
                 let wait_ms = u64::try_from(retry_at_ms.saturating_sub(now_ms)).unwrap_or(0);
                 return Settled::Later(Duration::from_millis(wait_ms.max(1)));
             }
         };
-        let subject = log::subject(Channel::Webhook, &action.subject, &action.id);
+        let subject = log::subject(channel, &action.subject, &action.id);
         // A first delivery has no attempt before it (a re-driven action is a new message whose
         // log restarts at 0), so only redeliveries read the log.
         let first_delivery = match message.info() {
             Ok(info) => {
-                gauge!(telemetry::DELIVERIES_PENDING, "channel" => "webhook")
+                gauge!(telemetry::DELIVERIES_PENDING, "channel" => channel.as_str())
                     .set(info.pending as f64);
                 info.delivered == 1
             }
@@ -304,23 +276,19 @@ impl Worker {
             Ok(made) => made,
             Err(error) => {
                 tracing::warn!(%error, "reading the delivery log failed; retrying");
-                self.with_state(&name, |state| state.breaker.abandon(now_ms));
+                self.with_state(key, |state| state.breaker.abandon(now_ms));
                 return Settled::Later(BUSY_DELAY);
             }
         };
-        let answer = request::send(
-            &self.client,
-            &endpoint,
-            &action.id,
-            message.payload.clone(),
-            now_ms,
-        )
-        .await;
+        let answer = self
+            .transport
+            .send(&target, &action.id, message.payload.clone(), now_ms)
+            .await;
         drop(slot);
         let after_ms = self.clock.now_ms();
-        let breaker_open = self.record(&name, answer.outcome, after_ms);
+        let breaker_open = self.record(key, answer.outcome, after_ms);
         crate::stats::global().delivery(
-            &format!("webhook:{name}"),
+            &format!("{}:{key}", channel.as_str()),
             answer.latency_ms as f64 / 1_000.0,
             answer.error.as_deref(),
             breaker_open,
@@ -329,8 +297,8 @@ impl Worker {
         let attempt = made + 1;
         let entry = Attempt {
             action_id: action.id.clone(),
-            channel: Channel::Webhook.as_str().into(),
-            endpoint: name.clone(),
+            channel: channel.as_str().into(),
+            endpoint: key.to_owned(),
             attempt,
             at: nudge_rules::calendar::rfc3339(now_ms),
             outcome: answer.outcome.as_str().into(),
@@ -341,68 +309,45 @@ impl Worker {
         if let Err(error) = self.log.append(subject, &entry).await {
             tracing::warn!(%error, action = %action.id, "logging a delivery attempt failed");
         }
-        counter!(telemetry::DELIVERIES, "channel" => "webhook", "outcome" => answer.outcome.as_str())
+        counter!(telemetry::DELIVERIES, "channel" => channel.as_str(), "outcome" => answer.outcome.as_str())
             .increment(1);
-        histogram!(telemetry::DELIVERY_SECONDS, "channel" => "webhook")
+        histogram!(telemetry::DELIVERY_SECONDS, "channel" => channel.as_str())
             .record(answer.latency_ms as f64 / 1_000.0);
         let error = answer.error.unwrap_or_default();
+        let label = &target.label;
         match answer.outcome {
             Outcome::Delivered => Settled::Ack,
             Outcome::Refused => Settled::DeadLetter {
                 kind: "delivery_refused",
-                reason: format!("webhook `{name}` refused it: {error}"),
+                reason: format!("{label} refused it: {error}"),
             },
-            Outcome::Gone => {
-                let reason = format!("the endpoint answered 410 Gone at {}", entry.at);
-                self.endpoint_cache.lock().expect("cache").remove(&name);
-                if let Err(error) = self.endpoints.disable(&name, &reason, after_ms).await {
-                    tracing::warn!(%error, webhook = %name, "could not switch the endpoint off");
-                } else {
-                    tracing::warn!(webhook = %name, "endpoint answered 410 Gone: switched off");
-                }
-                Settled::DeadLetter {
-                    kind: "endpoint_gone",
-                    reason: format!("webhook `{name}`: {reason}"),
-                }
-            }
+            Outcome::Gone => Settled::DeadLetter {
+                kind: "endpoint_gone",
+                reason: self.transport.gone(key, &entry.at, after_ms).await,
+            },
             Outcome::Retry { after } => match self.schedule.next_delay(attempt, after, jitter()) {
                 Some(delay) => Settled::Later(delay),
                 None => Settled::DeadLetter {
                     kind: "delivery_failed",
                     reason: format!(
-                        "webhook `{name}`: gave up after {attempt} attempts (webhook_max_attempts); the last: {error}"
+                        "{label}: gave up after {attempt} attempts ({}_max_attempts); the last: {error}",
+                        channel.as_str()
                     ),
                 },
             },
         }
     }
 
-    /// The endpoint as stored, read at most once per [`ENDPOINT_FRESH`] (a change reaches
-    /// deliveries within that time).
-    async fn endpoint(&self, name: &str) -> Result<Arc<Endpoint>, WebhookError> {
-        if let Some((endpoint, read)) = self.endpoint_cache.lock().expect("cache").get(name)
-            && read.elapsed() < ENDPOINT_FRESH
-        {
-            return Ok(endpoint.clone());
-        }
-        let endpoint = Arc::new(self.endpoints.get(name).await?);
-        self.endpoint_cache
-            .lock()
-            .expect("cache")
-            .insert(name.to_owned(), (endpoint.clone(), Instant::now()));
-        Ok(endpoint)
-    }
-
-    /// One of the endpoint's in-flight slots: at once, or after waiting in its short queue;
+    /// One of the target's in-flight slots: at once, or after waiting in its short queue;
     /// `None` when that queue is full too (the delivery is handed back).
     async fn slot(&self, name: &str) -> Option<OwnedSemaphorePermit> {
         let semaphore = {
-            let mut states = self.endpoints_state.lock().expect("endpoint states");
+            let mut states = self.targets.lock().expect("target states");
             let state = self.state(&mut states, name);
             if let Ok(slot) = state.in_flight.clone().try_acquire_owned() {
                 return Some(slot);
             }
-            if state.waiting >= self.endpoint_in_flight_max {
+            if state.waiting >= self.target_in_flight_max {
                 return None;
             }
             state.waiting += 1;
@@ -420,23 +365,23 @@ impl Worker {
         self.log.attempts_made(subject).await
     }
 
-    /// The endpoint's breaker, slots and pacing, made on first use.
+    /// The target's breaker, slots and pacing, made on first use.
     fn state<'a>(
         &self,
-        states: &'a mut HashMap<String, EndpointState>,
+        states: &'a mut HashMap<String, TargetState>,
         name: &str,
-    ) -> &'a mut EndpointState {
+    ) -> &'a mut TargetState {
         states
             .entry(name.to_owned())
-            .or_insert_with(|| EndpointState {
+            .or_insert_with(|| TargetState {
                 breaker: Breaker::new(self.breaker_limits),
-                in_flight: Arc::new(Semaphore::new(self.endpoint_in_flight_max)),
+                in_flight: Arc::new(Semaphore::new(self.target_in_flight_max)),
                 waiting: 0,
                 next_send_ms: 0,
             })
     }
 
-    /// `slot` back if the endpoint's rate and breaker let a delivery out now, else
+    /// `slot` back if the target's rate and breaker let a delivery out now, else
     /// `Err(retry_at_ms)`.
     fn admit(
         &self,
@@ -445,7 +390,7 @@ impl Worker {
         rate_per_s: Option<u32>,
         now_ms: i64,
     ) -> Result<OwnedSemaphorePermit, i64> {
-        let mut states = self.endpoints_state.lock().expect("endpoint states");
+        let mut states = self.targets.lock().expect("target states");
         let state = self.state(&mut states, name);
         if state.next_send_ms > now_ms {
             return Err(state.next_send_ms);
@@ -462,22 +407,22 @@ impl Worker {
         }
     }
 
-    /// Tells the endpoint's breaker how a delivery went: only answers worth retrying count as
-    /// failures (a refusal means the endpoint is up). Answers whether it holds deliveries now.
+    /// Tells the target's breaker how a delivery went: only answers worth retrying count as
+    /// failures (a refusal means the target is up). Answers whether it holds deliveries now.
     fn record(&self, name: &str, outcome: Outcome, now_ms: i64) -> bool {
         let failed = matches!(outcome, Outcome::Retry { .. });
         let mut open = false;
         self.with_state(name, |state| {
             state.breaker.record(failed, now_ms);
             open = state.breaker.state_name() != "closed";
-            gauge!(telemetry::DELIVERY_BREAKER_OPEN, "endpoint" => name.to_owned())
+            gauge!(telemetry::DELIVERY_BREAKER_OPEN, "channel" => self.transport.channel().as_str(), "endpoint" => name.to_owned())
                 .set(f64::from(u8::from(open)));
         });
         open
     }
 
-    fn with_state(&self, name: &str, change: impl FnOnce(&mut EndpointState)) {
-        let mut states = self.endpoints_state.lock().expect("endpoint states");
+    fn with_state(&self, name: &str, change: impl FnOnce(&mut TargetState)) {
+        let mut states = self.targets.lock().expect("target states");
         if let Some(state) = states.get_mut(name) {
             change(state);
         }

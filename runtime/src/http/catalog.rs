@@ -157,6 +157,7 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
     let mut rules = serde_json::Map::new();
     let mut plugins = serde_json::Map::new();
     let mut webhooks = serde_json::Map::new();
+    let mut email = serde_json::Map::new();
     let counted = crate::stats::cluster_wide(&state.stats, &state.cluster.id)
         .await
         .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
@@ -170,6 +171,8 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
             plugins.insert(name.to_owned(), value);
         } else if let Some(name) = key.strip_prefix("webhook:") {
             webhooks.insert(name.to_owned(), value);
+        } else if let Some(relay) = key.strip_prefix("email:") {
+            email.insert(relay.to_owned(), value);
         } else {
             rules.insert(key, value);
         }
@@ -182,6 +185,6 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
         "max_output_bytes": s.plugin_max_output_bytes,
     });
     Ok(Json(
-        json!({ "rules": rules, "plugins": plugins, "webhooks": webhooks, "plugin_budget": budget }),
+        json!({ "rules": rules, "plugins": plugins, "webhooks": webhooks, "email": email, "plugin_budget": budget }),
     ))
 }

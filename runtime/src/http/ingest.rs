@@ -35,7 +35,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
 
 /// Publishes validated events on `events.<type>` with `Nats-Msg-Id` = digest of source + id, so
 /// a retried request is deduplicated by JetStream. Returns (stored, duplicates).
-async fn publish_events(
+pub(super) async fn publish_events(
     state: &AppState,
     events: &[CloudEvent],
     prefix: impl Fn(usize) -> String,

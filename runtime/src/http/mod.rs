@@ -7,6 +7,7 @@ mod auth;
 mod backtest;
 mod catalog;
 mod dlq;
+mod email_templates;
 mod error;
 mod ingest;
 mod live;
@@ -19,6 +20,7 @@ pub mod routes;
 mod rules;
 pub mod segment;
 mod ui;
+mod unsubscribe;
 mod webhooks;
 
 use std::sync::Arc;
@@ -75,6 +77,10 @@ pub struct AppState {
     pub webhooks: crate::delivery::endpoints::EndpointStore,
     /// The HTTP client webhook requests share.
     pub http_client: reqwest::Client,
+    /// E-mail templates (`NUDGE_EMAIL_TEMPLATES`).
+    pub templates: crate::delivery::templates::TemplateStore,
+    /// Makes and checks the unsubscribe links in e-mails.
+    pub unsubscribe: crate::delivery::unsubscribe::Unsubscribe,
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
@@ -153,6 +159,21 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/api/webhooks/{name}/rotate", post(webhooks::rotate))
         .route("/api/webhooks/{name}/test", post(webhooks::test))
+        .route("/api/email-templates", get(email_templates::list))
+        .route(
+            "/api/email-templates/{name}",
+            get(email_templates::get)
+                .put(email_templates::put)
+                .delete(email_templates::delete),
+        )
+        .route(
+            "/api/email-templates/{name}/versions",
+            get(email_templates::versions),
+        )
+        .route(
+            "/api/email-templates/{name}/preview",
+            post(email_templates::preview),
+        )
         .route_layer(from_fn_with_state(state.clone(), auth::authorize));
     let ingest = Router::new()
         .route("/v1/events", post(ingest::events))
@@ -177,6 +198,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/login", get(ui::index).post(access::login))
         .route("/logout", post(access::logout))
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe::confirm).post(unsubscribe::opt_out),
+        )
         .merge(api)
         .merge(ingest)
         .fallback(ui::page_or_not_found)

@@ -116,13 +116,17 @@ pub async fn deliveries(
             });
         groups[index].push(attempt);
     }
-    let max_attempts = state.settings.webhook_max_attempts;
+    let max_attempts = |channel: &str| {
+        nudge_rules::Channel::parse(channel)
+            .and_then(|c| state.settings.delivery_limits(c))
+            .map_or(u32::MAX, |limits| limits.max_attempts)
+    };
     let deliveries: Vec<Value> = groups
         .into_iter()
         .filter_map(|mut group| {
             let newest = *group.first()?;
             let standing = match newest.outcome.as_str() {
-                "retry" if newest.attempt >= max_attempts => "failed",
+                "retry" if newest.attempt >= max_attempts(&newest.channel) => "failed",
                 "retry" => "retrying",
                 other => other,
             };

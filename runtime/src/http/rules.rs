@@ -124,7 +124,7 @@ pub async fn delete(
 
 #[derive(Deserialize)]
 pub struct VersionsQuery {
-    limit: Option<u64>,
+    pub limit: Option<u64>,
 }
 
 pub async fn versions(
