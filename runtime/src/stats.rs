@@ -30,6 +30,10 @@ pub struct Counts {
     pub calls: u64,
     pub call_seconds_total: f64,
     pub call_seconds_max: f64,
+    /// Calls per latency bucket ([`CALL_BUCKETS_MS`], then slower): counts add up across
+    /// instances, so a percentile can be read from their sum.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub call_buckets: Vec<u64>,
     pub fuel_total: u64,
     /// A plugin quarantined after repeated limit failures: until when (wall clock).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,6 +42,11 @@ pub struct Counts {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub breaker_open: bool,
 }
+
+/// Upper bounds of the call latency buckets, in milliseconds.
+pub const CALL_BUCKETS_MS: [u64; 15] = [
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000,
+];
 
 /// Characters of an error message kept as `last_error`.
 const LAST_ERROR_MAX_CHARS: usize = 500;
@@ -58,6 +67,36 @@ impl Counts {
         self.calls += 1;
         self.call_seconds_total += seconds;
         self.call_seconds_max = self.call_seconds_max.max(seconds);
+        let ms = seconds * 1_000.0;
+        let bucket = CALL_BUCKETS_MS
+            .iter()
+            .position(|bound| ms <= *bound as f64)
+            .unwrap_or(CALL_BUCKETS_MS.len());
+        self.call_buckets.resize(CALL_BUCKETS_MS.len() + 1, 0);
+        self.call_buckets[bucket] += 1;
+    }
+
+    /// The 99th percentile of the calls' latency, as the upper bound of its bucket (the
+    /// slowest call's time when it falls past the last bound); `None` before any call.
+    pub fn call_p99_ms(&self) -> Option<f64> {
+        let counted: u64 = self.call_buckets.iter().sum();
+        if counted == 0 {
+            return None;
+        }
+        let rank = counted - counted / 100;
+        let mut seen = 0;
+        for (bucket, count) in self.call_buckets.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                let slowest_ms = self.call_seconds_max * 1_000.0;
+                return Some(
+                    CALL_BUCKETS_MS
+                        .get(bucket)
+                        .map_or(slowest_ms, |b| *b as f64),
+                );
+            }
+        }
+        None
     }
 
     /// Adds another instance's figures: sums, maxima, and the later of the "last" ones.
@@ -73,6 +112,12 @@ impl Counts {
         self.calls += other.calls;
         self.call_seconds_total += other.call_seconds_total;
         self.call_seconds_max = self.call_seconds_max.max(other.call_seconds_max);
+        if self.call_buckets.len() < other.call_buckets.len() {
+            self.call_buckets.resize(other.call_buckets.len(), 0);
+        }
+        for (mine, theirs) in self.call_buckets.iter_mut().zip(&other.call_buckets) {
+            *mine += theirs;
+        }
         self.fuel_total += other.fuel_total;
         self.quarantined_until_ms = self.quarantined_until_ms.max(other.quarantined_until_ms);
         self.breaker_open |= other.breaker_open;
@@ -282,5 +327,28 @@ mod tests {
         assert_eq!(a.last_fired_ms, Some(10));
         assert_eq!(a.last_error.as_deref(), Some("new"));
         assert_eq!(a.call_seconds_max, 0.5);
+    }
+
+    #[test]
+    fn the_p99_comes_from_every_instance_calls() {
+        let mut a = Counts::default();
+        for _ in 0..98 {
+            a.call(0.003);
+        }
+        assert_eq!(a.call_p99_ms(), Some(5.0));
+        let mut b = Counts::default();
+        b.call(0.150);
+        b.call(0.150);
+        a.merge(&b);
+        // 100 calls: the 99th slowest is one of b's.
+        assert_eq!(a.call_p99_ms(), Some(200.0));
+        let mut slow = Counts::default();
+        slow.call(90.0);
+        assert_eq!(
+            slow.call_p99_ms(),
+            Some(90_000.0),
+            "past the last bound: the slowest"
+        );
+        assert_eq!(Counts::default().call_p99_ms(), None);
     }
 }

@@ -96,6 +96,11 @@ impl SmtpServer {
         self.shared.received.lock().unwrap().clone()
     }
 
+    /// How many messages it accepted.
+    pub fn count(&self) -> usize {
+        self.shared.received.lock().unwrap().len()
+    }
+
     /// Recipients offered so far (each is one delivery attempt).
     pub fn attempts(&self) -> usize {
         *self.shared.attempts.lock().unwrap()

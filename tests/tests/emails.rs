@@ -319,6 +319,9 @@ async fn relay_failures_are_retried_refused_timed_out_and_redriven() {
     let relay = &stats["email"][format!("127.0.0.1:{}", smtp.port)];
     assert!(relay["fired"].as_u64().unwrap() >= 2, "{stats}");
     assert!(relay["errors"].as_u64().unwrap() >= 5, "{stats}");
+    // Stalled attempts waited out smtp_timeout_ms (1 s): they are the slowest 1%.
+    let p99_ms = relay["call_p99_ms"].as_f64().unwrap();
+    assert!((1_000.0..=2_000.0).contains(&p99_ms), "{stats}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -428,4 +431,40 @@ async fn templates_are_versioned_checked_and_previewed() {
             "{action} in {actions:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_without_starttls_gets_nothing_when_starttls_is_required() {
+    let nats = NatsServer::start();
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    // smtp_starttls = required (the default), and the test relay offers no STARTTLS.
+    let nudge = Nudge::start(
+        &nats,
+        &[
+            ("NUDGE_SMTP_URL", url.as_str()),
+            ("NUDGE_EMAIL_FROM", "shop@example.com"),
+            ("NUDGE_SMTP_USERNAME", "shop"),
+            ("NUDGE_SMTP_PASSWORD", "not-for-plaintext"),
+            ("NUDGE_EMAIL_MAX_ATTEMPTS", "1"),
+        ],
+    )
+    .await;
+    let js = nats.jetstream().await;
+    put_template(&nudge, "cart", cart_template()).await;
+    cart_rule(&nudge, "cart").await;
+    identify(&js, "fay").await;
+    publish(
+        &js,
+        &event("s-1", "cart.updated", "fay", json!({"total": 5})),
+    )
+    .await;
+    let letter = nudge.dead_letter_of("s-1").await;
+    assert_eq!(letter["kind"], "delivery_failed", "{letter}");
+    assert_eq!(
+        smtp.attempts(),
+        0,
+        "no recipient, no message, no password sent in clear"
+    );
+    assert!(smtp.received().is_empty());
 }

@@ -164,7 +164,7 @@ try {
   step("the profile page shows its state and decision trace");
   await page.goto(`${base}/profiles/user-77`);
   await byTest("profile-trace").locator("li").first().waitFor();
-  assert.match(await byTest("profile-trace").textContent(), /fired push by welcome/);
+  assert.match(await byTest("profile-trace").textContent(), /decided → published push by welcome/);
   await shot("profile");
 
   step("the rules list shows the rule, enabled, fired once");

@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use super::fresh::Fresh;
 use super::outcome::Outcome;
 use super::request::Answer;
-use super::templates::{self, EmailTemplate, Rendered, TemplateError, TemplateStore};
+use super::templates::{self, Compiled, EmailTemplate, Rendered, TemplateError, TemplateStore};
 use super::transport::{Settled, Target, Transport};
 use super::unsubscribe::Unsubscribe;
 use super::worker::BUSY_DELAY;
@@ -142,11 +142,18 @@ pub struct Draft {
     unsubscribe_url: String,
 }
 
+/// A template as read, and compiled.
+struct Ready {
+    template: EmailTemplate,
+    compiled: Compiled,
+}
+
 pub struct Emails {
     relay: Option<Relay>,
     templates: TemplateStore,
     unsubscribe: Unsubscribe,
-    cache: Fresh<EmailTemplate>,
+    /// Templates as read, each compiled once per read.
+    cache: Fresh<Ready>,
 }
 
 impl Emails {
@@ -159,9 +166,9 @@ impl Emails {
         }
     }
 
-    async fn template(&self, name: &str) -> Result<Arc<EmailTemplate>, Settled> {
-        if let Some(template) = self.cache.get(name) {
-            return Ok(template);
+    async fn template(&self, name: &str) -> Result<Arc<Ready>, Settled> {
+        if let Some(ready) = self.cache.get(name) {
+            return Ok(ready);
         }
         let template = match self.templates.get(name).await {
             Ok(template) => template,
@@ -176,7 +183,12 @@ impl Emails {
                 });
             }
         };
-        Ok(self.cache.insert(name, template))
+        // Stored templates compiled when saved; only a changed limit could refuse one now.
+        let compiled = template
+            .spec
+            .compile(self.templates.limits().render_fuel)
+            .map_err(|error| unrenderable(&template, error))?;
+        Ok(self.cache.insert(name, Ready { template, compiled }))
     }
 }
 
@@ -199,31 +211,17 @@ impl Transport for Emails {
             kind: "invalid_action",
             reason: format!("`to` is not an e-mail address ({:?}): {e}", data.to),
         })?;
-        let template = self.template(&data.template).await?;
+        let ready = self.template(&data.template).await?;
         let profile = data.profile;
         let mut action = data.variables;
         action.insert("to".into(), json!(data.to));
         action.insert("template".into(), json!(data.template));
         let unsubscribe_url = self.unsubscribe.url(Channel::Email, &profile.id);
         let variables = templates::variables(action, &profile, &unsubscribe_url);
-        let fuel = self.templates.limits().render_fuel;
-        let rendered = template.spec.render(&variables, fuel).map_err(|error| {
-            let detail = match error {
-                TemplateError::Syntax {
-                    field,
-                    line,
-                    message,
-                } => format!("{field}, line {line}: {message}"),
-                other => other.to_string(),
-            };
-            Settled::DeadLetter {
-                kind: "template_error",
-                reason: format!(
-                    "template `{}` v{} does not render: {detail}",
-                    template.name, template.version
-                ),
-            }
-        })?;
+        let rendered = ready
+            .compiled
+            .render(&variables)
+            .map_err(|error| unrenderable(&ready.template, error))?;
         Ok(Target {
             key: relay.address.clone(),
             label: format!("the SMTP relay {}", relay.address),
@@ -272,6 +270,25 @@ impl Transport for Emails {
                 )),
             ),
         }
+    }
+}
+
+/// A template that does not render for an action goes to the DLQ, saying where and why.
+fn unrenderable(template: &EmailTemplate, error: TemplateError) -> Settled {
+    let detail = match error {
+        TemplateError::Syntax {
+            field,
+            line,
+            message,
+        } => format!("{field}, line {line}: {message}"),
+        other => other.to_string(),
+    };
+    Settled::DeadLetter {
+        kind: "template_error",
+        reason: format!(
+            "template `{}` v{} does not render: {detail}",
+            template.name, template.version
+        ),
     }
 }
 

@@ -124,29 +124,54 @@ impl TemplateSpec {
                 ),
             ));
         }
-        let env = environment(limits.render_fuel);
-        for field in PARTS {
-            env.template_from_named_str(field, self.part(field))
-                .map_err(|e| syntax(field, &e))?;
-        }
-        Ok(())
+        self.compile(limits.render_fuel).map(|_| ())
     }
 
-    /// Renders every part with `variables`. The subject's line breaks are dropped, so no
-    /// variable can add a header.
+    /// Every part compiled, ready to render any number of e-mails; errors name the part and
+    /// the line.
+    pub fn compile(&self, render_fuel: u64) -> Result<Compiled, TemplateError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|name| match name {
+            "html" => AutoEscape::Html,
+            _ => AutoEscape::None,
+        });
+        // Counted per render: one e-mail's loops never count against another's.
+        env.set_fuel(Some(render_fuel.max(1)));
+        for field in PARTS {
+            env.add_template_owned(field, self.part(field).to_owned())
+                .map_err(|e| syntax(field, &e))?;
+        }
+        Ok(Compiled { env })
+    }
+
+    /// Compiles and renders once (previews); delivery keeps [`Compiled`] per version instead.
     pub fn render(
         &self,
         variables: &Variables,
         render_fuel: u64,
     ) -> Result<Rendered, TemplateError> {
-        let env = environment(render_fuel);
+        self.compile(render_fuel)?.render(variables)
+    }
+}
+
+/// A template's parts compiled (once per version).
+pub struct Compiled {
+    env: Environment<'static>,
+}
+
+impl Compiled {
+    /// Renders every part with `variables`. The subject's line breaks are dropped, so no
+    /// variable can add a header.
+    pub fn render(&self, variables: &Variables) -> Result<Rendered, TemplateError> {
         // Nudge makes the link (base64url and `public_url`): printed as is, not HTML-escaped.
         let context = minijinja::context! {
             unsubscribe_url => minijinja::Value::from_safe_string(variables.unsubscribe_url.clone()),
             ..minijinja::Value::from_serialize(&variables.values)
         };
         let render = |field: &str| {
-            env.template_from_named_str(field, self.part(field))
+            self.env
+                .get_template(field)
                 .and_then(|t| t.render(&context))
                 .map_err(|e| syntax(field, &e))
         };
@@ -182,19 +207,6 @@ pub fn variables(
         values: Value::Object(action),
         unsubscribe_url: unsubscribe_url.to_owned(),
     }
-}
-
-/// One environment per render: its cost is a few allocations, far below an SMTP exchange, and
-/// it keeps the fuel of one e-mail from counting against another.
-fn environment(render_fuel: u64) -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_auto_escape_callback(|name| match name {
-        "html" => AutoEscape::Html,
-        _ => AutoEscape::None,
-    });
-    env.set_fuel(Some(render_fuel.max(1)));
-    env
 }
 
 fn syntax(field: &str, error: &minijinja::Error) -> TemplateError {

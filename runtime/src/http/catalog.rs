@@ -167,6 +167,11 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
         if let Some(ms) = counts.last_fired_ms {
             value["last_fired"] = json!(nudge_rules::calendar::rfc3339(ms));
         }
+        if let Some(map) = value.as_object_mut() {
+            // The buckets are for adding up instances; the API answers what they give.
+            map.remove("call_buckets");
+            map.insert("call_p99_ms".into(), json!(counts.call_p99_ms()));
+        }
         if let Some(name) = key.strip_prefix("plugin:") {
             plugins.insert(name.to_owned(), value);
         } else if let Some(name) = key.strip_prefix("webhook:") {

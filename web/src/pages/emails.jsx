@@ -4,7 +4,7 @@
 // look while they type, with sample variables or a real profile; everyone else reads. Below,
 // how the SMTP relay is doing.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, can, describe, get } from "../api.js";
+import { ago, api, can, describe, get } from "../api.js";
 
 const STARTER = {
   name: "",
@@ -40,7 +40,7 @@ function RelayFigures({ relays }) {
   return entries.map(([relay, f]) => (
     <p class="small" data-testid="email-relay">
       SMTP relay <code>{relay}</code>: {f.calls} attempts · {Math.round((100 * f.fired) / Math.max(f.calls, 1))}% delivered ·
-      mean {Math.round((1000 * f.call_seconds_total) / Math.max(f.calls, 1))} ms
+      mean {Math.round((1000 * f.call_seconds_total) / Math.max(f.calls, 1))} ms · p99 ≤ {Math.round(f.call_p99_ms)} ms
       {f.breaker_open && <span class="badge off">breaker open</span>}
       {f.last_error && f.errors > 0 && <span class="error-text"> — last error: {f.last_error}</span>}
     </p>
@@ -149,7 +149,7 @@ export function EmailsPage({ session }) {
                 <td>{t.name}</td>
                 <td class="mono small">{t.subject}</td>
                 <td class="num">v{t.version}</td>
-                <td class="small">{t.updated_at} by {t.updated_by}</td>
+                <td class="small" title={t.updated_at}>{ago(t.updated_at)} by {t.updated_by}</td>
                 <td><button type="button" class="ghost" onClick={() => open(t)}>{mayEdit ? "Edit" : "View"}</button></td>
               </tr>
             ))}

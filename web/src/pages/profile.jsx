@@ -8,7 +8,15 @@ import { navigate } from "../main.jsx";
 const pretty = (v) => JSON.stringify(v, null, 2);
 const REFRESH_MS = 2000;
 
-function Decision({ d }) {
+// What became of a published action, for its line in the trace: "→ delivered", "→ failed after
+// 5 attempts"; nothing for channels nudge does not deliver.
+function fate(delivery) {
+  if (!delivery) return null;
+  const attempts = delivery.attempts > 1 ? ` after ${delivery.attempts} attempts` : "";
+  return ` → ${delivery.state}${attempts}`;
+}
+
+function Decision({ d, deliveries }) {
   return (
     <li class="decision">
       <div>
@@ -16,7 +24,11 @@ function Decision({ d }) {
         {d.skipped && <span class="badge off">{d.skipped}</span>}
       </div>
       {d.matched?.length > 0 && <div class="small">matched: {d.matched.join(", ")}</div>}
-      {d.fired?.map((f) => <div class="small ok">fired {f.channel} by {f.rule}</div>)}
+      {d.fired?.map((f) => (
+        <div class="small ok" data-testid="trace-fired">
+          decided → published {f.channel} by {f.rule}{fate(deliveries.get(f.id))}
+        </div>
+      ))}
       {d.held?.map((f) => <div class="small">held {f.channel} by {f.rule} until {f.until}</div>)}
       {d.suppressed?.map((f) => (
         <div class="small error-text">suppressed {f.channel ?? ""} by {f.rule}: {f.reason}{f.detail ? ` — ${f.detail}` : ""}</div>
@@ -41,7 +53,7 @@ function Delivery({ d }) {
       {d.history.map((a) => (
         <div class="small muted">
           {a.outcome === "redriven" ? "re-driven" : `attempt ${a.attempt}: ${a.outcome}`}
-          {a.status ? ` (HTTP ${a.status})` : ""}{a.latency_ms ? ` in ${a.latency_ms} ms` : ""}
+          {a.status ? ` (${d.channel === "email" ? "SMTP" : "HTTP"} ${a.status})` : ""}{a.latency_ms ? ` in ${a.latency_ms} ms` : ""}
           {a.error ? ` — ${a.error}` : ""}
         </div>
       ))}
@@ -81,6 +93,7 @@ export function ProfilePage({ id }) {
     const timer = setInterval(load, REFRESH_MS);
     return () => { open = false; clearInterval(timer); };
   }, [id]);
+  const byAction = new Map((deliveries ?? []).map((d) => [d.action_id, d]));
   return (
     <section>
       <h1>Profiles</h1>
@@ -110,7 +123,9 @@ export function ProfilePage({ id }) {
           <div class="side-col">
             <h2>Decisions</h2>
             {trace?.length === 0 && <p class="empty">No decisions recorded.</p>}
-            <ol class="decisions" data-testid="profile-trace">{(trace ?? []).map((d) => <Decision d={d} />)}</ol>
+            <ol class="decisions" data-testid="profile-trace">
+              {(trace ?? []).map((d) => <Decision d={d} deliveries={byAction} />)}
+            </ol>
             <h2>Deliveries</h2>
             {deliveries?.length === 0 && <p class="empty">No delivered actions.</p>}
             <ol class="decisions" data-testid="profile-deliveries">{(deliveries ?? []).map((d) => <Delivery d={d} />)}</ol>

@@ -31,7 +31,7 @@ function Figures({ f }) {
   return (
     <>
       <div>{f.calls} attempts · {share}% delivered</div>
-      <div class="muted">mean {mean} ms · slowest {Math.round(1000 * f.call_seconds_max)} ms</div>
+      <div class="muted">mean {mean} ms · p99 ≤ {Math.round(f.call_p99_ms)} ms · slowest {Math.round(1000 * f.call_seconds_max)} ms</div>
       {f.breaker_open && <span class="badge off">breaker open</span>}
       {f.last_error && f.errors > 0 && <div class="error-text">{f.last_error}</div>}
     </>
