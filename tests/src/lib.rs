@@ -2,11 +2,14 @@
 //! pattern of the async-nats repository's own test helper) and the real `nudge` binary as a child
 //! process that tests can SIGKILL.
 
+pub use wait::{WAIT, until};
+
 pub mod bench;
 pub mod cluster;
 pub mod matrix;
 pub mod receiver;
 pub mod smtp;
+mod wait;
 pub mod workload;
 
 use std::path::PathBuf;
@@ -392,21 +395,6 @@ impl Nudge {
             .iter()
             .map(|e| e["action"].as_str().expect("an action").to_owned())
             .collect()
-    }
-}
-
-/// How long [`until`] waits for what a test expects to happen.
-pub const WAIT: Duration = Duration::from_secs(20);
-
-/// Polls `check` every 50 ms until it answers something, for at most [`WAIT`].
-pub async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(started.elapsed() < WAIT, "waited {WAIT:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
