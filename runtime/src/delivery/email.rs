@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
@@ -63,6 +64,8 @@ pub struct RelayPlan {
     credentials: Option<Credentials>,
     from: Mailbox,
     timeout: Duration,
+    /// Pooled connections at most: one per e-mail in flight (`email_in_flight_max`).
+    connections: u32,
 }
 
 impl RelayPlan {
@@ -114,6 +117,7 @@ impl RelayPlan {
             credentials,
             from,
             timeout: Duration::from_millis(settings.smtp_timeout_ms.max(1)),
+            connections: u32::try_from(settings.email_in_flight_max.max(1)).unwrap_or(u32::MAX),
         }))
     }
 
@@ -122,7 +126,8 @@ impl RelayPlan {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host)
             .port(self.port)
             .tls(self.tls)
-            .timeout(Some(self.timeout));
+            .timeout(Some(self.timeout))
+            .pool_config(PoolConfig::new().max_size(self.connections));
         if let Some(credentials) = self.credentials {
             builder = builder.credentials(credentials);
         }
