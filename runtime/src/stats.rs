@@ -1,7 +1,9 @@
-//! Per-rule, per-plugin and per-delivery-target (webhook endpoint, SMTP relay) figures for the UI (`GET /api/stats`): matched, fired,
-//! errors, last fired, plugin calls and latency, delivery attempts, latency and breakers. Counted in each process (one global, fed by the pipeline and
-//! the plugin host), written every `stats_flush_ms` to `NUDGE_STATS` under the instance's id, and
-//! summed over every instance's entry when asked — so every instance answers the same figures.
+//! Per-rule, per-plugin and per-delivery-target (webhook endpoint, SMTP relay) figures for the
+//! UI (`GET /api/stats`): matched, fired, errors, last fired, plugin calls and latency, delivery
+//! attempts, latency and breakers. Counted in each process (one global, fed by the pipeline, the
+//! plugin host and the delivery worker), written every `stats_flush_ms` to `NUDGE_STATS` under
+//! the instance's id, and summed over every instance's entry when asked — so every instance
+//! answers the same figures.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
