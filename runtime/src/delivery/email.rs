@@ -205,6 +205,10 @@ impl Transport for Emails {
         Channel::Email
     }
 
+    fn describe(&self, relay: &str) -> String {
+        format!("the SMTP relay {relay}")
+    }
+
     async fn prepare(&self, data: EmailData) -> Result<Target<Draft>, Settled> {
         let Some(relay) = &self.relay else {
             return Err(Settled::DeadLetter {
@@ -229,7 +233,6 @@ impl Transport for Emails {
             .map_err(|error| unrenderable(&ready.template, error))?;
         Ok(Target {
             key: relay.address.clone(),
-            label: format!("the SMTP relay {}", relay.address),
             rate_per_s: None,
             prepared: Draft {
                 to,

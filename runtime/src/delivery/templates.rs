@@ -341,7 +341,9 @@ mod tests {
     fn vars(values: serde_json::Value) -> Variables {
         let mut profile = nudge_rules::Profile::new("user-1");
         profile.attributes.insert("name".into(), json!("Ada"));
-        let values = values.as_object().cloned().unwrap_or_default();
+        let serde_json::Value::Object(values) = values else {
+            panic!("variables are an object");
+        };
         variables(
             values,
             &profile,

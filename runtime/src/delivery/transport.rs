@@ -27,8 +27,6 @@ pub enum Settled {
 pub struct Target<P> {
     /// Whose breaker, slots and pace the delivery shares (the endpoint's name, the relay).
     pub key: String,
-    /// How errors and the log name it: "webhook `crm`", "the SMTP relay".
-    pub label: String,
     /// Deliveries per second at most (per instance); none: as fast as it answers.
     pub rate_per_s: Option<u32>,
     /// What the attempt needs (the endpoint, the rendered message).
@@ -59,6 +57,10 @@ pub trait Transport: Send + Sync + 'static {
 
     fn channel(&self) -> Channel;
 
+    /// How dead letters name the target `key`: "webhook `crm`", "the SMTP relay host:port".
+    /// Asked only when one is written, so no delivery pays for the words.
+    fn describe(&self, key: &str) -> String;
+
     /// Resolves where the action goes and prepares the attempt; an action that cannot go
     /// anywhere settles here (dead-lettered, or handed back while NATS cannot be read).
     fn prepare(
@@ -77,8 +79,7 @@ pub trait Transport: Send + Sync + 'static {
 
     /// The target said it is gone for good (HTTP 410): switch it off. Answers why, for the DLQ.
     /// Only HTTP has such an answer; other transports never report [`super::outcome::Outcome::Gone`].
-    fn gone(&self, key: &str, at: &str, now_ms: i64) -> impl Future<Output = String> + Send {
-        let _ = now_ms;
+    fn gone(&self, key: &str, at: &str, _now_ms: i64) -> impl Future<Output = String> + Send {
         let reason = format!("{key} said it is gone, at {at}");
         async move { reason }
     }

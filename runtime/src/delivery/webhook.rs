@@ -56,6 +56,10 @@ impl Transport for Webhooks {
         Channel::Webhook
     }
 
+    fn describe(&self, name: &str) -> String {
+        format!("webhook `{name}`")
+    }
+
     async fn prepare(&self, data: WebhookData) -> Result<Target<Arc<Endpoint>>, Settled> {
         let name = data.webhook;
         let endpoint = match self.endpoint(&name).await {
@@ -82,7 +86,6 @@ impl Transport for Webhooks {
             });
         }
         Ok(Target {
-            label: format!("webhook `{name}`"),
             rate_per_s: endpoint.rate_per_s,
             key: name,
             prepared: endpoint,

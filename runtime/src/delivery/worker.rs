@@ -314,12 +314,11 @@ impl<T: Transport> Worker<T> {
         histogram!(telemetry::DELIVERY_SECONDS, "channel" => channel.as_str())
             .record(answer.latency_ms as f64 / 1_000.0);
         let error = answer.error.unwrap_or_default();
-        let label = &target.label;
         match answer.outcome {
             Outcome::Delivered => Settled::Ack,
             Outcome::Refused => Settled::DeadLetter {
                 kind: "delivery_refused",
-                reason: format!("{label} refused it: {error}"),
+                reason: format!("{} refused it: {error}", self.transport.describe(key)),
             },
             Outcome::Gone => Settled::DeadLetter {
                 kind: "endpoint_gone",
@@ -330,7 +329,8 @@ impl<T: Transport> Worker<T> {
                 None => Settled::DeadLetter {
                     kind: "delivery_failed",
                     reason: format!(
-                        "{label}: gave up after {attempt} attempts ({}_max_attempts); the last: {error}",
+                        "{}: gave up after {attempt} attempts ({}_max_attempts); the last: {error}",
+                        self.transport.describe(key),
                         channel.as_str()
                     ),
                 },
