@@ -78,6 +78,9 @@ pub struct Trace {
     pub timers_cancelled: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// How the event breaks its type's schema (validated with `mode = "warn"`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schema_violations: Vec<crate::schema::Violation>,
 }
 
 /// Everything one event caused.

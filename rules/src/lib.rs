@@ -20,6 +20,7 @@ pub mod profile;
 pub mod rule;
 pub mod ruleset;
 pub mod sandbox;
+pub mod schema;
 pub mod simulate;
 pub mod state;
 pub mod trigger;

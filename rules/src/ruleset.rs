@@ -58,6 +58,11 @@ impl CompiledRule {
         &self.policy
     }
 
+    /// The rule's trigger patterns.
+    pub fn patterns(&self) -> &[Pattern] {
+        &self.patterns
+    }
+
     /// The compiled script, for running it in a prepared scope (benchmarks, tools).
     pub fn ast(&self) -> &AST {
         &self.ast
