@@ -19,6 +19,7 @@ pub mod replay;
 pub mod rule_test;
 pub mod rulestore;
 pub mod rulesync;
+pub mod schemas;
 pub mod service;
 pub mod stats;
 pub mod tail;

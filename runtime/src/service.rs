@@ -8,6 +8,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_nats::jetstream::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
+use nudge_rules::schema::SchemaSet;
 use nudge_rules::{Channel, RuleSet, Sandbox};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,8 @@ use crate::plugin::{LivePlugins, PluginHost, PluginSet, Plugins, dir as plugin_d
 use crate::profiles::ProfileStore;
 use crate::rulestore::RuleStore;
 use crate::rulesync::{LiveRules, sync_rules};
+use crate::schemas::store::SchemaStore;
+use crate::schemas::sync::{LiveSchemas, sync_schemas};
 use crate::timers::{self, TimerStore};
 use crate::versioned::VersionedStore;
 use crate::{clock, topology};
@@ -96,6 +99,18 @@ pub async fn run(
     ));
     let live: LiveRules = Arc::new(ArcSwap::from_pointee(RuleSet::new(sandbox.clone())));
     let store = RuleStore::new(VersionedStore::new(heads.clone(), versions), sandbox);
+    let schema_store = SchemaStore::new(
+        VersionedStore::new(
+            topology::ensure_bucket(&js, topology::SCHEMAS_BUCKET, &settings).await?,
+            topology::ensure_bucket(&js, topology::SCHEMA_VERSIONS_BUCKET, &settings).await?,
+        ),
+        settings.schema_limits(),
+    );
+    let schemas: LiveSchemas = Arc::new(ArcSwap::from_pointee(SchemaSet::new(
+        settings.unplanned_events,
+        settings.schema_versions_loaded,
+    )));
+    let schemas_loaded = Arc::new(AtomicBool::new(false));
     let rules_loaded = Arc::new(AtomicBool::new(false));
     let plugins_loaded = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicBool::new(false));
@@ -104,6 +119,21 @@ pub async fn run(
         topology::ensure_bucket(&js, topology::STATS_BUCKET, &settings).await?,
         cluster.id.clone(),
         Duration::from_millis(settings.stats_flush_ms),
+        shutdown.clone(),
+    ));
+    let violations = topology::ensure_bucket(&js, topology::VIOLATIONS_BUCKET, &settings).await?;
+    let report = tokio::spawn(crate::stats::share_with(
+        violations.clone(),
+        cluster.id.clone(),
+        Duration::from_millis(settings.stats_flush_ms),
+        shutdown.clone(),
+        || serde_json::to_vec(&crate::schemas::report::global().snapshot()),
+    ));
+    let schema_watcher = tokio::spawn(sync_schemas(
+        schema_store.clone(),
+        schemas.clone(),
+        settings.schema_versions_loaded,
+        schemas_loaded.clone(),
         shutdown.clone(),
     ));
     let watcher = tokio::spawn(sync_rules(
@@ -180,6 +210,9 @@ pub async fn run(
         live_views: Arc::new(tokio::sync::Semaphore::new(settings.live_max_streams)),
         cluster: cluster.clone(),
         stats: topology::ensure_bucket(&js, topology::STATS_BUCKET, &settings).await?,
+        schema_store,
+        schemas: schemas.clone(),
+        violations,
     });
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
@@ -199,8 +232,12 @@ pub async fn run(
     })
     .await?;
 
-    // Consume only once every stored rule and plugin is loaded, so no event meets a partial set.
-    while !(rules_loaded.load(Ordering::Acquire) && plugins_loaded.load(Ordering::Acquire)) {
+    // Consume only once every stored rule, plugin and schema is loaded, so no event meets a
+    // partial set.
+    while ![&rules_loaded, &plugins_loaded, &schemas_loaded]
+        .iter()
+        .all(|loaded| loaded.load(Ordering::Acquire))
+    {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
@@ -215,6 +252,7 @@ pub async fn run(
         policy,
         limits: settings.state_limits(),
         rule_eval_seconds: metrics::histogram!(crate::telemetry::RULE_EVAL_SECONDS),
+        schemas,
     };
     let partitions = cluster.partitions;
     let shared = Arc::new(Shared::new(
@@ -236,6 +274,8 @@ pub async fn run(
     watcher.await.ok();
     plugin_watcher.await.ok();
     stats.await.ok();
+    report.await.ok();
+    schema_watcher.await.ok();
     scheduler.await.ok();
     for delivery in deliveries {
         match delivery.await {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use futures::StreamExt;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -232,18 +233,35 @@ pub async fn share(
     every: Duration,
     shutdown: CancellationToken,
 ) {
+    share_with(bucket, instance, every, shutdown, || {
+        serde_json::to_vec(&global().snapshot())
+    })
+    .await;
+}
+
+/// Writes `snapshot()` under this instance's id every `every`, and once more at `shutdown`
+/// (the stats, the schema violations report).
+pub async fn share_with(
+    bucket: kv::Store,
+    instance: String,
+    every: Duration,
+    shutdown: CancellationToken,
+    snapshot: impl Fn() -> serde_json::Result<Vec<u8>>,
+) {
     loop {
         let stopping = tokio::select! {
             _ = shutdown.cancelled() => true,
             _ = tokio::time::sleep(every) => false,
         };
-        match serde_json::to_vec(&global().snapshot()) {
+        match snapshot() {
             Ok(bytes) => {
                 if let Err(error) = bucket.put(&instance, bytes.into()).await {
-                    tracing::debug!(%error, "could not share this instance's stats");
+                    tracing::debug!(%error, bucket = %bucket.name, "could not share this instance's figures");
                 }
             }
-            Err(error) => tracing::error!(%error, "this instance's stats cannot be serialized"),
+            Err(error) => {
+                tracing::error!(%error, bucket = %bucket.name, "this instance's figures cannot be serialized")
+            }
         }
         if stopping {
             return;
@@ -251,13 +269,12 @@ pub async fn share(
     }
 }
 
-/// Every instance's figures summed: the stored entries of the others and this instance's own,
-/// current ones (`instance` is its id).
-pub async fn cluster_wide(
+/// The stored entries of every instance but `instance` (whose current figures the caller has).
+pub async fn others<T: DeserializeOwned>(
     bucket: &kv::Store,
     instance: &str,
-) -> anyhow::Result<HashMap<String, Counts>> {
-    let mut total = global().snapshot();
+) -> anyhow::Result<Vec<T>> {
+    let mut entries = Vec::new();
     let mut keys = bucket.keys().await?;
     while let Some(key) = keys.next().await {
         let key = key?;
@@ -267,8 +284,24 @@ pub async fn cluster_wide(
         let Some(bytes) = bucket.get(&key).await? else {
             continue;
         };
-        let theirs: HashMap<String, Counts> = serde_json::from_slice(&bytes)
-            .map_err(|e| anyhow::anyhow!("the stats of instance {key} are unreadable: {e}"))?;
+        entries.push(serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "the figures of instance {key} in {} are unreadable: {e}",
+                bucket.name
+            )
+        })?);
+    }
+    Ok(entries)
+}
+
+/// Every instance's figures summed: the stored entries of the others and this instance's own,
+/// current ones (`instance` is its id).
+pub async fn cluster_wide(
+    bucket: &kv::Store,
+    instance: &str,
+) -> anyhow::Result<HashMap<String, Counts>> {
+    let mut total = global().snapshot();
+    for theirs in others::<HashMap<String, Counts>>(bucket, instance).await? {
         for (name, counts) in theirs {
             total.entry(name).or_default().merge(&counts);
         }

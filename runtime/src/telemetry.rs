@@ -41,6 +41,7 @@ pub const DELIVERY_SECONDS: &str = "nudge_delivery_seconds";
 pub const DELIVERY_BREAKER_OPEN: &str = "nudge_delivery_breaker_open";
 pub const DELIVERIES_PENDING: &str = "nudge_deliveries_pending";
 pub const UNSUBSCRIBES: &str = "nudge_unsubscribes_total";
+pub const SCHEMA_VIOLATIONS: &str = "nudge_schema_violations_total";
 
 pub fn init_logs() {
     use tracing_subscriber::EnvFilter;
@@ -104,6 +105,10 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(
         UNSUBSCRIBES,
         "Opt-outs through the unsubscribe links in e-mails, by channel."
+    );
+    describe_counter!(
+        SCHEMA_VIOLATIONS,
+        "Violations of event schemas, by kind and outcome (warned, blocked)."
     );
     describe_counter!(
         PUBLISH_RETRIES,

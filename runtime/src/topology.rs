@@ -50,6 +50,12 @@ pub const CLUSTER_BUCKET: &str = "NUDGE_CLUSTER";
 pub const INSTANCES_BUCKET: &str = "NUDGE_INSTANCES";
 /// Each instance's rule and plugin figures for `GET /api/stats`: key = instance id.
 pub const STATS_BUCKET: &str = "NUDGE_STATS";
+/// Event schemas: the current version per event type (see `schemas::store`).
+pub const SCHEMAS_BUCKET: &str = "NUDGE_SCHEMAS";
+/// Every version of every event schema, key `<type>.<version>`.
+pub const SCHEMA_VERSIONS_BUCKET: &str = "NUDGE_SCHEMA_VERSIONS";
+/// Each instance's schema violation report (`schemas::report`), key = instance id.
+pub const VIOLATIONS_BUCKET: &str = "NUDGE_VIOLATIONS";
 /// Webhook endpoints (URL, headers, signing secrets): key = endpoint name.
 pub const WEBHOOKS_BUCKET: &str = "NUDGE_WEBHOOKS";
 /// Current version of every e-mail template, one key per template name.
@@ -149,7 +155,8 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
             s.samples_max_per_rule * (s.max_event_bytes + 64),
         ),
         CLUSTER_BUCKET | INSTANCES_BUCKET => (CLUSTER_BUCKET_BYTES, 64 * 1024),
-        STATS_BUCKET => (s.rules_max_bytes, STATS_VALUE_BYTES),
+        STATS_BUCKET | VIOLATIONS_BUCKET => (s.rules_max_bytes, STATS_VALUE_BYTES),
+        SCHEMAS_BUCKET | SCHEMA_VERSIONS_BUCKET => (s.rules_max_bytes, s.schema_max_bytes + 4_096),
         _ => (s.rules_max_bytes, s.rule_max_script_bytes * 2),
     };
     if let Ok(store) = js.get_key_value(bucket).await {
@@ -168,7 +175,7 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
             SESSIONS_BUCKET => seconds(s.session_max_age_s),
             // Heartbeats of instances long gone are dropped (liveness is judged by their age).
             INSTANCES_BUCKET => Duration::from_millis(s.partition_lease_ms * 20),
-            STATS_BUCKET => seconds(s.stats_max_age_s),
+            STATS_BUCKET | VIOLATIONS_BUCKET => seconds(s.stats_max_age_s),
             _ => Duration::ZERO,
         },
         num_replicas: s.replicas,

@@ -8,7 +8,8 @@
 //! Run: `cargo build --release --bins && cargo bench -p nudge-tests --bench drain`
 //! (`DRAIN_EVENTS` sets N, default 100000). `DRAIN_PLUGIN=1` also stores the `tiny` plugin
 //! (`plugins/fixtures/tiny`, built by `scripts/build-plugins`) on every event type, so each event
-//! runs the 10 rules and one WebAssembly plugin call.
+//! runs the 10 rules and one WebAssembly plugin call. `DRAIN_SCHEMAS=1` registers a schema for
+//! every event type (drafted from the workload, mode `warn`), so every event is validated.
 
 use std::time::{Duration, Instant};
 
@@ -136,6 +137,7 @@ fn main() {
             "average_event_bytes": average_event_bytes,
             "rules": RULES.len(),
             "plugin_on_every_event": std::env::var("DRAIN_PLUGIN").is_ok(),
+            "schema_on_every_event": std::env::var("DRAIN_SCHEMAS").is_ok(),
             "median_bare_loop_events_per_s": bare.round(),
             "median_nudge_events_per_s": nudge.round(),
             "median_ratio": (nudge / bare * 100.0).round() / 100.0,

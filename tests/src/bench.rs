@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::workload::prefill;
 use crate::{NatsServer, Nudge, plugin_wasm};
@@ -192,10 +192,39 @@ pub async fn store_rules(nats: &NatsServer, tiny_plugin: bool) {
             )
             .await;
     }
+    if std::env::var("DRAIN_SCHEMAS").is_ok() {
+        store_schemas(&setup).await;
+    }
     if tiny_plugin {
         setup
             .put_plugin("tiny", plugin_wasm("tiny"), json!({ "triggers": [">"] }))
             .await;
     }
     assert!(setup.stop().await);
+}
+
+/// With `DRAIN_SCHEMAS=1`: a schema (mode `warn`) for every event type the workload sends,
+/// drafted from a thousand of its events, so every drained event is validated.
+async fn store_schemas(setup: &Nudge) {
+    let mut by_type: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for n in 0..1_000 {
+        let (_, bytes) = crate::workload::realistic_event(n);
+        let event: Value = serde_json::from_slice(&bytes).expect("a workload event");
+        let event_type = event["type"].as_str().expect("type").to_owned();
+        by_type
+            .entry(event_type)
+            .or_default()
+            .push(event["data"].clone());
+    }
+    for (event_type, samples) in by_type {
+        let schema = nudge_rules::schema::infer::infer(&samples);
+        let (status, body) = setup
+            .api(
+                reqwest::Method::PUT,
+                &format!("/api/schemas/{event_type}"),
+                Some(json!({"schema": schema, "mode": "warn", "compatibility": "none"})),
+            )
+            .await;
+        assert!(status.is_success(), "{status} {body}");
+    }
 }

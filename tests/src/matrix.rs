@@ -444,6 +444,62 @@ pub fn cases(role: &str) -> Vec<Case> {
             None,
             Some("marketer"),
         ),
+        c(
+            M::GET,
+            "/api/schemas",
+            "/api/schemas".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::PUT,
+            "/api/schemas/{type}",
+            format!("/api/schemas/by.{role}"),
+            Some(json!({"schema": {"type": "object"}, "mode": "warn"})),
+            Some("developer"),
+        ),
+        c(
+            M::GET,
+            "/api/schemas/{type}",
+            format!("/api/schemas/by.{role}"),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/schemas/{type}/versions",
+            format!("/api/schemas/by.{role}/versions"),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
+            "/api/schemas/{type}/versions/{version}",
+            format!("/api/schemas/by.{role}/versions/1"),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::POST,
+            "/api/schemas/{type}/infer",
+            format!("/api/schemas/by.{role}/infer"),
+            None,
+            Some("marketer"),
+        ),
+        c(
+            M::GET,
+            "/api/schema-violations",
+            "/api/schema-violations".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::DELETE,
+            "/api/schemas/{type}",
+            format!("/api/schemas/by.{role}"),
+            None,
+            Some("developer"),
+        ),
     ]
 }
 

@@ -74,6 +74,8 @@ async fn a_marketer_edits_tests_saves_watches_and_restores_a_rule_in_the_browser
         "versions",
         "plugins",
         "dlq",
+        "schemas",
+        "editor-warning",
         "admin",
     ] {
         assert!(

@@ -1,5 +1,6 @@
 // The one way the UI talks to nudge: JSON in and out, the session's CSRF token on every state
-// change, and errors in nudge's shape ({error: {message, field, line, column}}).
+// change, and errors in nudge's shape ({error: {message, field, line, column}}, plus the
+// `reasons` of an incompatible schema and the `warnings` of a rule refused in strict mode).
 
 let csrfToken = null;
 // Set once sign-out starts, so a poll answered 401 meanwhile does not start a second navigation
@@ -17,6 +18,8 @@ export class ApiError extends Error {
     this.field = error?.field;
     this.line = error?.line;
     this.column = error?.column;
+    this.reasons = error?.reasons ?? [];
+    this.warnings = error?.warnings ?? [];
   }
 }
 

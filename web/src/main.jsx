@@ -13,6 +13,7 @@ import { AdminPage } from "./pages/admin.jsx";
 import { ClusterPage } from "./pages/cluster.jsx";
 import { WebhooksPage } from "./pages/webhooks.jsx";
 import { EmailsPage } from "./pages/emails.jsx";
+import { SchemasPage } from "./pages/schemas.jsx";
 
 let setPath = () => {};
 
@@ -42,6 +43,7 @@ const NAV = [
   ["/plugins", "Plugins", "viewer"],
   ["/webhooks", "Webhooks", "viewer"],
   ["/emails", "E-mails", "viewer"],
+  ["/schemas", "Schemas", "viewer"],
   ["/dlq", "Dead letters", "developer"],
   ["/cluster", "Cluster", "viewer"],
   ["/admin", "Admin", "admin"],
@@ -92,8 +94,10 @@ function page(path, session) {
       return <WebhooksPage session={session} />;
     case "emails":
       return <EmailsPage session={session} />;
+    case "schemas":
+      return <SchemasPage session={session} type={parts[1]} />;
     case "dlq":
-      return <DeadLettersPage session={session} />;
+      return <DeadLettersPage session={session} kind={params.get("kind")} type={params.get("type")} />;
     case "admin":
       return <AdminPage session={session} />;
     case "cluster":

@@ -45,6 +45,14 @@ impl Settings {
         }
     }
 
+    /// Bounds on the schema registry.
+    pub fn schema_limits(&self) -> crate::schemas::store::SchemaLimits {
+        crate::schemas::store::SchemaLimits {
+            schemas_max: self.schemas_max,
+            schema_max_bytes: self.schema_max_bytes,
+        }
+    }
+
     /// Where people reach this service: `public_url`, else `http://` and the address the
     /// HTTP listener is bound to (`listen` with its port resolved).
     pub fn public_url(&self, bound: std::net::SocketAddr) -> String {

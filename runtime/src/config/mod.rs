@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use nudge_rules::calendar::QuietHours;
 use nudge_rules::rule::CapLimits;
+use nudge_rules::schema::Unplanned;
 use nudge_rules::{Limits, StateLimits};
 use serde::{Deserialize, Serialize};
 
@@ -253,6 +254,22 @@ pub struct Settings {
     pub email_breaker_cool_down_ms: u64,
     /// E-mails in flight per instance (connections to the relay at most).
     pub email_in_flight_max: usize,
+
+    /// What an event of a type with no schema comes to: `allow`, `warn` (counted, shown in its
+    /// trace) or `block` (dead-lettered; 400 over HTTP).
+    pub unplanned_events: Unplanned,
+    /// Refuse a rule (or plugin) that reads a field its triggering types' schemas do not have,
+    /// or compares one with a literal of another type; otherwise those are warnings.
+    pub strict_schemas: bool,
+    /// Event types with a schema at most, and the size of one schema document.
+    pub schemas_max: usize,
+    pub schema_max_bytes: usize,
+    /// Recent stored events of a type that a new schema version is checked against, and that
+    /// a draft is inferred from.
+    pub schema_recent_events: usize,
+    /// Versions of each type's schema kept compiled, newest first (older versions a
+    /// CloudEvent's `dataschema` names are reported as `unknown_schema_version`).
+    pub schema_versions_loaded: usize,
 }
 
 /// STARTTLS on a `smtp://` relay.
@@ -418,6 +435,12 @@ impl Default for Settings {
             email_breaker_failures: 5,
             email_breaker_cool_down_ms: 60_000,
             email_in_flight_max: 16,
+            unplanned_events: Unplanned::Allow,
+            strict_schemas: false,
+            schemas_max: 1_000,
+            schema_max_bytes: 64 * 1_024,
+            schema_recent_events: 200,
+            schema_versions_loaded: 10,
         }
     }
 }

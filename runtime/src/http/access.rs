@@ -164,10 +164,12 @@ fn session_view(state: &AppState, auth: &SessionAuth) -> Value {
 }
 
 /// What the UI needs to know of this deployment besides who is signed in: whether rule changes
-/// need review, and the action channels (the core's table, so no page keeps its own list).
+/// need review, the action channels (the core's table, so no page keeps its own list) and the
+/// kinds of dead letters.
 fn add_deployment_facts(state: &AppState, view: &mut Value) {
     view["review_required"] = json!(state.settings.review_required);
     view["channels"] = json!(nudge_rules::Channel::ALL.map(nudge_rules::Channel::as_str));
+    view["dead_letter_kinds"] = json!(crate::pipeline::dlq::KINDS);
 }
 
 /// `POST /logout`: ends the session (needs its CSRF token, like every state change).

@@ -42,10 +42,53 @@ fn letter(m: &Stored) -> Value {
     })
 }
 
+/// Which letters: of one kind (`schema_violation`), of one event type's subject.
+#[derive(Deserialize)]
+pub struct Filter {
+    kind: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+}
+
 #[derive(Deserialize)]
 pub struct ListQuery {
     limit: Option<usize>,
     before: Option<u64>,
+    // Not a flattened `Filter`: flattening turns the numbers above into strings serde_urlencoded
+    // cannot read back.
+    kind: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+}
+
+/// The newest `limit` letters matching `filter` (before `before`); with a kind, among the last
+/// `dlq_redrive_max` letters.
+async fn letters(
+    state: &AppState,
+    filter: &Filter,
+    limit: usize,
+    before: Option<u64>,
+) -> Result<Vec<Stored>, ApiError> {
+    let subject = match filter.event_type.as_deref() {
+        None => None,
+        Some(event_type) => {
+            nudge_rules::event::validate_event_type(event_type)
+                .map_err(|message| ApiError::bad_request("type", message))?;
+            Some(format!("dlq.events.{event_type}"))
+        }
+    };
+    let Some(kind) = filter.kind.as_deref() else {
+        return tail(&state.js, DLQ_STREAM, subject, limit as u64, limit, before)
+            .await
+            .map_err(unavailable);
+    };
+    let scan = state.settings.dlq_redrive_max;
+    let mut stored = tail(&state.js, DLQ_STREAM, subject, scan as u64, scan, before)
+        .await
+        .map_err(unavailable)?;
+    stored.retain(|m| m.header("Nudge-Dlq-Kind") == Some(kind));
+    stored.truncate(limit);
+    Ok(stored)
 }
 
 pub async fn list(
@@ -53,16 +96,11 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, DLQ_PAGE_MAX);
-    let stored = tail(
-        &state.js,
-        DLQ_STREAM,
-        None,
-        limit as u64,
-        limit,
-        query.before,
-    )
-    .await
-    .map_err(unavailable)?;
+    let filter = Filter {
+        kind: query.kind,
+        event_type: query.event_type,
+    };
+    let stored = letters(&state, &filter, limit, query.before).await?;
     let total = state
         .js
         .get_stream(DLQ_STREAM)
@@ -179,15 +217,13 @@ pub async fn redrive(
     Ok(Json(done))
 }
 
-/// Re-drives every dead letter (oldest first, up to `dlq_redrive_max`).
+/// Re-drives every dead letter matching the filter (oldest first, up to `dlq_redrive_max`).
 pub async fn redrive_all(
     State(state): State<Arc<AppState>>,
     Extension(who): Extension<Principal>,
+    Query(filter): Query<Filter>,
 ) -> Result<Json<Value>, ApiError> {
-    let max = state.settings.dlq_redrive_max;
-    let stored = tail(&state.js, DLQ_STREAM, None, max as u64, max, None)
-        .await
-        .map_err(unavailable)?;
+    let stored = letters(&state, &filter, state.settings.dlq_redrive_max, None).await?;
     let (mut redriven, mut failed) = (0usize, Vec::new());
     for m in stored.iter().rev() {
         match redrive_one(&state, m.sequence).await {

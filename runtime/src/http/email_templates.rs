@@ -8,10 +8,10 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::error::{Body, parse_json};
+use super::error::{Body, parse_json, to_json};
 use super::rules::VersionsQuery;
 use super::{ApiError, AppState};
 use crate::access::{Principal, audit};
@@ -34,6 +34,7 @@ impl From<TemplateError> for ApiError {
                 field: Some(field),
                 line: Some(line),
                 column: None,
+                more: Map::new(),
             },
         }
     }
@@ -52,10 +53,6 @@ impl From<StoreError> for ApiError {
             StoreError::Nats(_) => ApiError::unavailable(error.to_string()),
         }
     }
-}
-
-fn to_json(value: impl Serialize) -> Result<Value, ApiError> {
-    serde_json::to_value(value).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
@@ -151,10 +148,7 @@ pub async fn versions(
     Path(name): Path<String>,
     Query(query): Query<VersionsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = query
-        .limit
-        .unwrap_or(MAX_VERSIONS_LISTED)
-        .clamp(1, MAX_VERSIONS_LISTED);
+    let limit = query.limit_or(MAX_VERSIONS_LISTED, MAX_VERSIONS_LISTED);
     Ok(Json(to_json(
         state.templates.versions(&name, limit).await?,
     )?))

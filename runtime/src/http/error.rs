@@ -20,6 +20,10 @@ pub struct ApiError {
     pub line: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<usize>,
+    /// Further facts about the error (`reasons` of an incompatible schema, `warnings` of a
+    /// rule refused in strict mode).
+    #[serde(flatten)]
+    pub more: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -30,7 +34,14 @@ impl ApiError {
             field: field.map(str::to_owned),
             line: None,
             column: None,
+            more: serde_json::Map::new(),
         }
+    }
+
+    /// Adds a further fact to the error's JSON.
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.more.insert(key.to_owned(), value);
+        self
     }
 
     pub fn bad_request(field: &str, message: impl Into<String>) -> Self {
@@ -76,6 +87,7 @@ impl From<RuleError> for ApiError {
                 field: Some("script".into()),
                 line: Some(line),
                 column: Some(column),
+                more: serde_json::Map::new(),
             },
         }
     }
@@ -94,6 +106,11 @@ impl From<StoreError> for ApiError {
             StoreError::Nats(_) => ApiError::unavailable(error.to_string()),
         }
     }
+}
+
+/// A value as the JSON of an answer; a value that cannot be one is a 500, never a default.
+pub fn to_json(value: impl Serialize) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// Parses a JSON body; a failure names the field at fault (`triggers[0]`, `name`).

@@ -57,6 +57,7 @@ pub(super) async fn publish_events(
         }
         payloads.push(payload);
     }
+    refuse_blocked(state, events, &prefix)?;
     let mut acks = Vec::with_capacity(events.len());
     for (event, payload) in events.iter().zip(payloads) {
         let publish = Publish::build()
@@ -78,6 +79,39 @@ pub(super) async fn publish_events(
         duplicates += usize::from(ack.duplicate);
     }
     Ok((events.len() - duplicates, duplicates))
+}
+
+/// Refuses the request (400 naming the first field at fault) when an event breaks a schema
+/// whose mode is `block` (or is of an unplanned type with `unplanned_events = block`); each
+/// such event is counted in the violations report. Events that only warn are published, and
+/// flagged where they are decided.
+fn refuse_blocked(
+    state: &AppState,
+    events: &[CloudEvent],
+    prefix: &impl Fn(usize) -> String,
+) -> Result<(), ApiError> {
+    let schemas = state.schemas.load();
+    let now_ms = state.clock.now_ms();
+    let mut refusal = None;
+    for (i, event) in events.iter().enumerate() {
+        let Some(verdict) = schemas.check(event).filter(|v| v.block) else {
+            continue;
+        };
+        crate::schemas::flag(event, &verdict, now_ms);
+        if refusal.is_some() {
+            continue;
+        }
+        let first = &verdict.violations[0];
+        let field = match prefix(i).as_str() {
+            "body" => first.field(),
+            at => format!("{at}.{}", first.field()),
+        };
+        refusal = Some(ApiError::bad_request(
+            &field,
+            format!("the event {}", crate::schemas::reason(&verdict)),
+        ));
+    }
+    refusal.map_or(Ok(()), Err)
 }
 
 fn check_batch_size(state: &AppState, count: usize, field: &str) -> Result<(), ApiError> {

@@ -18,6 +18,7 @@ mod profiles;
 mod review;
 pub mod routes;
 mod rules;
+mod schemas;
 pub mod segment;
 mod ui;
 mod unsubscribe;
@@ -81,6 +82,12 @@ pub struct AppState {
     pub templates: crate::delivery::templates::TemplateStore,
     /// Makes and checks the unsubscribe links in e-mails.
     pub unsubscribe: crate::delivery::unsubscribe::Unsubscribe,
+    /// Event schemas (`NUDGE_SCHEMAS`).
+    pub schema_store: crate::schemas::store::SchemaStore,
+    /// The schemas ingest validates with, as every instance runs them.
+    pub schemas: crate::schemas::LiveSchemas,
+    /// Every instance's schema violations report (`NUDGE_VIOLATIONS`).
+    pub violations: async_nats::jetstream::kv::Store,
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
@@ -174,6 +181,18 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/api/email-templates/{name}/preview",
             post(email_templates::preview),
         )
+        .route("/api/schemas", get(schemas::list))
+        .route(
+            "/api/schemas/{type}",
+            get(schemas::get).put(schemas::put).delete(schemas::delete),
+        )
+        .route("/api/schemas/{type}/versions", get(schemas::versions))
+        .route(
+            "/api/schemas/{type}/versions/{version}",
+            get(schemas::version),
+        )
+        .route("/api/schemas/{type}/infer", post(schemas::infer_draft))
+        .route("/api/schema-violations", get(schemas::violations))
         .route_layer(from_fn_with_state(state.clone(), auth::authorize));
     let ingest = Router::new()
         .route("/v1/events", post(ingest::events))

@@ -11,7 +11,8 @@ use nudge_rules::{CloudEvent, Profile};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::error::{Body, parse_json};
+use super::error::{Body, parse_json, to_json};
+use super::rules::VersionsQuery;
 use super::{ApiError, AppState};
 use crate::access::{Principal, audit};
 use crate::plugin::dispatch::{to_actions, wit_event, wit_profile};
@@ -49,7 +50,7 @@ pub async fn put(
     Query(query): Query<WriteQuery>,
     Extension(who): Extension<Principal>,
     request: Request,
-) -> Result<(StatusCode, Json<PluginRecord>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let limit = state.settings.plugin_max_wasm_bytes;
     let is_multipart = request
         .headers()
@@ -73,6 +74,10 @@ pub async fn put(
             "the body is empty: send the .wasm bytes",
         ));
     }
+    let warnings = match &write.manifest {
+        Some(manifest) => read_check(&state, manifest)?,
+        None => Value::Array(Vec::new()),
+    };
     let before = state.plugins.get(&name).await.ok();
     let record = state
         .plugins
@@ -92,7 +97,37 @@ pub async fn put(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(record)))
+    let mut answer = to_value(&record);
+    answer["warnings"] = warnings;
+    Ok((status, Json(answer)))
+}
+
+/// The manifest's `reads` checked against the schemas of its triggering types: the warnings,
+/// or (with `strict_schemas`, for an enabled plugin) 422 naming the first.
+fn read_check(state: &AppState, manifest: &Manifest) -> Result<Value, ApiError> {
+    let patterns = manifest.validate()?;
+    let reads = manifest.data_reads()?;
+    let check = state.schemas.load().check_reads(&reads, &patterns);
+    if state.settings.strict_schemas
+        && manifest.enabled
+        && let Some(first) = check.warnings.first()
+    {
+        let index = reads
+            .iter()
+            .position(|read| {
+                read.dotted()
+                    .trim_start_matches("event.")
+                    .starts_with(&first.field)
+            })
+            .unwrap_or(0);
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(&format!("reads[{index}]")),
+            format!("{} (strict_schemas)", first.message),
+        )
+        .with("warnings", serde_json::json!(check.warnings)));
+    }
+    Ok(serde_json::json!(check.warnings))
 }
 
 fn to_value<T: serde::Serialize>(value: &T) -> Value {
@@ -206,19 +241,14 @@ pub async fn delete(
     ))
 }
 
-#[derive(Deserialize)]
-pub struct VersionsQuery {
-    limit: Option<u64>,
-}
-
 pub async fn versions(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(query): Query<VersionsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = query.limit.unwrap_or(100).clamp(1, MAX_VERSIONS_LISTED);
+    let limit = query.limit_or(100, MAX_VERSIONS_LISTED);
     let heads = state.plugins.versions(&name, limit).await?;
-    Ok(Json(serde_json::to_value(heads).unwrap_or_default()))
+    Ok(Json(to_json(heads)?))
 }
 
 #[derive(Deserialize)]

@@ -61,10 +61,12 @@ pub async fn change_rule(
     action: &str,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let before = current(state, id).await?;
-    if needs_review(state, who) {
-        // Reviewers see only drafts that compile.
-        let rules = state.rules.load();
+    // Reviewers see only drafts that compile; strict mode refuses reads the schemas lack.
+    let rules = state.rules.load();
+    let compiled =
         CompiledRule::compile(rules.sandbox(), Rule::unsaved(id, spec.clone(), &who.name))?;
+    let warnings = json!(super::rules::read_check(state, &compiled)?.warnings);
+    if needs_review(state, who) {
         let draft = Draft {
             rule_id: id.to_owned(),
             rule: spec,
@@ -90,7 +92,7 @@ pub async fn change_rule(
         .await;
         return Ok((
             StatusCode::ACCEPTED,
-            Json(json!({ "draft": draft, "review_required": true })),
+            Json(json!({ "draft": draft, "review_required": true, "warnings": warnings })),
         ));
     }
     let rule = state.store.put(id, spec, &who.name, base_version).await?;
@@ -109,7 +111,9 @@ pub async fn change_rule(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(to_value(&rule))))
+    let mut answer = to_value(&rule);
+    answer["warnings"] = warnings;
+    Ok((status, Json(answer)))
 }
 
 async fn load_draft(state: &AppState, id: &str) -> Result<Option<Draft>, ApiError> {

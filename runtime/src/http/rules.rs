@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use nudge_rules::decide::dry_run;
+use nudge_rules::schema::{ReadCheck, data_reads};
 use nudge_rules::{CloudEvent, CompiledRule, Decider, Profile, Rule, RuleSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -127,12 +128,19 @@ pub struct VersionsQuery {
     pub limit: Option<u64>,
 }
 
+impl VersionsQuery {
+    /// The versions to list: `limit`, else `default`, at most `max`.
+    pub fn limit_or(&self, default: u64, max: u64) -> u64 {
+        self.limit.unwrap_or(default).clamp(1, max)
+    }
+}
+
 pub async fn versions(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(query): Query<VersionsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = query.limit.unwrap_or(100).clamp(1, MAX_VERSIONS_LISTED);
+    let limit = query.limit_or(100, MAX_VERSIONS_LISTED);
     let heads = state.store.versions(&id, limit).await?;
     Ok(Json(serde_json::to_value(heads).unwrap_or_default()))
 }
@@ -162,7 +170,9 @@ pub async fn restore(
     change_rule(&state, &who, &id, old.record.spec, None, "rule.restore").await
 }
 
-/// Compiles a draft without saving: 200 `{"ok": true}`, or 422 with the field, line and column.
+/// Compiles a draft without saving and checks the `event.data` fields it reads against the
+/// schemas of its triggering types: 200 `{"ok": true, "warnings", "fields"}`, or 422 with the
+/// field, line and column (in strict mode, for the first warning too).
 pub async fn check(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -172,8 +182,37 @@ pub async fn check(
     split_metadata(&id, &mut value)?;
     let spec: RuleSpec = parse_json(value.to_string().as_bytes())?;
     let rules = state.rules.load();
-    CompiledRule::compile(rules.sandbox(), Rule::unsaved(&id, spec, "draft"))?;
-    Ok(Json(json!({ "ok": true })))
+    let compiled = CompiledRule::compile(rules.sandbox(), Rule::unsaved(&id, spec, "draft"))?;
+    let reads = read_check(&state, &compiled)?;
+    Ok(Json(
+        json!({ "ok": true, "warnings": reads.warnings, "fields": reads.fields }),
+    ))
+}
+
+/// The rule's `event.data` reads checked against the schemas of its triggering types; with
+/// `strict_schemas`, an enabled rule with a warning is refused (422 at the first one).
+pub(super) fn read_check(state: &AppState, compiled: &CompiledRule) -> Result<ReadCheck, ApiError> {
+    let reads = data_reads(compiled.ast());
+    let check = state
+        .schemas
+        .load()
+        .check_reads(&reads, compiled.patterns());
+    match check.warnings.first() {
+        Some(first) if state.settings.strict_schemas && compiled.rule.spec.enabled => {
+            let mut error = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("script"),
+                format!(
+                    "line {}, column {}: {} (strict_schemas)",
+                    first.line, first.column, first.message
+                ),
+            );
+            error.line = Some(first.line);
+            error.column = Some(first.column);
+            Err(error.with("warnings", json!(check.warnings)))
+        }
+        _ => Ok(check),
+    }
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use nudge_rules::decide::{Decider, PluginOutcome as CoreOutcome, Scheduled};
 use nudge_rules::policy::Reason;
+use nudge_rules::schema::Verdict;
 use nudge_rules::state::Outgoing;
 use nudge_rules::{CloudEvent, Decision, Policy, Profile, ProfileState, StateLimits};
 
@@ -18,6 +19,7 @@ use crate::clock::SharedClock;
 use crate::plugin::Plugins;
 use crate::profiles::{self, ProfileStore};
 use crate::rulesync::LiveRules;
+use crate::schemas::{self, LiveSchemas};
 use crate::telemetry;
 
 /// What the live service decides with.
@@ -30,6 +32,8 @@ pub struct Decisions {
     pub limits: StateLimits,
     /// `nudge_rule_eval_seconds`, resolved once.
     pub rule_eval_seconds: metrics::Histogram,
+    /// The event schemas events are validated with before they are decided.
+    pub schemas: LiveSchemas,
 }
 
 /// What one decided event asks the partition to do.
@@ -51,18 +55,29 @@ pub struct Poison {
 }
 
 impl Decisions {
-    /// Decides `event` (stream sequence `seq`) against `held`. `Ok(None)`: the state already
-    /// holds this event (it was restored from a checkpoint written after it).
+    /// Decides `event` (stream sequence `seq`) against `held`; `verdict` is what its schema
+    /// says of it. `Ok(None)`: the state already holds this event (it was restored from a
+    /// checkpoint written after it).
     pub fn decide(
         &self,
         held: &mut Held,
         event: &CloudEvent,
         seq: u64,
         event_bytes: usize,
+        verdict: Option<Verdict>,
     ) -> Result<Option<Decided>, Poison> {
         if seq <= held.state.seq {
             tracing::debug!(seq, profile = %event.subject, state_seq = held.state.seq, "skipped: the state already holds this event");
             return Ok(None);
+        }
+        if let Some(verdict) = &verdict {
+            schemas::flag(event, verdict, self.clock.now_ms());
+            if verdict.block {
+                return Err(Poison {
+                    kind: "schema_violation",
+                    reason: schemas::reason(verdict),
+                });
+            }
         }
         let max_bytes = self.profiles.max_bytes();
         let attribute_bound_bytes = self.limits.max_attribute_bytes * ATTRIBUTE_GROWTH_FACTOR;
@@ -72,7 +87,10 @@ impl Decisions {
         // it can be put back if it does.
         let before = (held.size_bound_bytes + growth_bound + attribute_growth > max_bytes)
             .then(|| held.state.clone());
-        let decision = self.decide_now(&mut held.state, event);
+        let mut decision = self.decide_now(&mut held.state, event);
+        if let Some(verdict) = verdict {
+            decision.trace.schema_violations = verdict.violations;
+        }
         held.size_bound_bytes += growth_bound
             + decision.attributes_set.min(self.limits.max_attributes) * attribute_bound_bytes;
         if held.size_bound_bytes > max_bytes {
@@ -229,6 +247,7 @@ pub fn decide_all(
     events: Vec<Delivered>,
 ) -> (ProfileMemory, Vec<Outcome>) {
     let max_event_bytes = shared.settings.max_event_bytes;
+    let schemas = shared.decisions.schemas.load();
     let outcomes = events
         .into_iter()
         .map(|delivered| {
@@ -270,9 +289,10 @@ pub fn decide_all(
                     },
                 );
             };
+            let verdict = schemas.check(&event);
             match shared
                 .decisions
-                .decide(held, &event, delivered.seq, event_bytes)
+                .decide(held, &event, delivered.seq, event_bytes, verdict)
             {
                 Ok(Some(decided)) => Outcome::Decided(cause, event.subject, decided),
                 Ok(None) => Outcome::Skipped,

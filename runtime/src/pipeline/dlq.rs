@@ -9,6 +9,25 @@ use bytes::Bytes;
 
 use crate::telemetry;
 
+/// Every kind of dead letter: why nudge gave up on an event (the first five) or on delivering
+/// an action. `store` holds every letter to this list (in debug builds, so every test does),
+/// and the UI filters by it.
+pub const KINDS: [&str; 13] = [
+    "invalid_event",
+    "schema_violation",
+    "profile_too_large",
+    "publish_failed",
+    "invalid_action",
+    "delivery_failed",
+    "delivery_refused",
+    "endpoint_gone",
+    "endpoint_disabled",
+    "no_endpoint",
+    "no_relay",
+    "no_template",
+    "template_error",
+];
+
 /// One event to dead-letter.
 pub struct DeadLetter<'a> {
     pub subject: &'a str,
@@ -16,9 +35,7 @@ pub struct DeadLetter<'a> {
     pub stream: &'a str,
     pub sequence: u64,
     pub delivered: i64,
-    /// `invalid_event`, `profile_too_large` or `publish_failed`; for deliveries
-    /// `delivery_failed`, `delivery_refused`, `endpoint_gone`, `endpoint_disabled`,
-    /// `no_endpoint` or `invalid_action`.
+    /// One of [`KINDS`].
     pub kind: &'static str,
     pub reason: &'a str,
 }
@@ -26,6 +43,11 @@ pub struct DeadLetter<'a> {
 /// Stores the copy and waits for JetStream's ack. Its `Nats-Msg-Id` is the original's stream and
 /// sequence, so storing the same event twice (a retry, two instances) keeps one copy.
 pub async fn store(js: &Context, letter: DeadLetter<'_>) -> Result<(), String> {
+    debug_assert!(
+        KINDS.contains(&letter.kind),
+        "dead letter kind {} is missing from dlq::KINDS",
+        letter.kind
+    );
     let mut headers = HeaderMap::new();
     headers.insert("Nudge-Dlq-Kind", letter.kind);
     headers.insert("Nudge-Dlq-Reason", header_safe(letter.reason).as_str());

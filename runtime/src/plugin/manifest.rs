@@ -2,6 +2,7 @@
 //! version record that ties a name to a code hash in the object store.
 
 use nudge_rules::rule::validate_key;
+use nudge_rules::schema::FieldRead;
 use nudge_rules::{Pattern, RuleError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -24,6 +25,10 @@ pub struct Manifest {
     /// only serves rules through `plugin(name, input)`.
     #[serde(default)]
     pub triggers: Vec<String>,
+    /// The fields of the event's data the plugin reads (`data.total`, `data.items[].sku`),
+    /// checked against the schemas of its triggering types when it is uploaded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<String>,
     /// Handed to the plugin by the host's `config()` import.
     #[serde(default)]
     pub config: Map<String, Value>,
@@ -40,6 +45,7 @@ impl Default for Manifest {
         Manifest {
             description: String::new(),
             triggers: Vec::new(),
+            reads: Vec::new(),
             config: Map::new(),
             enabled: true,
         }
@@ -61,6 +67,13 @@ impl Manifest {
                 format!("at most {MAX_TRIGGERS} patterns"),
             ));
         }
+        if self.reads.len() > MAX_TRIGGERS {
+            return Err(RuleError::invalid(
+                "reads",
+                format!("at most {MAX_TRIGGERS} fields"),
+            ));
+        }
+        self.data_reads()?;
         let config_bytes = serde_json::to_vec(&self.config).map_or(0, |v| v.len());
         if config_bytes > MAX_CONFIG_BYTES {
             return Err(RuleError::invalid(
@@ -73,6 +86,17 @@ impl Manifest {
             .enumerate()
             .map(|(i, t)| {
                 Pattern::parse(t).map_err(|e| RuleError::invalid(format!("triggers[{i}]"), e))
+            })
+            .collect()
+    }
+
+    /// The `reads` as the schema check takes them.
+    pub fn data_reads(&self) -> Result<Vec<FieldRead>, RuleError> {
+        self.reads
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                FieldRead::parse(path).map_err(|e| RuleError::invalid(format!("reads[{i}]"), e))
             })
             .collect()
     }

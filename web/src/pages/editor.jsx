@@ -1,5 +1,6 @@
-// The rule editor: fields, the Rhai script with inline errors, save (a new version, or a draft
-// for review), the on/off switch, and the side panels: test, backtest, versions, review.
+// The rule editor: fields, the Rhai script with inline errors and schema warnings, save (a new
+// version, or a draft for review), the on/off switch, and the side panels: test, backtest,
+// versions, review.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, can, describe, get } from "../api.js";
 import { createEditor, setDoc } from "../rhai.js";
@@ -32,6 +33,28 @@ export function specOf(rule) {
   return spec;
 }
 
+// The warnings of a new rule's first save, for the page of the rule it navigates to.
+let carried = { id: null, warnings: [] };
+const takeCarried = (id) => {
+  const warnings = carried.id === id ? carried.warnings : [];
+  carried = { id: null, warnings: [] };
+  return warnings;
+};
+
+// Schema warnings of a check or a save: where, what, and the field the schema probably means.
+function Warnings({ warnings }) {
+  return (
+    <ul class="warnings">
+      {warnings.map((w) => (
+        <li data-testid="warning">
+          {w.line ? `Line ${w.line}, column ${w.column}: ` : ""}
+          {w.message}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
 export function EditorPage({ session, id, template, newId }) {
   const isNew = !id;
   const mayEdit = can(session, "marketer");
@@ -41,6 +64,8 @@ export function EditorPage({ session, id, template, newId }) {
   const [error, setError] = useState(null);
   const [notice, setNotice] = useState(null);
   const [lintError, setLintError] = useState(null);
+  const [lintWarnings, setLintWarnings] = useState([]);
+  const [saveWarnings, setSaveWarnings] = useState(() => takeCarried(id));
   const [panel, setPanel] = useState("test");
   const [draft, setDraft] = useState(null);
   const ruleRef = useRef(null);
@@ -80,15 +105,20 @@ export function EditorPage({ session, id, template, newId }) {
       readOnly: !mayEdit,
       channels: session.channels,
       onChange: (script) => setRule((r) => ({ ...r, script })),
-      onDiagnostics: setLintError,
+      onDiagnostics: ({ error, warnings }) => {
+        setLintError(error);
+        setLintWarnings(warnings);
+      },
       check: async (script) => {
         const current = { ...ruleRef.current, script };
         try {
-          await api("POST", `/api/rules/${encodeURIComponent(idRef.current || "draft")}/check`, specOf(current));
-          return null;
+          const { data } = await api("POST", `/api/rules/${encodeURIComponent(idRef.current || "draft")}/check`, specOf(current));
+          return { error: null, warnings: data?.warnings ?? [], fields: data?.fields };
         } catch (e) {
-          if (e.status === 422 || e.status === 400) return { message: e.message, line: e.line, column: e.column, field: e.field };
-          return null;
+          if (e.status === 422 || e.status === 400) {
+            return { error: { message: e.message, line: e.line, column: e.column, field: e.field }, warnings: e.warnings };
+          }
+          return { error: null, warnings: [] };
         }
       },
     });
@@ -105,10 +135,13 @@ export function EditorPage({ session, id, template, newId }) {
   const save = async () => {
     setError(null);
     setNotice(null);
+    setSaveWarnings([]);
     if (!ruleId) return setError("Give the rule an id (letters, digits, '-' or '_').");
     try {
       const body = { ...specOf(rule), ...(version ? { version } : {}) };
       const { status, data } = await api("PUT", `/api/rules/${encodeURIComponent(ruleId)}`, body);
+      setSaveWarnings(data?.warnings ?? []);
+      if (isNew) carried = { id: ruleId, warnings: data?.warnings ?? [] };
       if (status === 202) {
         setNotice("Saved as a draft: it goes live when a developer or admin approves it.");
         setDraft(data.draft);
@@ -166,6 +199,12 @@ export function EditorPage({ session, id, template, newId }) {
       </div>
       {notice && <p class="notice" role="status" data-testid="notice">{notice}</p>}
       {error && <p class="error" role="alert" data-testid="error">{error}</p>}
+      {saveWarnings.length > 0 && (
+        <div class="warning" role="status" data-testid="save-warnings">
+          Saved with {saveWarnings.length === 1 ? "a warning" : `${saveWarnings.length} warnings`}:
+          <Warnings warnings={saveWarnings} />
+        </div>
+      )}
       {draft && (
         <p class="notice">
           A change by <b>{draft.author}</b> is waiting for review. <button type="button" class="link" onClick={() => setPanel("review")}>See it</button>
@@ -212,6 +251,11 @@ export function EditorPage({ session, id, template, newId }) {
               ? `${lintError.line ? `Line ${lintError.line}, column ${lintError.column}: ` : ""}${lintError.message}`
               : "Compiles."}
           </p>
+          {lintWarnings.length > 0 && (
+            <div class="warning lint" data-testid="lint-warnings">
+              <Warnings warnings={lintWarnings} />
+            </div>
+          )}
         </div>
         <aside class="side-col">
           <div role="tablist" class="tabs">
