@@ -5,9 +5,10 @@
 //! What is compared: `type` (an `integer` is a `number`), `enum`/`const`, `required`,
 //! `properties` (recursively), `additionalProperties`, `items`, and the bounds `minimum`,
 //! `maximum`, `exclusiveMinimum`, `exclusiveMaximum`, `minLength`, `maxLength`, `minItems`,
-//! `maxItems`, `pattern` and `format`. What is not (`$ref`, `allOf`/`anyOf`/`oneOf`/`not`,
-//! conditionals) is listed as a note, and left to the second check the registry makes: the new
-//! version must accept the most recent stored events of the type.
+//! `maxItems`, `minProperties`, `maxProperties`, `pattern` and `format`. Every other keyword that
+//! can refuse a value ([`NOT_COMPARED`]) is listed as a note where either version uses it, and
+//! left to the second check the registry makes: the new version must accept the most recent
+//! stored events of the type that the current one accepts.
 //!
 //! A property added while the old schema left other properties open is compatible: it would only
 //! refuse events that already carried that property with another value, and the stored events
@@ -25,44 +26,73 @@ pub struct Findings {
     pub notes: Vec<String>,
 }
 
+/// Keywords that can refuse a value and are not compared structurally.
+pub const NOT_COMPARED: [&str; 16] = [
+    "$ref",
+    "$dynamicRef",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "dependentSchemas",
+    "dependentRequired",
+    "patternProperties",
+    "propertyNames",
+    "prefixItems",
+    "contains",
+    "uniqueItems",
+    "multipleOf",
+    "unevaluatedProperties",
+];
+
+const LOWER_BOUNDS: [&str; 5] = [
+    "minimum",
+    "exclusiveMinimum",
+    "minLength",
+    "minItems",
+    "minProperties",
+];
+const UPPER_BOUNDS: [&str; 5] = [
+    "maximum",
+    "exclusiveMaximum",
+    "maxLength",
+    "maxItems",
+    "maxProperties",
+];
+
 /// Compares `new` with `old` by `mode`.
 pub fn compare(old: &Value, new: &Value, mode: Compatibility) -> Findings {
     let mut findings = Findings::default();
     if matches!(mode, Compatibility::Backward | Compatibility::Full) {
-        narrowed(old, new, "", "accepted", &mut findings);
+        narrowed(old, new, "", "the new version", &mut findings);
     }
     if matches!(mode, Compatibility::Forward | Compatibility::Full) {
-        narrowed(new, old, "", "refused", &mut findings);
+        narrowed(new, old, "", "the previous version", &mut findings);
     }
     findings.notes.sort();
     findings.notes.dedup();
     findings
 }
 
-/// Adds to `findings` each way `narrow` refuses what `wide` accepts, at `path`. `verb` says
-/// how the old version treated it, for the message (`accepted` when `wide` is the old one).
-fn narrowed(wide: &Value, narrow: &Value, path: &str, verb: &str, findings: &mut Findings) {
+/// Adds to `findings` each way `narrow` refuses what `wide` accepts, at `path`; `who` names the
+/// narrow one in the messages (`the new version` for `backward`).
+fn narrowed(wide: &Value, narrow: &Value, path: &str, who: &str, findings: &mut Findings) {
     let at = if path.is_empty() { "/" } else { path };
+    let empty = Map::new();
     let (wide, narrow) = match (wide, narrow) {
         (_, Value::Bool(true)) | (Value::Bool(false), _) => return,
         (_, Value::Bool(false)) => {
-            let reason = format!("{at}: everything is refused now, which the other version {verb}");
-            findings.reasons.push(reason);
+            findings
+                .reasons
+                .push(format!("{at}: {who} refuses everything"));
             return;
         }
-        (Value::Bool(true), Value::Object(narrow)) => (&Map::new(), narrow),
+        (Value::Bool(true), Value::Object(narrow)) => (&empty, narrow),
         (Value::Object(wide), Value::Object(narrow)) => (wide, narrow),
         _ => return,
     };
-    for keyword in [
-        "$ref",
-        "allOf",
-        "anyOf",
-        "oneOf",
-        "not",
-        "if",
-        "dependentSchemas",
-    ] {
+    for keyword in NOT_COMPARED {
         if wide.contains_key(keyword) || narrow.contains_key(keyword) {
             findings
                 .notes
@@ -70,60 +100,74 @@ fn narrowed(wide: &Value, narrow: &Value, path: &str, verb: &str, findings: &mut
         }
     }
     let mut reason = |text: String| findings.reasons.push(format!("{at}: {text}"));
-    types(wide, narrow, verb, &mut reason);
-    allowed_values(wide, narrow, verb, &mut reason);
-    bounds(wide, narrow, &mut reason);
+    types(wide, narrow, who, &mut reason);
+    allowed_values(wide, narrow, who, &mut reason);
+    bounds(wide, narrow, who, &mut reason);
     let wide_required = strings(wide.get("required"));
     for name in strings(narrow.get("required")) {
         if !wide_required.contains(&name) {
-            reason(format!("`{name}` is required now"));
+            reason(format!("{who} requires `{name}`"));
         }
     }
+    properties(wide, narrow, path, who, findings);
+    let items = format!("{path}/items");
+    match (wide.get("items"), narrow.get("items")) {
+        (Some(wide_items), Some(narrow_items)) => {
+            narrowed(wide_items, narrow_items, &items, who, findings)
+        }
+        (None, Some(narrow_items)) => {
+            narrowed(&Value::Bool(true), narrow_items, &items, who, findings)
+        }
+        _ => {}
+    }
+}
+
+/// The listed properties, one by one, and what becomes of those not listed.
+fn properties(
+    wide: &Map<String, Value>,
+    narrow: &Map<String, Value>,
+    path: &str,
+    who: &str,
+    findings: &mut Findings,
+) {
+    let at = if path.is_empty() { "/" } else { path };
     let empty = Map::new();
-    let wide_properties = wide
-        .get("properties")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let narrow_properties = narrow
-        .get("properties")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let narrow_additional = narrow.get("additionalProperties");
-    let wide_additional = wide.get("additionalProperties");
-    if narrow_additional == Some(&Value::Bool(false))
-        && !matches!(wide_additional, Some(Value::Bool(false)))
-    {
-        reason("properties not listed are refused now (`additionalProperties: false`)".into());
-    }
-    for (name, wide_property) in wide_properties {
-        let child = format!("{path}/properties/{name}");
-        match (narrow_properties.get(name), narrow_additional) {
-            (Some(narrow_property), _) => {
-                narrowed(wide_property, narrow_property, &child, verb, findings)
-            }
-            (None, Some(Value::Bool(false))) => findings.reasons.push(format!(
-                "{at}: property `{name}` is gone while `additionalProperties` is false"
-            )),
-            (None, Some(additional)) => narrowed(wide_property, additional, &child, verb, findings),
-            (None, None) => {}
+    let listed = |schema: &Map<String, Value>| -> Map<String, Value> {
+        schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty)
+            .clone()
+    };
+    let (wide_properties, narrow_properties) = (listed(wide), listed(narrow));
+    let wide_additional = wide
+        .get("additionalProperties")
+        .unwrap_or(&Value::Bool(true));
+    let narrow_additional = narrow
+        .get("additionalProperties")
+        .unwrap_or(&Value::Bool(true));
+    // What the narrow one does with properties it does not list, against what the wide one did.
+    let others = format!("{path}/additionalProperties");
+    match (wide_additional, narrow_additional) {
+        (Value::Bool(false), _) | (_, Value::Bool(true)) => {}
+        (_, Value::Bool(false)) => findings.reasons.push(format!(
+            "{at}: {who} refuses properties it does not list (`additionalProperties: false`)"
+        )),
+        (wide_schema, narrow_schema) => {
+            narrowed(wide_schema, narrow_schema, &others, who, findings)
         }
     }
-    if let (Some(wide_items), Some(narrow_items)) = (wide.get("items"), narrow.get("items")) {
-        narrowed(
-            wide_items,
-            narrow_items,
-            &format!("{path}/items"),
-            verb,
-            findings,
-        );
-    } else if let (None, Some(narrow_items)) = (wide.get("items"), narrow.get("items")) {
-        narrowed(
-            &Value::Bool(true),
-            narrow_items,
-            &format!("{path}/items"),
-            verb,
-            findings,
-        );
+    for (name, wide_property) in &wide_properties {
+        let child = format!("{path}/properties/{name}");
+        match narrow_properties.get(name) {
+            Some(narrow_property) => {
+                narrowed(wide_property, narrow_property, &child, who, findings)
+            }
+            None if *narrow_additional == Value::Bool(false) => findings.reasons.push(format!(
+                "{at}: {who} lacks property `{name}` while its `additionalProperties` is false"
+            )),
+            None => narrowed(wide_property, narrow_additional, &child, who, findings),
+        }
     }
 }
 
@@ -144,7 +188,7 @@ fn type_set(schema: &Map<String, Value>) -> Option<Vec<String>> {
 fn types(
     wide: &Map<String, Value>,
     narrow: &Map<String, Value>,
-    verb: &str,
+    who: &str,
     reason: &mut impl FnMut(String),
 ) {
     let Some(narrow_types) = type_set(narrow) else {
@@ -154,17 +198,12 @@ fn types(
         narrow_types.iter().any(|n| n == t)
             || (t == "integer" && narrow_types.iter().any(|n| n == "number"))
     };
+    let only = narrow_types.join(" or ");
     match type_set(wide) {
-        None => reason(format!(
-            "only {} now, where the other version {verb} any type",
-            narrow_types.join(" or ")
-        )),
+        None => reason(format!("{who} allows only {only}, the other any type")),
         Some(wide_types) => {
             for lost in wide_types.iter().filter(|t| !admits(t)) {
-                reason(format!(
-                    "type {lost} is refused now (only {})",
-                    narrow_types.join(" or ")
-                ));
+                reason(format!("{who} refuses type {lost} (it allows only {only})"));
             }
         }
     }
@@ -181,7 +220,7 @@ fn value_set(schema: &Map<String, Value>) -> Option<Vec<Value>> {
 fn allowed_values(
     wide: &Map<String, Value>,
     narrow: &Map<String, Value>,
-    verb: &str,
+    who: &str,
     reason: &mut impl FnMut(String),
 ) {
     let Some(narrow_values) = value_set(narrow) else {
@@ -189,7 +228,7 @@ fn allowed_values(
     };
     match value_set(wide) {
         None => reason(format!(
-            "only the values {} now, where the other version {verb} any",
+            "{who} allows only the values {}, the other any",
             Value::Array(narrow_values)
         )),
         Some(wide_values) => {
@@ -198,25 +237,29 @@ fn allowed_values(
                 .filter(|v| !narrow_values.contains(v))
                 .collect();
             if !lost.is_empty() {
-                reason(format!("the values {} are refused now", Value::Array(lost)));
+                reason(format!("{who} refuses the values {}", Value::Array(lost)));
             }
         }
     }
 }
 
-/// Lower bounds that must not rise and upper bounds that must not fall.
-fn bounds(wide: &Map<String, Value>, narrow: &Map<String, Value>, reason: &mut impl FnMut(String)) {
-    const LOWER: [&str; 4] = ["minimum", "exclusiveMinimum", "minLength", "minItems"];
-    const UPPER: [&str; 4] = ["maximum", "exclusiveMaximum", "maxLength", "maxItems"];
-    for (keywords, tighter) in [(LOWER, true), (UPPER, false)] {
+/// Lower bounds that must not rise and upper bounds that must not fall; a pattern or format
+/// that must not appear or change.
+fn bounds(
+    wide: &Map<String, Value>,
+    narrow: &Map<String, Value>,
+    who: &str,
+    reason: &mut impl FnMut(String),
+) {
+    for (keywords, lower) in [(LOWER_BOUNDS, true), (UPPER_BOUNDS, false)] {
         for keyword in keywords {
             let Some(new) = narrow.get(keyword).and_then(Value::as_f64) else {
                 continue;
             };
             match wide.get(keyword).and_then(Value::as_f64) {
-                None => reason(format!("`{keyword}: {new}` is new")),
-                Some(old) if (tighter && new > old) || (!tighter && new < old) => {
-                    reason(format!("`{keyword}` went from {old} to {new}"))
+                None => reason(format!("{who} has `{keyword}: {new}`, the other none")),
+                Some(old) if (lower && new > old) || (!lower && new < old) => {
+                    reason(format!("{who} has `{keyword}: {new}`, the other {old}"))
                 }
                 Some(_) => {}
             }
@@ -226,7 +269,10 @@ fn bounds(wide: &Map<String, Value>, narrow: &Map<String, Value>, reason: &mut i
         if let Some(new) = narrow.get(keyword)
             && wide.get(keyword) != Some(new)
         {
-            reason(format!("`{keyword}` is {new} now"));
+            let other = wide
+                .get(keyword)
+                .map_or("none".to_owned(), Value::to_string);
+            reason(format!("{who} has `{keyword}: {new}`, the other {other}"));
         }
     }
 }

@@ -72,10 +72,16 @@ impl Field {
         }
     }
 
-    /// Merges another tree in: a field either knows is known.
+    /// Merges another type's tree in (a rule triggered by several types): a field either knows
+    /// is known, a place either leaves open stays open, and a place either allows any type of
+    /// allows any.
     pub fn merge(&mut self, other: &Field) {
-        self.types.extend(other.types.iter().cloned());
-        self.listed |= other.listed;
+        if self.types.is_empty() || other.types.is_empty() {
+            self.types.clear();
+        } else {
+            self.types.extend(other.types.iter().cloned());
+        }
+        self.listed &= other.listed;
         for (name, child) in &other.children {
             self.children.entry(name.clone()).or_default().merge(child);
         }

@@ -35,15 +35,16 @@ pub enum Mode {
     Block,
 }
 
-/// What a new version of a type's schema must accept, compared with the version before.
+/// What the next version of a type's schema must keep of this one (the current version's mode
+/// judges a change).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compatibility {
-    /// Every event the previous version accepted (stored events keep being valid).
+    /// The next version accepts every event this one accepts (stored events stay valid).
     #[default]
     Backward,
-    /// Every event the new version accepts, the previous one accepted too (consumers written
-    /// against the previous version can read new events).
+    /// This version accepts every event the next one accepts (consumers written against this
+    /// version can read new events).
     Forward,
     /// Both.
     Full,
@@ -178,17 +179,10 @@ impl SchemaSet {
             return ReadCheck::default();
         }
         matched.sort_by(|a, b| a.0.cmp(b.0));
-        let plan = match matched.as_slice() {
-            [(_, one)] => Field::clone(&one.fields),
-            many => {
-                // Several types: a field is known when any of them has it.
-                let mut union = Field::default();
-                for (_, schemas) in many {
-                    union.merge(&schemas.fields);
-                }
-                union
-            }
-        };
+        let mut plan = Field::clone(&matched[0].1.fields);
+        for (_, schemas) in &matched[1..] {
+            plan.merge(&schemas.fields);
+        }
         let names: Vec<&str> = matched.iter().map(|(t, _)| t.as_str()).collect();
         ReadCheck {
             warnings: fields::check(reads, &plan, &names.join(", ")),
@@ -197,7 +191,12 @@ impl SchemaSet {
     }
 
     /// What the tracking plan says of `event`: `None` when it is valid (or not checked).
+    /// nudge's own events (`source` under `nudge/`: timers, unsubscribes) are not checked: their
+    /// shape is nudge's, not a producer's.
     pub fn check(&self, event: &CloudEvent) -> Option<Verdict> {
+        if event.source.starts_with(OWN_SOURCE_PREFIX) {
+            return None;
+        }
         let Some(entry) = self.types.get(&event.event_type) else {
             return match self.unplanned {
                 Unplanned::Allow => None,
@@ -237,6 +236,9 @@ impl SchemaSet {
         (!violations.is_empty()).then_some(Verdict { block, violations })
     }
 }
+
+/// The `source` prefix of the events nudge itself publishes.
+pub const OWN_SOURCE_PREFIX: &str = "nudge/";
 
 /// The version a CloudEvent's `dataschema` selects: a URI ending in
 /// `/schemas/<type>/versions/<n>` — the address of that version in nudge's API.

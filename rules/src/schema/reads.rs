@@ -77,19 +77,18 @@ const COMPARISONS: [&str; 6] = ["==", "!=", "<", "<=", ">", ">="];
 
 /// Every `event.data` read of `ast`, in source order.
 pub fn data_reads(ast: &AST) -> Vec<FieldRead> {
-    let mut reads: Vec<(Position, FieldRead)> = Vec::new();
+    // With whether the chain was read to its end: only then is a comparison about the field.
+    let mut reads: Vec<(Position, FieldRead, bool)> = Vec::new();
     let mut compared: Vec<(Position, (&'static str, usize, usize))> = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {
             Some(ASTNode::Expr(expr @ Expr::Dot(..))) => {
-                if let Some(steps) = data_steps(expr) {
-                    reads.push((
-                        expr.position(),
-                        FieldRead {
-                            steps,
-                            compared_with: None,
-                        },
-                    ));
+                if let Some((steps, whole)) = data_steps(expr) {
+                    let read = FieldRead {
+                        steps,
+                        compared_with: None,
+                    };
+                    reads.push((expr.position(), read, whole));
                 }
             }
             // A call standing alone as a statement is a `Stmt::FnCall`.
@@ -113,16 +112,20 @@ pub fn data_reads(ast: &AST) -> Vec<FieldRead> {
         true
     });
     for (position, literal) in compared {
-        if let Some((_, read)) = reads.iter_mut().find(|(at, _)| *at == position) {
+        if let Some((_, read, _)) = reads
+            .iter_mut()
+            .find(|(at, _, whole)| *at == position && *whole)
+        {
             read.compared_with = Some(literal);
         }
     }
-    reads.sort_by_key(|(position, _)| line_column(*position));
-    reads.into_iter().map(|(_, read)| read).collect()
+    reads.sort_by_key(|(position, _, _)| line_column(*position));
+    reads.into_iter().map(|(_, read, _)| read).collect()
 }
 
-/// The steps after `event.data` when `expr` is a chain starting there.
-fn data_steps(expr: &Expr) -> Option<Vec<Step>> {
+/// The steps after `event.data` when `expr` is a chain starting there, and whether they go to
+/// the chain's end (not cut short by a method call or a computed key).
+fn data_steps(expr: &Expr) -> Option<(Vec<Step>, bool)> {
     let Expr::Dot(chain, ..) = expr else {
         return None;
     };
@@ -133,9 +136,9 @@ fn data_steps(expr: &Expr) -> Option<Vec<Step>> {
         return None;
     }
     let mut steps = Vec::new();
-    walk_chain(&chain.rhs, &mut steps);
+    let whole = walk_chain(&chain.rhs, &mut steps);
     match steps.first() {
-        Some(Step::Field { name, .. }) if name == "data" => Some(steps.split_off(1)),
+        Some(Step::Field { name, .. }) if name == "data" => Some((steps.split_off(1), whole)),
         _ => None,
     }
 }

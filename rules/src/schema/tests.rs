@@ -91,7 +91,7 @@ fn violations_name_their_kind_and_paths() {
         ),
         (
             "missing_required",
-            "/items/0",
+            "/items/0/sku",
             "/properties/items/items/required",
         ),
     ] {
@@ -122,6 +122,13 @@ fn modes_unplanned_types_and_dataschema() {
     assert!(verdict.block);
     assert_eq!(verdict.violations[0].kind, "unplanned");
     assert_eq!(verdict.violations[0].field(), "type");
+    let mut own = other.clone();
+    own.source = crate::decide::TIMER_SOURCE.into();
+    assert_eq!(
+        set(Mode::Block, Unplanned::Block).check(&own),
+        None,
+        "nudge's own events pass"
+    );
     let mut pinned = event(json!({"total": 1, "currency": "EUR"}));
     pinned.extensions.insert(
         "dataschema".into(),
@@ -246,14 +253,39 @@ fn compatibility_by_mode() {
         .remove("currency");
     let reasons = compare(&closed, &removed, Compatibility::Backward).reasons;
     assert_eq!(reasons.len(), 1, "{reasons:?}");
-    assert!(reasons[0].contains("`currency` is gone"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("lacks property `currency`"),
+        "{reasons:?}"
+    );
     let reasons = compare(
         &base,
         &with(json!({"required": ["total", "currency"]})),
         Compatibility::Backward,
     )
     .reasons;
-    assert_eq!(reasons, vec!["/: `currency` is required now".to_string()]);
+    assert_eq!(
+        reasons,
+        vec!["/: the new version requires `currency`".to_string()]
+    );
+    let reasons = compare(
+        &with(json!({"required": ["total", "currency"]})),
+        &base,
+        Compatibility::Forward,
+    )
+    .reasons;
+    assert_eq!(
+        reasons,
+        vec!["/: the previous version requires `currency`".to_string()]
+    );
+    let typed_extras = with(json!({"additionalProperties": {"type": "string"}}));
+    let reasons = compare(&base, &typed_extras, Compatibility::Backward).reasons;
+    assert_eq!(
+        reasons,
+        vec![
+            "/additionalProperties: the new version allows only string, the other any type"
+                .to_string()
+        ]
+    );
     let notes = compare(
         &json!({"anyOf": [{}]}),
         &json!({"anyOf": [{}]}),
@@ -350,6 +382,12 @@ fn the_fields_a_rule_reads_are_found_in_its_ast() {
         ]
     );
     assert_eq!(reads[1].compared_with.map(|c| c.0), Some("string"));
+    let counted = reads_of("if event.data.items.len() > 0 { }");
+    assert_eq!(counted[0].dotted(), "event.data.items");
+    assert_eq!(
+        counted[0].compared_with, None,
+        "the length is compared, not the array"
+    );
 }
 
 #[test]

@@ -139,9 +139,15 @@ impl CompiledSchema {
                 more += 1;
                 continue;
             }
+            let mut instance_path = error.instance_path().to_string();
+            // The validator points at the object; the field at fault is the one to name.
+            if let Some(name) = field_at_fault(error.kind()) {
+                instance_path.push('/');
+                instance_path.push_str(&name.replace('~', "~0").replace('/', "~1"));
+            }
             violations.push(Violation {
                 kind: kind_of(error.kind()).into(),
-                instance_path: error.instance_path().to_string(),
+                instance_path,
                 schema_path: error.schema_path().to_string(),
                 message: error.to_string(),
             });
@@ -153,6 +159,19 @@ impl CompiledSchema {
                 .push_str(&format!(" (and {more} more violations not listed)"));
         }
         violations
+    }
+}
+
+/// The property a missing-required or extra-property error is about (the first, for several
+/// extra ones: the message names them all).
+fn field_at_fault(kind: &ValidationErrorKind) -> Option<&str> {
+    match kind {
+        ValidationErrorKind::Required { property } => property.as_str(),
+        ValidationErrorKind::AdditionalProperties { unexpected }
+        | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+            unexpected.first().map(String::as_str)
+        }
+        _ => None,
     }
 }
 

@@ -185,9 +185,11 @@ pub struct Settings {
     pub live_buffer_items: usize,
     /// Sample events pinned per rule.
     pub samples_max_per_rule: usize,
-    /// Dead letters one `POST /api/dlq/redrive` re-drives at most.
+    /// Dead letters one `POST /api/dlq/redrive` re-drives at most (and a `kind` filter looks
+    /// through).
     pub dlq_redrive_max: usize,
-    /// How often each instance writes its rule and plugin figures for `GET /api/stats`.
+    /// How often each instance writes its rule and plugin figures for `GET /api/stats` (and its
+    /// schema violations for `GET /api/schema-violations`).
     pub stats_flush_ms: u64,
     /// How long an instance's figures count after it stopped writing them.
     pub stats_max_age_s: u64,

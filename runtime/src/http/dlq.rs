@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState};
 use crate::access::{Principal, audit};
 use crate::delivery::log::{self as delivery_log, Attempt, DeliveryLog};
+use crate::pipeline::dlq::KINDS;
 use crate::tail::{Stored, tail};
 use crate::topology::DLQ_STREAM;
 
@@ -77,6 +78,14 @@ async fn letters(
             Some(format!("dlq.events.{event_type}"))
         }
     };
+    if let Some(kind) = filter.kind.as_deref()
+        && !KINDS.contains(&kind)
+    {
+        return Err(ApiError::bad_request(
+            "kind",
+            format!("\"{kind}\" is not one of {}", KINDS.join(", ")),
+        ));
+    }
     let Some(kind) = filter.kind.as_deref() else {
         return tail(&state.js, DLQ_STREAM, subject, limit as u64, limit, before)
             .await

@@ -34,12 +34,15 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// Publishes validated events on `events.<type>` with `Nats-Msg-Id` = digest of source + id, so
-/// a retried request is deduplicated by JetStream. Returns (stored, duplicates).
+/// a retried request is deduplicated by JetStream. Returns (stored, duplicates). `field(i, f)`
+/// names field `f` of the CloudEvent made of the request's `i`th item (`""`: the item) as the
+/// request writes it.
 pub(super) async fn publish_events(
     state: &AppState,
     events: &[CloudEvent],
-    prefix: impl Fn(usize) -> String,
+    field: impl Fn(usize, &str) -> String,
 ) -> Result<(usize, usize), ApiError> {
+    let prefix = |i: usize| field(i, "");
     let mut payloads = Vec::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
         let payload = serde_json::to_vec(event)
@@ -57,7 +60,7 @@ pub(super) async fn publish_events(
         }
         payloads.push(payload);
     }
-    refuse_blocked(state, events, &prefix)?;
+    refuse_blocked(state, events, &field)?;
     let mut acks = Vec::with_capacity(events.len());
     for (event, payload) in events.iter().zip(payloads) {
         let publish = Publish::build()
@@ -88,7 +91,7 @@ pub(super) async fn publish_events(
 fn refuse_blocked(
     state: &AppState,
     events: &[CloudEvent],
-    prefix: &impl Fn(usize) -> String,
+    field: &impl Fn(usize, &str) -> String,
 ) -> Result<(), ApiError> {
     let schemas = state.schemas.load();
     let now_ms = state.clock.now_ms();
@@ -98,16 +101,11 @@ fn refuse_blocked(
             continue;
         };
         crate::schemas::flag(event, &verdict, now_ms);
-        if refusal.is_some() {
+        let Some(first) = verdict.violations.first().filter(|_| refusal.is_none()) else {
             continue;
-        }
-        let first = &verdict.violations[0];
-        let field = match prefix(i).as_str() {
-            "body" => first.field(),
-            at => format!("{at}.{}", first.field()),
         };
         refusal = Some(ApiError::bad_request(
-            &field,
+            &field(i, &first.field()),
             format!("the event {}", crate::schemas::reason(&verdict)),
         ));
     }
@@ -154,14 +152,13 @@ pub async fn events(
             false,
         ),
     };
-    let prefix = |i: usize| {
-        if batched {
-            format!("[{i}]")
-        } else {
-            "body".to_owned()
-        }
+    let field = |i: usize, field: &str| match (batched, field) {
+        (true, "") => format!("[{i}]"),
+        (true, field) => format!("[{i}].{field}"),
+        (false, "") => "body".to_owned(),
+        (false, field) => field.to_owned(),
     };
-    let (accepted, duplicates) = publish_events(&state, &events, prefix).await?;
+    let (accepted, duplicates) = publish_events(&state, &events, field).await?;
     metrics::counter!(telemetry::EVENTS_INGESTED, "endpoint" => "events")
         .increment(accepted as u64);
     Ok((
@@ -193,7 +190,11 @@ pub fn segment_call(call: Call) -> MethodRouter<Arc<AppState>> {
         move |State(state): State<Arc<AppState>>, headers: HeaderMap, Body(body): Body| async move {
             let value = parse_body(&headers, &body)?;
             let events = segment_events(&[(call, &value)], |_| String::new())?;
-            publish_events(&state, &events, |_| "body".to_owned()).await?;
+            publish_events(&state, &events, |_, field| match field {
+                "" => "body".to_owned(),
+                field => segment::field_of(call, field),
+            })
+            .await?;
             metrics::counter!(telemetry::EVENTS_INGESTED, "endpoint" => call.name()).increment(1);
             Ok::<_, ApiError>(Json(json!({ "success": true })))
         },
@@ -230,7 +231,11 @@ pub async fn batch(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let events = segment_events(&calls, |i| format!("batch[{i}]."))?;
-    let (accepted, _) = publish_events(&state, &events, |i| format!("batch[{i}]")).await?;
+    let field = |i: usize, field: &str| match field {
+        "" => format!("batch[{i}]"),
+        field => format!("batch[{i}].{}", segment::field_of(calls[i].0, field)),
+    };
+    let (accepted, _) = publish_events(&state, &events, field).await?;
     metrics::counter!(telemetry::EVENTS_INGESTED, "endpoint" => "batch").increment(accepted as u64);
     Ok(Json(json!({ "success": true })))
 }

@@ -97,37 +97,35 @@ pub async fn put(
     } else {
         StatusCode::OK
     };
-    let mut answer = to_value(&record);
+    let mut answer = to_json(&record)?;
     answer["warnings"] = warnings;
     Ok((status, Json(answer)))
 }
 
 /// The manifest's `reads` checked against the schemas of its triggering types: the warnings,
-/// or (with `strict_schemas`, for an enabled plugin) 422 naming the first.
+/// or (with `strict_schemas`, for an enabled plugin) 422 naming the first read at fault.
 fn read_check(state: &AppState, manifest: &Manifest) -> Result<Value, ApiError> {
     let patterns = manifest.validate()?;
-    let reads = manifest.data_reads()?;
-    let check = state.schemas.load().check_reads(&reads, &patterns);
-    if state.settings.strict_schemas
-        && manifest.enabled
-        && let Some(first) = check.warnings.first()
-    {
-        let index = reads
-            .iter()
-            .position(|read| {
-                read.dotted()
-                    .trim_start_matches("event.")
-                    .starts_with(&first.field)
-            })
-            .unwrap_or(0);
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some(&format!("reads[{index}]")),
-            format!("{} (strict_schemas)", first.message),
-        )
-        .with("warnings", serde_json::json!(check.warnings)));
+    let schemas = state.schemas.load();
+    let mut warnings = Vec::new();
+    for (i, read) in manifest.data_reads()?.iter().enumerate() {
+        let found = schemas
+            .check_reads(std::slice::from_ref(read), &patterns)
+            .warnings;
+        if let Some(first) = found.first()
+            && state.settings.strict_schemas
+            && manifest.enabled
+        {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&format!("reads[{i}]")),
+                format!("{} (strict_schemas)", first.message),
+            )
+            .with("warnings", to_json(&found)?));
+        }
+        warnings.extend(found);
     }
-    Ok(serde_json::json!(check.warnings))
+    to_json(warnings)
 }
 
 fn to_value<T: serde::Serialize>(value: &T) -> Value {

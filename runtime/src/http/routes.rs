@@ -525,7 +525,7 @@ pub const API_ROUTES: &[RoutePolicy] = &[
         "/api/schemas/{type}",
         Some(Developer),
         "schemas",
-        "Register (201) or change (200) an event type's schema as a new version: `schema`, `mode` (off|warn|block), `compatibility` (backward|forward|full|none), optional `version` it was edited from; 409 with `reasons` when incompatible with the current version (structurally or with the type's recent stored events); answers how those events fare (`recent_events`)",
+        "Register (201) or change (200) an event type's schema as a new version: `schema`, `mode` (off|warn|block), `compatibility` (backward|forward|full|none), optional `version` it was edited from; 409 with `reasons` when incompatible with the current version by its `compatibility` (structurally, or with the type's recent stored events it accepts); answers how those events fare (`recent_events`)",
         JSON,
     ),
     route(

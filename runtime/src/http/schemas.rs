@@ -8,12 +8,11 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use nudge_rules::calendar::rfc3339;
 use nudge_rules::schema::infer::infer;
 use nudge_rules::schema::{Compatibility, Mode, SchemaSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::error::{Body, parse_json, to_json};
 use super::rules::VersionsQuery;
@@ -36,17 +35,9 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(SchemaError::Invalid { field, message }) => {
                 ApiError::bad_request(&field, message)
             }
-            StoreError::Invalid(incompatible @ SchemaError::Incompatible { .. }) => {
-                let SchemaError::Incompatible { reasons, .. } = &incompatible else {
-                    unreachable!("matched above");
-                };
-                let reasons = json!(reasons);
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    Some("schema"),
-                    incompatible.to_string(),
-                )
-                .with("reasons", reasons)
+            StoreError::Invalid(error @ SchemaError::Incompatible { .. }) => {
+                ApiError::new(StatusCode::CONFLICT, Some("schema"), error.to_string())
+                    .with("reasons", json!(error.reasons()))
             }
             StoreError::Nats(_) => ApiError::unavailable(error.to_string()),
         }
@@ -193,7 +184,8 @@ async fn recent(state: &AppState, event_type: &str) -> Result<Vec<(String, Value
     .map_err(|e| ApiError::unavailable(format!("reading recent events: {e:#}")))
 }
 
-/// The violations report, every instance's summed, types with the most violating events first.
+/// The violations report, every instance's summed, types with the most violating events first;
+/// an hour's `count` is its violations (an event can have several).
 pub async fn violations(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let report = crate::schemas::cluster_wide(&state.violations, &state.cluster.id)
         .await
@@ -210,7 +202,10 @@ pub async fn violations(State(state): State<Arc<AppState>>) -> Result<Json<Value
             let hours: Vec<Value> = report
                 .hours
                 .iter()
-                .map(|(at_ms, count)| json!({ "at": rfc3339(*at_ms), "count": count }))
+                .map(|(at_ms, kinds)| {
+                    let count: u64 = kinds.values().sum();
+                    json!({ "at": rfc3339(*at_ms), "count": count, "kinds": kinds })
+                })
                 .collect();
             let samples: Vec<Value> = report
                 .samples
@@ -237,11 +232,4 @@ pub async fn violations(State(state): State<Arc<AppState>>) -> Result<Json<Value
         })
         .collect();
     Ok(Json(json!({ "types": types })))
-}
-
-fn rfc3339(at_ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| at_ms.to_string())
 }

@@ -27,10 +27,30 @@ impl Call {
         }
     }
 
+    /// Where the call carries what becomes the CloudEvent's `data`.
+    fn data_field(self) -> &'static str {
+        match self {
+            Call::Identify => "traits",
+            Call::Track | Call::Page | Call::Screen => "properties",
+        }
+    }
+
     pub fn from_batch_type(kind: &str) -> Option<Call> {
         [Call::Track, Call::Identify, Call::Page, Call::Screen]
             .into_iter()
             .find(|call| call.name() == kind)
+    }
+}
+
+/// A field of the CloudEvent a call became (`data.total`, `type`) as the call names it
+/// (`properties.total`, `event`), for errors that name the field at fault.
+pub fn field_of(call: Call, field: &str) -> String {
+    if let Some(rest) = field.strip_prefix("data") {
+        return format!("{}{rest}", call.data_field());
+    }
+    match (call, field) {
+        (Call::Track, "type") => "event".into(),
+        _ => field.into(),
     }
 }
 

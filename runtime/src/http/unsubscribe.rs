@@ -88,7 +88,7 @@ pub async fn opt_out(State(state): State<Arc<AppState>>, Path(token): Path<Strin
         "data": { "consent": { channel.as_str(): false } },
     }));
     let published = match event {
-        Ok(event) => super::ingest::publish_events(&state, &[event], |_| "token".into()).await,
+        Ok(event) => super::ingest::publish_events(&state, &[event], |_, _| "token".into()).await,
         Err(error) => Err(super::ApiError::bad_request("token", error.message)),
     };
     match published {
@@ -112,6 +112,19 @@ pub async fn opt_out(State(state): State<Arc<AppState>>, Path(token): Path<Strin
                 "Please try again",
                 "<p>We could not record your choice just now. Please try again in a minute.</p>",
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nudge_rules::decide::TIMER_SOURCE;
+    use nudge_rules::schema::OWN_SOURCE_PREFIX;
+
+    #[test]
+    fn nudge_own_events_are_not_held_to_producers_schemas() {
+        for source in [super::SOURCE, TIMER_SOURCE] {
+            assert!(source.starts_with(OWN_SOURCE_PREFIX), "{source}");
         }
     }
 }

@@ -31,8 +31,8 @@ pub struct TypeReport {
     pub blocked: u64,
     /// Violations by kind (`missing_required`, `wrong_type`, …).
     pub kinds: BTreeMap<String, u64>,
-    /// Events with violations per hour (start of the hour, ms since the epoch).
-    pub hours: BTreeMap<i64, u64>,
+    /// Per hour (its start, ms since the epoch): violations by kind.
+    pub hours: BTreeMap<i64, BTreeMap<String, u64>>,
     /// The newest first.
     pub samples: Vec<Sample>,
 }
@@ -66,13 +66,14 @@ impl TypeReport {
         } else {
             self.warned += 1;
         }
-        for violation in flagged.violations {
-            *self.kinds.entry(violation.kind.clone()).or_default() += 1;
-        }
-        *self
+        let hour = self
             .hours
             .entry(flagged.at_ms - flagged.at_ms.rem_euclid(HOUR_MS))
-            .or_default() += 1;
+            .or_default();
+        for violation in flagged.violations {
+            *self.kinds.entry(violation.kind.clone()).or_default() += 1;
+            *hour.entry(violation.kind.clone()).or_default() += 1;
+        }
         let fits = serde_json::to_vec(flagged.data).is_ok_and(|b| b.len() <= SAMPLE_DATA_MAX_BYTES);
         self.samples.insert(
             0,
@@ -103,16 +104,20 @@ impl TypeReport {
     pub fn merge(&mut self, other: &TypeReport) {
         self.warned += other.warned;
         self.blocked += other.blocked;
-        for (kind, count) in &other.kinds {
-            *self.kinds.entry(kind.clone()).or_default() += count;
-        }
-        for (hour, count) in &other.hours {
-            *self.hours.entry(*hour).or_default() += count;
+        add_counts(&mut self.kinds, &other.kinds);
+        for (hour, kinds) in &other.hours {
+            add_counts(self.hours.entry(*hour).or_default(), kinds);
         }
         self.samples.extend(other.samples.iter().cloned());
         self.samples
             .sort_by_key(|sample| std::cmp::Reverse(sample.at_ms));
         self.trim();
+    }
+}
+
+fn add_counts(to: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (kind, count) in from {
+        *to.entry(kind.clone()).or_default() += count;
     }
 }
 
@@ -191,7 +196,8 @@ mod tests {
         total.merge(&b.snapshot()["cart.updated"]);
         assert_eq!((total.warned, total.blocked), (1, 2));
         assert_eq!(total.kinds["wrong_type"], 3);
-        assert_eq!(total.hours, BTreeMap::from([(0, 2), (HOUR_MS, 1)]));
+        assert_eq!(total.hours[&0]["wrong_type"], 2);
+        assert_eq!(total.hours[&HOUR_MS]["missing_required"], 1);
         let order: Vec<i64> = total.samples.iter().map(|s| s.at_ms).collect();
         assert_eq!(order, [HOUR_MS + 5, 2_000, 1_000]);
         let big = json!({"blob": "x".repeat(SAMPLE_DATA_MAX_BYTES)});

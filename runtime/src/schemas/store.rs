@@ -40,6 +40,16 @@ pub enum SchemaError {
     },
 }
 
+impl SchemaError {
+    /// Why a version is incompatible (none for other errors).
+    pub fn reasons(&self) -> &[String] {
+        match self {
+            SchemaError::Incompatible { reasons, .. } => reasons,
+            SchemaError::Invalid { .. } => &[],
+        }
+    }
+}
+
 /// Bounds on the registry (settings `schemas_max`, `schema_max_bytes`).
 #[derive(Debug, Clone)]
 pub struct SchemaLimits {
@@ -87,7 +97,12 @@ pub fn compile(
         field: "type".into(),
         message,
     })?;
-    let bytes = serde_json::to_vec(&spec.schema).map_or(usize::MAX, |b| b.len());
+    let bytes = serde_json::to_vec(&spec.schema)
+        .map_err(|e| SchemaError::Invalid {
+            field: "schema".into(),
+            message: format!("cannot be written as JSON: {e}"),
+        })?
+        .len();
     if bytes > limits.schema_max_bytes {
         return Err(SchemaError::Invalid {
             field: "schema".into(),
@@ -103,13 +118,19 @@ pub fn compile(
     })
 }
 
-/// Validates the recent events' `data` (newest first) with `compiled`.
-pub fn check_recent(compiled: &CompiledSchema, recent: &[(String, Value)]) -> RecentCheck {
-    let mut check = RecentCheck {
-        checked: recent.len(),
-        ..RecentCheck::default()
-    };
+/// Validates the recent events' `data` (newest first) with `compiled`; with `accepted_by`,
+/// only the events that schema accepts are counted (those a compatibility promise covers).
+pub fn check_recent(
+    compiled: &CompiledSchema,
+    recent: &[(String, Value)],
+    accepted_by: Option<&CompiledSchema>,
+) -> RecentCheck {
+    let mut check = RecentCheck::default();
     for (event_id, data) in recent {
+        if accepted_by.is_some_and(|previous| !previous.is_valid(data)) {
+            continue;
+        }
+        check.checked += 1;
         let violations = compiled.violations(data);
         if violations.is_empty() {
             continue;
@@ -125,31 +146,41 @@ pub fn check_recent(compiled: &CompiledSchema, recent: &[(String, Value)]) -> Re
     check
 }
 
-/// Whether `spec` may follow `previous` (the current version): the structural comparison by
-/// the new version's compatibility mode, and — for `backward` and `full`, which promise that
-/// what was valid stays valid — every checked recent event that fails it.
+/// Whether `spec` may follow `previous`, the current version, by the current version's
+/// compatibility mode (a change of mode applies from the next version on, so loosening it is a
+/// change of its own, audited like any): the structural comparison, and — for `backward` and
+/// `full`, which promise that what was valid stays valid — every recent stored event the
+/// current version accepts and `compiled` refuses. Answers the comparison's notes.
 pub fn compatible(
     previous: &EventSchema,
     spec: &SchemaSpec,
-    recent: &RecentCheck,
+    compiled: &CompiledSchema,
+    recent: &[(String, Value)],
 ) -> Result<Vec<String>, SchemaError> {
-    let mode = spec.compatibility;
+    let mode = previous.spec.compatibility;
     let Findings { mut reasons, notes } =
         compat::compare(&previous.spec.schema, &spec.schema, mode);
     if matches!(mode, Compatibility::Backward | Compatibility::Full) {
-        for failure in &recent.samples {
-            let first = failure.violations.first().map(Violation::describe);
+        let current =
+            CompiledSchema::compile(&previous.spec.schema).map_err(|e| SchemaError::Invalid {
+                field: "version".into(),
+                message: format!("the current version no longer compiles: {e}"),
+            })?;
+        let broken = check_recent(compiled, recent, Some(&current));
+        for failure in &broken.samples {
+            let described: Vec<String> =
+                failure.violations.iter().map(Violation::describe).collect();
             reasons.push(format!(
                 "stored event {} is refused: {}",
                 failure.event_id,
-                first.unwrap_or_default()
+                described.join("; ")
             ));
         }
-        if recent.failing > recent.samples.len() {
+        if broken.failing > broken.samples.len() {
             reasons.push(format!(
-                "{} more of the {} most recent stored events are refused",
-                recent.failing - recent.samples.len(),
-                recent.checked
+                "{} more of the {} most recent stored events the current version accepts are refused",
+                broken.failing - broken.samples.len(),
+                broken.checked
             ));
         }
     }
@@ -227,9 +258,9 @@ impl SchemaStore {
                 ),
             }));
         }
-        let mut check = check_recent(&compiled, recent);
+        let mut check = check_recent(&compiled, recent, None);
         if let Some((head, _)) = live {
-            check.notes = compatible(&head.record, &spec, &check)?;
+            check.notes = compatible(&head.record, &spec, &compiled, recent)?;
         }
         let current_version = current.as_ref().map_or(0, |(h, _)| h.record.version);
         let schema = EventSchema {

@@ -23,6 +23,11 @@ function Decision({ d, deliveries }) {
         <code>{d.event_type}</code> <span class="muted small">{d.at} · {d.event_id}</span>
         {d.skipped && <span class="badge off">{d.skipped}</span>}
       </div>
+      {d.schema_violations?.map((v) => (
+        <div class="small warning-text" data-testid="trace-violation">
+          schema: {v.kind} at <code>{v.instance_path || "/"}</code> — {v.message}
+        </div>
+      ))}
       {d.matched?.length > 0 && <div class="small">matched: {d.matched.join(", ")}</div>}
       {d.fired?.map((f) => (
         <div class="small ok" data-testid="trace-fired">

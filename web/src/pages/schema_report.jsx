@@ -76,7 +76,7 @@ export function ViolationList({ violations, data }) {
   );
 }
 
-// Counts per hour as bars, oldest left; each bar's title says its hour and count.
+// Violations per hour as bars, oldest left; each bar's title says its hour and its counts by kind.
 function HourBars({ hours }) {
   if (!hours?.length) return null;
   const max = Math.max(...hours.map((h) => h.count), 1);
@@ -88,7 +88,7 @@ function HourBars({ hours }) {
           const height = h.count ? Math.max((36 * h.count) / max, 1.5) : 0;
           return (
             <rect x={i * width + 1} y={40 - height} width={width - 2} height={height}>
-              <title>{`${new Date(h.at).toLocaleString()}: ${h.count}`}</title>
+              <title>{`${new Date(h.at).toLocaleString()}: ${Object.entries(h.kinds ?? {}).map(([k, n]) => `${n} ${k}`).join(", ")}`}</title>
             </rect>
           );
         })}
