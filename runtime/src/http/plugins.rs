@@ -192,7 +192,7 @@ pub async fn patch(
     Query(query): Query<WriteQuery>,
     Extension(who): Extension<Principal>,
     Body(body): Body,
-) -> Result<Json<PluginRecord>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let changes: Map<String, Value> = parse_json(&body)?;
     let current = state.plugins.get(&name).await?;
     let mut manifest = serde_json::to_value(&current.manifest).unwrap_or_default();
@@ -200,6 +200,7 @@ pub async fn patch(
         manifest[field] = value;
     }
     let manifest: Manifest = parse_json(manifest.to_string().as_bytes())?;
+    let warnings = read_check(&state, &manifest)?;
     let write = PluginWrite {
         wasm: None,
         manifest: Some(manifest),
@@ -215,7 +216,9 @@ pub async fn patch(
         to_value(&record),
     )
     .await;
-    Ok(Json(record))
+    let mut answer = to_json(&record)?;
+    answer["warnings"] = warnings;
+    Ok(Json(answer))
 }
 
 pub async fn delete(

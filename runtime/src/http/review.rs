@@ -176,6 +176,12 @@ pub async fn approve(
         ));
     }
     let before = current(&state, &id).await?;
+    // The schemas may have changed since the draft was checked: strict mode checks it again.
+    let compiled = CompiledRule::compile(
+        state.rules.load().sandbox(),
+        Rule::unsaved(&id, draft.rule.clone(), &who.name),
+    )?;
+    super::rules::read_check(&state, &compiled)?;
     let updated_by = format!("{} (approved by {})", draft.author, who.name);
     let rule = state
         .store
