@@ -1,5 +1,5 @@
 //! The `nudge` command line: `serve`, `up`, `watch`, `replay`, `partitions`, and the offline
-//! `rule test`, `plugin test` and `plugin new`.
+//! `rule test`, `plugin test`, `plugin new`, `config check` and `config example`.
 
 #![forbid(unsafe_code)]
 
@@ -89,6 +89,20 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Settings: check a configuration, or print the example file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load the settings (defaults, file, NUDGE_* environment, flags), check them, and print the
+    /// effective ones with secrets masked; exits 1 naming what is wrong.
+    Check(SettingsFlags),
+    /// Print a settings file with every setting and its default.
+    Example,
 }
 
 #[derive(Subcommand)]
@@ -197,6 +211,21 @@ fn main() -> ExitCode {
                 0
             })
         }
+        Command::Config {
+            command: ConfigCommand::Check(flags),
+        } => Settings::load(&flags)
+            .map_err(anyhow::Error::from)
+            .and_then(|settings| {
+                settings.check()?;
+                print!("{}", settings.effective()?);
+                Ok(0)
+            }),
+        Command::Config {
+            command: ConfigCommand::Example,
+        } => Settings::example().map(|text| {
+            print!("{text}");
+            0
+        }),
         Command::Serve(flags) => run_async(serve(flags)),
         Command::Watch {
             subject,

@@ -486,12 +486,17 @@ impl Settings {
             _ => Vec::new(),
         };
         let known: Vec<&str> = known.iter().map(String::as_str).collect();
-        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+        let mut settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Serialized::defaults(file_without_retired(&file)?))
             .merge(Env::prefixed("NUDGE_").only(&known))
             .merge(Serialized::defaults(flags))
             .extract()
             .map_err(Box::new)?;
+        settings.resolve_paths().map_err(|error| {
+            Box::new(figment::Error::from(format!(
+                "resolving relative paths against the working directory: {error}"
+            )))
+        })?;
         for (name, replaced_by) in RETIRED {
             if std::env::var_os(format!("NUDGE_{}", name.to_uppercase())).is_some() {
                 tracing::warn!(
@@ -501,6 +506,21 @@ impl Settings {
             }
         }
         Ok(settings)
+    }
+}
+
+impl Settings {
+    /// Relative paths in the settings mean relative to the working directory at start-up;
+    /// made absolute once, so every part (the plugin code cache insists) sees the same path.
+    fn resolve_paths(&mut self) -> std::io::Result<()> {
+        self.data_dir = std::path::absolute(&self.data_dir)?;
+        for dir in [&mut self.plugin_cache_dir, &mut self.plugins_dir]
+            .into_iter()
+            .flatten()
+        {
+            *dir = std::path::absolute(&*dir)?;
+        }
+        Ok(())
     }
 }
 
@@ -531,6 +551,9 @@ fn file_without_retired(path: &std::path::Path) -> Result<toml::Table, Box<figme
 }
 
 mod derived;
+mod render;
+
+pub use render::SECRETS;
 
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
