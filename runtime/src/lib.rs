@@ -8,6 +8,7 @@ pub mod backtest;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod connection;
 pub mod delivery;
 pub mod http;
 pub mod pipeline;

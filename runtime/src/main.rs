@@ -236,12 +236,13 @@ fn main() -> ExitCode {
                 nats_url,
                 ..SettingsFlags::default()
             };
-            let url = Settings::load(&flags)?.nats_url.ok_or_else(|| {
+            let settings = Settings::load(&flags)?;
+            let url = settings.nats_url.clone().ok_or_else(|| {
                 anyhow::anyhow!(
                     "no NATS URL: pass --nats-url or set NUDGE_NATS_URL (`nudge up` prints it)"
                 )
             })?;
-            watch::run(&url, &subject, count).await?;
+            watch::run(&settings, &url, &subject, count).await?;
             Ok(0)
         }),
         Command::Up(flags) => run_async(up(flags)),
@@ -329,7 +330,7 @@ async fn partitions(
         .nats_url
         .clone()
         .ok_or_else(|| anyhow::anyhow!("no NATS URL: pass --nats-url or set NUDGE_NATS_URL"))?;
-    let (_client, js) = nudge::topology::connect(&url).await?;
+    let (_client, js) = nudge::topology::connect(&url, &settings).await?;
     use nudge::clock::Clock as _;
     match command {
         None => {

@@ -32,7 +32,7 @@ pub async fn run(settings: &Settings, replay: Replay<'_>) -> anyhow::Result<i32>
         .nats_url
         .clone()
         .context("no NATS URL: pass --nats-url or set NUDGE_NATS_URL")?;
-    let (_client, js) = topology::connect(&url).await?;
+    let (_client, js) = topology::connect(&url, settings).await?;
     // No plugin host here: a rule calling `plugin(..)` fails, and the report counts it.
     let sandbox = Arc::new(Sandbox::new(settings.rule_limits()));
     let rule = if Path::new(replay.rule).is_file() {

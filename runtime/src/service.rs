@@ -59,7 +59,7 @@ pub async fn run(
         .clone()
         .ok_or_else(|| anyhow::anyhow!("no NATS URL: set NUDGE_NATS_URL or use `nudge up`"))?;
     settings.check()?;
-    let (client, js) = topology::connect(&url).await?;
+    let (client, js) = topology::connect(&url, &settings).await?;
     topology::wait_for_jetstream(&js).await?;
     topology::ensure_streams(&js, &settings).await?;
     let heads = topology::ensure_bucket(&js, topology::RULES_BUCKET, &settings).await?;

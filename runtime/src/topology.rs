@@ -238,13 +238,17 @@ pub async fn ensure_object_store(
 
 /// Connects to NATS: `url` may list several servers of a cluster, comma-separated. Refuses a
 /// server older than [`MIN_SERVER`], naming the feature.
-pub async fn connect(url: &str) -> anyhow::Result<(async_nats::Client, Context)> {
+pub async fn connect(
+    url: &str,
+    settings: &Settings,
+) -> anyhow::Result<(async_nats::Client, Context)> {
     let servers: Vec<&str> = url
         .split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .collect();
-    let client = async_nats::ConnectOptions::new()
+    let client = crate::connection::options(settings)
+        .await?
         .name("nudge")
         .connection_timeout(Duration::from_secs(5))
         .connect(servers.as_slice())

@@ -6,10 +6,20 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use futures::StreamExt;
 
-/// Subscribes to `subject` on `nats_url` and prints one line per message, `<subject> <payload>`,
-/// until interrupted or, with `max_messages`, after that many.
-pub async fn run(nats_url: &str, subject: &str, max_messages: Option<u64>) -> anyhow::Result<()> {
-    let client = async_nats::connect(nats_url)
+use crate::config::Settings;
+
+/// Subscribes to `subject` on `nats_url` (with the settings' credentials and TLS) and prints one
+/// line per message, `<subject> <payload>`, until interrupted or, with `max_messages`, after
+/// that many.
+pub async fn run(
+    settings: &Settings,
+    nats_url: &str,
+    subject: &str,
+    max_messages: Option<u64>,
+) -> anyhow::Result<()> {
+    let client = crate::connection::options(settings)
+        .await?
+        .connect(nats_url)
         .await
         .with_context(|| format!("connecting to NATS at {nats_url}"))?;
     let mut messages = client.subscribe(subject.to_owned()).await?;

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cluster;
 pub mod matrix;
 pub mod receiver;
+pub mod secure;
 pub mod smtp;
 mod wait;
 pub mod workload;
@@ -34,7 +35,7 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
 }
 
-fn nats_server_binary() -> String {
+pub fn nats_server_binary() -> String {
     std::env::var("NUDGE_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into())
 }
 

@@ -65,6 +65,18 @@ async fn a_marketer_edits_tests_saves_watches_and_restores_a_rule_in_the_browser
         nudge.logs()
     );
     assert!(stdout.contains("ui: all steps passed"), "{stdout}");
+    // A whole session of the UI — sign-ins (one refused), tokens, webhook secrets shown once,
+    // uploads — leaves no secret in nudge's logs.
+    let logs = nudge.logs();
+    for secret in [
+        ADMIN_TOKEN,
+        WRITE_KEY,
+        PASSWORD,
+        "not her password",
+        "whsec_",
+    ] {
+        assert!(!logs.contains(secret), "`{secret}` is in nudge's logs");
+    }
     for page in [
         "login",
         "rules",

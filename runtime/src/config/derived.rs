@@ -177,6 +177,7 @@ impl Settings {
             "replicas ({}) must be 1 to 5",
             self.replicas
         );
+        crate::connection::check(self)?;
         // The relay's settings (URL, sender, credentials) must make a relay.
         crate::delivery::email::RelayPlan::from_settings(self)?;
         if let Some(url) = &self.public_url {

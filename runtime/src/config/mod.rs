@@ -18,6 +18,20 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// NATS server URL. `nudge up` starts its own `nats-server` when this is unset.
     pub nats_url: Option<String>,
+    /// Credentials for NATS, one way at most: a `.creds` file (a user JWT and its nkey seed), a
+    /// user and password, a token, or an nkey seed.
+    pub nats_creds_file: Option<PathBuf>,
+    pub nats_user: Option<String>,
+    pub nats_password: Option<String>,
+    pub nats_token: Option<String>,
+    pub nats_nkey_seed: Option<String>,
+    /// TLS to NATS: the CA certificate to trust (PEM; else the system's roots), a client
+    /// certificate and its key for servers that verify clients, and whether to require TLS for
+    /// `nats://` URLs too (`tls://` URLs always require it).
+    pub nats_tls_ca: Option<PathBuf>,
+    pub nats_tls_cert: Option<PathBuf>,
+    pub nats_tls_key: Option<PathBuf>,
+    pub nats_tls_required: bool,
     /// HTTP address of the API, ingest and metrics.
     pub listen: String,
     /// Bearer token with admin rights over the management API (and ingest).
@@ -314,6 +328,15 @@ impl Default for Settings {
         let state = StateLimits::default();
         Settings {
             nats_url: None,
+            nats_creds_file: None,
+            nats_user: None,
+            nats_password: None,
+            nats_token: None,
+            nats_nkey_seed: None,
+            nats_tls_ca: None,
+            nats_tls_cert: None,
+            nats_tls_key: None,
+            nats_tls_required: false,
             listen: "127.0.0.1:8080".into(),
             admin_token: None,
             write_key: None,
@@ -514,11 +537,18 @@ impl Settings {
     /// made absolute once, so every part (the plugin code cache insists) sees the same path.
     fn resolve_paths(&mut self) -> std::io::Result<()> {
         self.data_dir = std::path::absolute(&self.data_dir)?;
-        for dir in [&mut self.plugin_cache_dir, &mut self.plugins_dir]
-            .into_iter()
-            .flatten()
+        for path in [
+            &mut self.plugin_cache_dir,
+            &mut self.plugins_dir,
+            &mut self.nats_creds_file,
+            &mut self.nats_tls_ca,
+            &mut self.nats_tls_cert,
+            &mut self.nats_tls_key,
+        ]
+        .into_iter()
+        .flatten()
         {
-            *dir = std::path::absolute(&*dir)?;
+            *path = std::path::absolute(&*path)?;
         }
         Ok(())
     }

@@ -7,7 +7,14 @@ use serde_json::Value;
 use super::Settings;
 
 /// The settings that hold secrets: never printed, only whether they are set.
-pub const SECRETS: [&str; 3] = ["admin_token", "write_key", "smtp_password"];
+pub const SECRETS: [&str; 6] = [
+    "admin_token",
+    "write_key",
+    "smtp_password",
+    "nats_password",
+    "nats_token",
+    "nats_nkey_seed",
+];
 
 const MASK: &str = "********";
 
@@ -117,11 +124,14 @@ mod tests {
         let Value::Object(fields) = serde_json::to_value(Settings::default()).unwrap() else {
             panic!("settings are a table");
         };
+        // Paths to files that hold secrets: the path itself is not one.
+        const SECRET_FILES: [&str; 2] = ["nats_creds_file", "nats_tls_key"];
         for name in fields.keys() {
-            let looks_secret = ["token", "password", "secret", "key"]
+            let looks_secret = ["token", "password", "secret", "key", "seed"]
                 .iter()
                 .any(|word| name.contains(word))
-                && !name.ends_with("_s");
+                && !name.ends_with("_s")
+                && !SECRET_FILES.contains(&name.as_str());
             assert_eq!(
                 looks_secret,
                 SECRETS.contains(&name.as_str()),
