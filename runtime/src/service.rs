@@ -213,6 +213,10 @@ pub async fn run(
         schema_store,
         schemas: schemas.clone(),
         violations,
+        ingest_signing_key: crate::http::signed::signing_key(
+            settings.ingest_signing_secret.as_deref(),
+        )?,
+        ingest_ids: topology::ensure_bucket(&js, topology::INGEST_IDS_BUCKET, &settings).await?,
     });
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {

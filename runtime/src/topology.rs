@@ -50,6 +50,9 @@ pub const CLUSTER_BUCKET: &str = "NUDGE_CLUSTER";
 pub const INSTANCES_BUCKET: &str = "NUDGE_INSTANCES";
 /// Each instance's rule and plugin figures for `GET /api/stats`: key = instance id.
 pub const STATS_BUCKET: &str = "NUDGE_STATS";
+/// Ids of signed ingest requests already accepted (key: SHA-256 of the id), kept twice
+/// `ingest_signature_tolerance_s`, so a replay is refused by every instance.
+pub const INGEST_IDS_BUCKET: &str = "NUDGE_INGEST_IDS";
 /// Event schemas: the current version per event type (see `schemas::store`).
 pub const SCHEMAS_BUCKET: &str = "NUDGE_SCHEMAS";
 /// Every version of every event schema, key `<type>.<version>`.
@@ -155,6 +158,7 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
             s.samples_max_per_rule * (s.max_event_bytes + 64),
         ),
         CLUSTER_BUCKET | INSTANCES_BUCKET => (CLUSTER_BUCKET_BYTES, 64 * 1024),
+        INGEST_IDS_BUCKET => (CLUSTER_BUCKET_BYTES, 64),
         STATS_BUCKET | VIOLATIONS_BUCKET => (s.rules_max_bytes, STATS_VALUE_BYTES),
         SCHEMAS_BUCKET | SCHEMA_VERSIONS_BUCKET => (s.rules_max_bytes, s.schema_max_bytes + 4_096),
         _ => (s.rules_max_bytes, s.rule_max_script_bytes * 2),
@@ -176,6 +180,7 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
             // Heartbeats of instances long gone are dropped (liveness is judged by their age).
             INSTANCES_BUCKET => Duration::from_millis(s.partition_lease_ms * 20),
             STATS_BUCKET | VIOLATIONS_BUCKET => seconds(s.stats_max_age_s),
+            INGEST_IDS_BUCKET => seconds(2 * s.ingest_signature_tolerance_s),
             _ => Duration::ZERO,
         },
         num_replicas: s.replicas,

@@ -178,6 +178,7 @@ impl Settings {
             self.replicas
         );
         crate::connection::check(self)?;
+        crate::http::signed::signing_key(self.ingest_signing_secret.as_deref())?;
         // The relay's settings (URL, sender, credentials) must make a relay.
         crate::delivery::email::RelayPlan::from_settings(self)?;
         if let Some(url) = &self.public_url {

@@ -38,6 +38,11 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// Segment-style write key accepted by ingest (HTTP Basic user name).
     pub write_key: Option<String>,
+    /// With it (a Standard Webhooks secret, `whsec_…`), every ingest request must be signed
+    /// (`webhook-id`, `webhook-timestamp`, `webhook-signature`), fresh and not replayed.
+    pub ingest_signing_secret: Option<String>,
+    /// How far a signed request's timestamp may be from now; its id is remembered twice as long.
+    pub ingest_signature_tolerance_s: u64,
     /// Where `nudge up` keeps its `nats-server` store.
     pub data_dir: PathBuf,
     /// The `nats-server` executable `nudge up` runs.
@@ -340,6 +345,8 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             admin_token: None,
             write_key: None,
+            ingest_signing_secret: None,
+            ingest_signature_tolerance_s: 300,
             data_dir: PathBuf::from("nudge-data"),
             nats_server_bin: "nats-server".into(),
             partitions: 16,

@@ -7,9 +7,10 @@ use serde_json::Value;
 use super::Settings;
 
 /// The settings that hold secrets: never printed, only whether they are set.
-pub const SECRETS: [&str; 6] = [
+pub const SECRETS: [&str; 7] = [
     "admin_token",
     "write_key",
+    "ingest_signing_secret",
     "smtp_password",
     "nats_password",
     "nats_token",

@@ -20,6 +20,7 @@ pub mod routes;
 mod rules;
 mod schemas;
 pub mod segment;
+pub mod signed;
 mod ui;
 mod unsubscribe;
 mod webhooks;
@@ -88,6 +89,10 @@ pub struct AppState {
     pub schemas: crate::schemas::LiveSchemas,
     /// Every instance's schema violations report (`NUDGE_VIOLATIONS`).
     pub violations: async_nats::jetstream::kv::Store,
+    /// With `ingest_signing_secret`: the key ingest requests must be signed with, and the ids
+    /// already used (`NUDGE_INGEST_IDS`).
+    pub ingest_signing_key: Option<crate::delivery::signature::SigningKey>,
+    pub ingest_ids: async_nats::jetstream::kv::Store,
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
@@ -201,6 +206,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/page", ingest::segment_call(Call::Page))
         .route("/v1/screen", ingest::segment_call(Call::Screen))
         .route("/v1/batch", post(ingest::batch))
+        // Layers run outside-in: the credential first, then the signature.
+        .route_layer(from_fn_with_state(state.clone(), signed::verify))
         .route_layer(from_fn_with_state(state.clone(), auth::require_ingest));
     let sessions = SessionManagerLayer::new(state.access.sessions.clone())
         .with_name("nudge_session")
