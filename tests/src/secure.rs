@@ -25,6 +25,19 @@ impl Drop for SecureNats {
     }
 }
 
+/// `openssl req` with a new P-256 key, unencrypted, and `args`.
+fn new_key(dir: &Path, args: &[&str]) {
+    let key = [
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(dir, &[&key[..], args].concat());
+}
+
 fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl")
         .args(args)
@@ -48,23 +61,8 @@ fn issue(dir: &Path, name: &str, usage: &str) {
         format!("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage={usage}\n"),
     )
     .unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
+    let subject = format!("/CN={name}");
+    new_key(dir, &["-keyout", &key, "-out", &csr, "-subj", &subject]);
     openssl(
         dir,
         &[
@@ -91,16 +89,10 @@ impl SecureNats {
     pub fn start() -> SecureNats {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path();
-        openssl(
+        new_key(
             path,
             &[
-                "req",
                 "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
                 "-keyout",
                 "ca.key",
                 "-out",
