@@ -29,32 +29,23 @@ pub async fn sync_rules(
     .await;
 }
 
-/// How long a rule change's answer waits for this instance to run the change.
-const LIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Waits (at most [`LIVE_WAIT`]) until this instance's running set holds `version` of rule `id`
-/// — or, with `None`, no longer holds the rule — so the one who saved a rule can send an event
-/// right after and see it decided by the new version here. Other instances follow their own
-/// watch within milliseconds.
+/// Waits (at most [`versioned::LIVE_WAIT`]) until this instance's running set holds `version`
+/// of rule `id` — or, with `None`, no longer holds the rule.
 pub async fn wait_live(live: &LiveRules, id: &str, version: Option<u64>) {
-    let deadline = tokio::time::Instant::now() + LIVE_WAIT;
-    loop {
+    let arrived = versioned::wait_live(|| {
         let running = live.load().get(id).map(|r| r.rule.version);
-        let arrived = match version {
+        match version {
             Some(version) => running.is_some_and(|v| v >= version),
             None => running.is_none(),
-        };
-        if arrived || tokio::time::Instant::now() >= deadline {
-            if !arrived {
-                tracing::warn!(
-                    rule = id,
-                    ?version,
-                    "the rule change is stored but not yet running here"
-                );
-            }
-            return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    })
+    .await;
+    if !arrived {
+        tracing::warn!(
+            rule = id,
+            ?version,
+            "the rule change is stored but not yet running here"
+        );
     }
 }
 

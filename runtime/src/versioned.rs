@@ -236,6 +236,26 @@ fn version_key(id: &str, version: u64) -> String {
     format!("{id}.{version}")
 }
 
+/// How long a change's answer waits for this instance to run the change.
+pub const LIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits (at most [`LIVE_WAIT`]) until `arrived()` — this instance's watch has applied a change
+/// just stored — so whoever made it can send an event right after and see it decided with the
+/// change here (other instances follow their own watch within milliseconds). Answers whether it
+/// arrived.
+pub async fn wait_live(arrived: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + LIVE_WAIT;
+    loop {
+        if arrived() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

@@ -162,6 +162,11 @@ impl SchemaSet {
         entry.versions.get(&entry.latest)
     }
 
+    /// The current version of a type's schema, if it has one.
+    pub fn version(&self, event_type: &str) -> Option<u64> {
+        self.types.get(event_type).map(|entry| entry.latest)
+    }
+
     /// The types with a schema.
     pub fn types(&self) -> impl Iterator<Item = &str> {
         self.types.keys().map(String::as_str)

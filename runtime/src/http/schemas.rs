@@ -101,6 +101,7 @@ pub async fn put(
         .schema_store
         .put(&event_type, spec, &who.name, version, &recent)
         .await?;
+    crate::schemas::sync::wait_live(&state.schemas, &event_type, Some(stored.version)).await;
     let after = to_json(&stored)?;
     let (action, status) = match &before {
         Some(_) => ("schema.update", StatusCode::OK),
@@ -127,6 +128,7 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let before = state.schema_store.get(&event_type).await?;
     let deleted = state.schema_store.delete(&event_type, &who.name).await?;
+    crate::schemas::sync::wait_live(&state.schemas, &event_type, None).await;
     audit::record(
         &state.js,
         &who,
