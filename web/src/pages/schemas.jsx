@@ -171,9 +171,16 @@ export function SchemasPage({ session, type }) {
   const shown = useRef(null);
 
   const loadList = () => get("/api/schemas").then(setList).catch((e) => setError(errorOf(e)));
-  const loadReport = () => get("/api/schema-violations").then((r) => setReport(r.types ?? [])).catch(() => {});
+  const loadReport = () =>
+    get("/api/schema-violations").then((r) => setReport(r.types)).catch((e) => setError(errorOf(e)));
+  // A type not saved yet has no versions (404); anything else is shown.
   const loadVersions = (t) =>
-    get(`/api/schemas/${enc(t)}/versions`).then((v) => setVersions(v.versions ?? [])).catch(() => setVersions([]));
+    get(`/api/schemas/${enc(t)}/versions`)
+      .then((v) => setVersions(v.versions))
+      .catch((e) => {
+        setVersions([]);
+        if (e.status !== 404) setError(errorOf(e));
+      });
   useEffect(() => {
     loadList();
     loadReport();
