@@ -32,21 +32,10 @@ pub async fn sync_rules(
 /// Waits (at most [`versioned::LIVE_WAIT`]) until this instance's running set holds `version`
 /// of rule `id` — or, with `None`, no longer holds the rule.
 pub async fn wait_live(live: &LiveRules, id: &str, version: Option<u64>) {
-    let arrived = versioned::wait_live(|| {
-        let running = live.load().get(id).map(|r| r.rule.version);
-        match version {
-            Some(version) => running.is_some_and(|v| v >= version),
-            None => running.is_none(),
-        }
+    versioned::wait_live("rule", id, version, || {
+        live.load().get(id).map(|r| r.rule.version)
     })
     .await;
-    if !arrived {
-        tracing::warn!(
-            rule = id,
-            ?version,
-            "the rule change is stored but not yet running here"
-        );
-    }
 }
 
 fn apply(live: &LiveRules, entry: &kv::Entry) {

@@ -239,18 +239,34 @@ fn version_key(id: &str, version: u64) -> String {
 /// How long a change's answer waits for this instance to run the change.
 pub const LIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Waits (at most [`LIVE_WAIT`]) until `arrived()` — this instance's watch has applied a change
-/// just stored — so whoever made it can send an event right after and see it decided with the
-/// change here (other instances follow their own watch within milliseconds). Answers whether it
-/// arrived.
-pub async fn wait_live(arrived: impl Fn() -> bool) -> bool {
+/// Waits (at most [`LIVE_WAIT`]) until this instance's watch has applied a change just stored
+/// — `running()` (the version of `key` this instance uses) reaches `version`, or with `None`
+/// is gone — so whoever made it can send an event right after and see it decided with the
+/// change here (other instances follow their own watch within milliseconds). Warns if it did
+/// not arrive in time.
+pub async fn wait_live(
+    noun: &str,
+    key: &str,
+    version: Option<u64>,
+    running: impl Fn() -> Option<u64>,
+) {
     let deadline = tokio::time::Instant::now() + LIVE_WAIT;
     loop {
-        if arrived() {
-            return true;
+        let arrived = match (version, running()) {
+            (Some(version), running) => running.is_some_and(|v| v >= version),
+            (None, running) => running.is_none(),
+        };
+        if arrived {
+            return;
         }
         if tokio::time::Instant::now() >= deadline {
-            return false;
+            tracing::warn!(
+                noun,
+                key,
+                ?version,
+                "the change is stored but not yet used here"
+            );
+            return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }

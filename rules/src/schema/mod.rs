@@ -251,13 +251,17 @@ pub fn dataschema_version(uri: &Value, event_type: &str) -> Result<u64, String> 
     let Some(uri) = uri.as_str() else {
         return Err("dataschema: must be a string (a URI)".into());
     };
-    let suffix = format!("/schemas/{event_type}/versions/");
-    uri.rfind(&suffix)
-        .and_then(|at| uri[at + suffix.len()..].parse::<u64>().ok())
+    // Checked in place: an event that names its schema pays no allocation for it.
+    uri.rsplit_once("/versions/")
+        .filter(|(head, _)| {
+            head.strip_suffix(event_type)
+                .is_some_and(|rest| rest.ends_with("/schemas/"))
+        })
+        .and_then(|(_, version)| version.parse::<u64>().ok())
         .ok_or_else(|| {
             format!(
-                "dataschema: \"{uri}\" does not end in \"{suffix}<version>\" (the version's \
-                 address in nudge's API)"
+                "dataschema: \"{uri}\" does not end in \"/schemas/{event_type}/versions/<version>\" \
+                 (the version's address in nudge's API)"
             )
         })
 }

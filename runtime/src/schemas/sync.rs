@@ -91,19 +91,8 @@ async fn apply(store: &SchemaStore, live: &LiveSchemas, versions_loaded: usize, 
 /// `event_type`'s schema — or, with `None`, with none — so an event sent right after a change is
 /// judged by it here.
 pub async fn wait_live(live: &LiveSchemas, event_type: &str, version: Option<u64>) {
-    let arrived = versioned::wait_live(|| {
-        let running = live.load().version(event_type);
-        match version {
-            Some(version) => running.is_some_and(|v| v >= version),
-            None => running.is_none(),
-        }
+    versioned::wait_live("schema", event_type, version, || {
+        live.load().version(event_type)
     })
     .await;
-    if !arrived {
-        tracing::warn!(
-            event_type,
-            ?version,
-            "the schema change is stored but not yet used here"
-        );
-    }
 }
