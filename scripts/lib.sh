@@ -60,6 +60,15 @@ ensure_node() {
 }
 
 # Debian's Chromium for the browser tests (playwright-core drives it; no browser download).
+# Prometheus and promtool (Debian's package) for the monitoring test, which loads
+# deploy/prometheus/ into a real Prometheus. The package's own service is not needed.
+ensure_prometheus() {
+    if [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/promtool ]; then
+        echo "installing prometheus" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    fi
+}
+
 ensure_chromium() {
     if [ ! -x /usr/bin/chromium ]; then
         echo "installing chromium" >&2

@@ -23,6 +23,7 @@ pub mod rulesync;
 pub mod schemas;
 pub mod service;
 pub mod stats;
+pub mod storage;
 pub mod tail;
 pub mod telemetry;
 pub mod timers;

@@ -217,6 +217,10 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|settings| {
                 settings.check()?;
+                println!(
+                    "# nudge's streams and buckets reserve {} per replica in JetStream's file store",
+                    nudge::storage::human_bytes(nudge::storage::reserved_bytes(&settings))
+                );
                 print!("{}", settings.effective()?);
                 Ok(0)
             }),
@@ -307,10 +311,11 @@ async fn serve(flags: SettingsFlags) -> anyhow::Result<i32> {
     let metrics = telemetry::init_metrics()?;
     let listener = listen(&settings).await?;
     let address = listener.local_addr()?;
+    let scheme = settings.scheme();
     let shutdown = CancellationToken::new();
     service::cancel_on_signals(shutdown.clone());
     service::run(settings, listener, Some(metrics), shutdown, async |_| {
-        say(format!("nudge listening on http://{address}"));
+        say(format!("nudge listening on {scheme}://{address}"));
         Ok(())
     })
     .await?;
@@ -373,17 +378,18 @@ async fn up(flags: SettingsFlags) -> anyhow::Result<i32> {
     let nats_url = settings.nats_url.clone().unwrap_or_default();
     let listener = listen(&settings).await?;
     let address = listener.local_addr()?;
+    let scheme = settings.scheme();
     let result = service::run(settings, listener, Some(metrics), shutdown.clone(), async |started| {
         let seeded = up::seed_examples(&started.store).await?;
         let admin_password = up::seed_admin(&started.access).await?;
-        say(format!("nudge listening on http://{address}"));
+        say(format!("nudge listening on {scheme}://{address}"));
         say("");
         say("  nudge is up");
-        say(format!("  web UI                http://{address}/login"));
+        say(format!("  web UI                {scheme}://{address}/login"));
         if let Some(password) = admin_password {
             say(format!("  first admin           admin / {password}   (shown once; add users under Admin)"));
         }
-        say(format!("  API, ingest, metrics  http://{address}   (GET /api/rules, POST /v1/events, /metrics)"));
+        say(format!("  API, ingest, metrics  {scheme}://{address}   (GET /api/rules, POST /v1/events, /metrics)"));
         say(format!("  NATS                  {nats_url}   (publish CloudEvents on events.<type>, read actions.>)"));
         say(format!("  admin token           {admin_token}"));
         say(format!("  write key             {write_key}"));

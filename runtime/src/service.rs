@@ -218,12 +218,14 @@ pub async fn run(
         )?,
         ingest_ids: topology::ensure_bucket(&js, topology::INGEST_IDS_BUCKET, &settings).await?,
     });
-    let http_shutdown = shutdown.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(http_shutdown.cancelled_owned())
-            .await
-    });
+    let tls = crate::http::tls::Tls::from_settings(&settings).await?;
+    let http = tokio::spawn(crate::http::tls::serve(
+        listener,
+        app(state),
+        tls,
+        shutdown.clone(),
+        Duration::from_millis(settings.shutdown_grace_ms),
+    ));
 
     if let Some(dir) = &settings.plugins_dir {
         plugin_dir::store_changed(&plugin_store, dir).await?;

@@ -42,6 +42,92 @@ pub const DELIVERY_BREAKER_OPEN: &str = "nudge_delivery_breaker_open";
 pub const DELIVERIES_PENDING: &str = "nudge_deliveries_pending";
 pub const UNSUBSCRIBES: &str = "nudge_unsubscribes_total";
 pub const SCHEMA_VIOLATIONS: &str = "nudge_schema_violations_total";
+pub const READY: &str = "nudge_ready";
+pub const PARTITION_COUNT: &str = "nudge_partition_count";
+pub const DLQ_EVENTS: &str = "nudge_dlq_events";
+pub const INGEST_RATE_LIMITED: &str = "nudge_ingest_rate_limited_total";
+
+/// Every metric nudge exports under its own name (a closed set: the README's metrics table is
+/// held equal to it, with the `process_*` metrics of [`PROCESS_METRICS`]).
+pub const ALL: [&str; 42] = [
+    EVENTS_IN,
+    EVENTS_PROCESSED,
+    EVENTS_INGESTED,
+    ACTIONS_OUT,
+    ACTIONS_DEDUPLICATED,
+    RULE_ERRORS,
+    DLQ,
+    PUBLISH_RETRIES,
+    PROCESSING_SECONDS,
+    BATCH_SECONDS,
+    RULE_EVAL_SECONDS,
+    CONSUMER_PENDING,
+    EVENTS_SKIPPED,
+    PARTITIONS_OWNED,
+    PARTITIONS_ACQUIRED,
+    PARTITIONS_LOST,
+    PARTITION_POSITION,
+    PARTITION_LAG,
+    CHECKPOINT_SECONDS,
+    CHECKPOINT_PROFILES,
+    PLUGIN_QUARANTINED,
+    RULES_LOADED,
+    PLUGIN_CALLS,
+    PLUGIN_ERRORS,
+    PLUGIN_CALL_SECONDS,
+    PLUGIN_FUEL,
+    PLUGINS_LOADED,
+    ACTIONS_SUPPRESSED,
+    ACTIONS_HELD,
+    TIMERS_FIRED,
+    TIMER_LATENESS_SECONDS,
+    TIMERS_PENDING,
+    DELIVERIES,
+    DELIVERY_SECONDS,
+    DELIVERY_BREAKER_OPEN,
+    DELIVERIES_PENDING,
+    UNSUBSCRIBES,
+    SCHEMA_VIOLATIONS,
+    READY,
+    PARTITION_COUNT,
+    DLQ_EVENTS,
+    INGEST_RATE_LIMITED,
+];
+
+/// The process metrics of `metrics-process` nudge exports (Linux), collected at each scrape.
+pub const PROCESS_METRICS: [&str; 8] = [
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+    "process_virtual_memory_bytes",
+    "process_virtual_memory_max_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_threads",
+];
+
+/// The process collector, described once with the other metrics.
+static PROCESS: std::sync::LazyLock<metrics_process::Collector> =
+    std::sync::LazyLock::new(metrics_process::Collector::default);
+
+/// What `/metrics` reads at each scrape rather than when it changes.
+pub struct ScrapeFigures {
+    pub ready: bool,
+    pub partitions: usize,
+    /// Messages in `NUDGE_DLQ`; `None` when the stream could not be read (the gauge keeps its
+    /// last value, and the failure is logged).
+    pub dlq_events: Option<u64>,
+}
+
+/// Sets the scrape-time gauges and the process metrics.
+pub fn scraped(figures: ScrapeFigures) {
+    PROCESS.collect();
+    gauge!(READY).set(if figures.ready { 1.0 } else { 0.0 });
+    gauge!(PARTITION_COUNT).set(figures.partitions as f64);
+    if let Some(events) = figures.dlq_events {
+        gauge!(DLQ_EVENTS).set(events as f64);
+    }
+}
 
 pub fn init_logs() {
     use tracing_subscriber::EnvFilter;
@@ -194,11 +280,26 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         "How long after its due time a timer fired."
     );
     describe_gauge!(TIMERS_PENDING, "Timers this instance knows are waiting.");
+    describe_gauge!(READY, "1 while this instance answers /readyz with 200.");
+    describe_gauge!(
+        PARTITION_COUNT,
+        "Partitions of the events stream (the topology's count)."
+    );
+    describe_gauge!(DLQ_EVENTS, "Messages in the dead-letter stream NUDGE_DLQ.");
+    describe_counter!(
+        INGEST_RATE_LIMITED,
+        "Ingest requests refused with 429 because their write key was over its rate, by key."
+    );
+    PROCESS.describe();
     Ok(handle)
 }
 
 pub fn rule_failed(rule: &str, reason: &'static str, limit: Option<&'static str>) {
     counter!(RULE_ERRORS, "rule" => rule.to_owned(), "reason" => reason, "limit" => limit.unwrap_or("")).increment(1);
+}
+
+pub fn ingest_rate_limited(key: &str) {
+    counter!(INGEST_RATE_LIMITED, "key" => key.to_owned()).increment(1);
 }
 
 pub fn dead_lettered(reason_kind: &'static str) {
@@ -281,4 +382,40 @@ pub fn timers_pending(pending: usize) {
 
 pub fn suppressed(reason: &'static str, channel: &'static str) {
     metrics::counter!(ACTIONS_SUPPRESSED, "reason" => reason, "channel" => channel).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ALL, PROCESS_METRICS};
+
+    /// The metric names of the README's metrics table, in its order.
+    fn readme_metrics() -> Vec<String> {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split_once("\n## Metrics\n")
+            .and_then(|(_, rest)| rest.split_once("\n## "))
+            .map(|(table, _)| table)
+            .expect("README has a Metrics section");
+        // The first cell names one metric or several: `a{label}`, `b`.
+        table
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|row| row.split_once(" | ").map(|(cell, _)| cell))
+            .flat_map(|cell| cell.split(", `"))
+            .map(|name| name.split(['`', '{']).next().expect("a name").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_names_every_metric_and_no_other() {
+        let mut documented = readme_metrics();
+        documented.sort();
+        let mut exported: Vec<String> = ALL
+            .iter()
+            .chain(PROCESS_METRICS.iter())
+            .map(|name| (*name).to_owned())
+            .collect();
+        exported.sort();
+        assert_eq!(documented, exported);
+    }
 }

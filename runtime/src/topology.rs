@@ -50,6 +50,8 @@ pub const CLUSTER_BUCKET: &str = "NUDGE_CLUSTER";
 pub const INSTANCES_BUCKET: &str = "NUDGE_INSTANCES";
 /// Each instance's rule and plugin figures for `GET /api/stats`: key = instance id.
 pub const STATS_BUCKET: &str = "NUDGE_STATS";
+/// Named ingest write keys (`access::write_keys`): key = name.
+pub const WRITE_KEYS_BUCKET: &str = "NUDGE_WRITE_KEYS";
 /// Ids of signed ingest requests already accepted (key: SHA-256 of the id), kept twice
 /// `ingest_signature_tolerance_s`, so a replay is refused by every instance.
 pub const INGEST_IDS_BUCKET: &str = "NUDGE_INGEST_IDS";
@@ -72,6 +74,34 @@ pub const SECRETS_BUCKET: &str = "NUDGE_SECRETS";
 /// `deliveries.<channel>.<profile key>.<action id>`.
 pub const DELIVERIES_STREAM: &str = "NUDGE_DELIVERIES";
 
+/// Every key-value bucket nudge keeps (a closed set: `storage::reserved_bytes` sums them, and
+/// the `nudge up` test holds the sum equal to what the server holds).
+pub const BUCKETS: [&str; 23] = [
+    RULES_BUCKET,
+    RULE_VERSIONS_BUCKET,
+    PLUGINS_BUCKET,
+    PLUGIN_VERSIONS_BUCKET,
+    PROFILES_BUCKET,
+    TIMERS_BUCKET,
+    USERS_BUCKET,
+    TOKENS_BUCKET,
+    WRITE_KEYS_BUCKET,
+    SESSIONS_BUCKET,
+    DRAFTS_BUCKET,
+    SAMPLES_BUCKET,
+    CLUSTER_BUCKET,
+    INSTANCES_BUCKET,
+    STATS_BUCKET,
+    INGEST_IDS_BUCKET,
+    SCHEMAS_BUCKET,
+    SCHEMA_VERSIONS_BUCKET,
+    VIOLATIONS_BUCKET,
+    WEBHOOKS_BUCKET,
+    EMAIL_TEMPLATES_BUCKET,
+    EMAIL_TEMPLATE_VERSIONS_BUCKET,
+    SECRETS_BUCKET,
+];
+
 /// The oldest nats-server nudge runs on, and why: checkpoints write a partition's profiles in
 /// atomic batches (2.12) fenced with `Nats-Expected-Last-Subject-Sequence-Subject` (2.11), so a
 /// former owner's writes are refused whole.
@@ -81,8 +111,9 @@ fn seconds(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-pub async fn ensure_streams(js: &Context, s: &Settings) -> anyhow::Result<()> {
-    let streams = [
+/// The streams nudge writes (not the key-value buckets' own), as the settings size them.
+pub fn stream_configs(s: &Settings) -> Vec<stream::Config> {
+    let streams = vec![
         stream::Config {
             name: EVENTS_STREAM.into(),
             subjects: vec!["events.>".into()],
@@ -134,23 +165,32 @@ pub async fn ensure_streams(js: &Context, s: &Settings) -> anyhow::Result<()> {
             ..Default::default()
         },
     ];
-    for mut config in streams {
-        config.num_replicas = s.replicas;
+    streams
+        .into_iter()
+        .map(|config| stream::Config {
+            num_replicas: s.replicas,
+            ..config
+        })
+        .collect()
+}
+
+pub async fn ensure_streams(js: &Context, s: &Settings) -> anyhow::Result<()> {
+    for config in stream_configs(s) {
         let what = format!("creating or updating stream {}", config.name);
         settle(&what, || async {
             js.create_or_update_stream(config.clone())
                 .await
                 .with_context(|| what.clone())
         })
-        .await?;
+        .await
+        .map_err(|e| crate::storage::explain(e, &config.name, config.max_bytes, s))?;
     }
     Ok(())
 }
 
-/// Creates a KV bucket's backing stream directly (the layout `create_key_value` would make) because
-/// async-nats' own helper needs an account-info reply that nats-server 2.9 does not send.
-pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::Result<kv::Store> {
-    let (max_bytes, max_value_bytes) = match bucket {
+/// A bucket's size limit and largest value, as the settings size them.
+pub fn bucket_limits(bucket: &str, s: &Settings) -> (i64, usize) {
+    match bucket {
         PROFILES_BUCKET => (s.profiles_max_bytes, s.profile_max_bytes),
         TIMERS_BUCKET => (s.timers_max_bytes, s.max_event_bytes * 4),
         SAMPLES_BUCKET => (
@@ -162,7 +202,13 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
         STATS_BUCKET | VIOLATIONS_BUCKET => (s.rules_max_bytes, STATS_VALUE_BYTES),
         SCHEMAS_BUCKET | SCHEMA_VERSIONS_BUCKET => (s.rules_max_bytes, s.schema_max_bytes + 4_096),
         _ => (s.rules_max_bytes, s.rule_max_script_bytes * 2),
-    };
+    }
+}
+
+/// Creates a KV bucket's backing stream directly (the layout `create_key_value` would make) because
+/// async-nats' own helper needs an account-info reply that nats-server 2.9 does not send.
+pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::Result<kv::Store> {
+    let (max_bytes, max_value_bytes) = bucket_limits(bucket, s);
     if let Ok(store) = js.get_key_value(bucket).await {
         if bucket == PROFILES_BUCKET {
             allow_atomic(js, &store.stream_name).await?;
@@ -199,7 +245,8 @@ pub async fn ensure_bucket(js: &Context, bucket: &str, s: &Settings) -> anyhow::
             .await
             .with_context(|| what.clone())
     })
-    .await?;
+    .await
+    .map_err(|e| crate::storage::explain(e, &config.name, max_bytes, s))?;
     js.get_key_value(bucket)
         .await
         .with_context(|| format!("opening key-value bucket {bucket}"))
@@ -239,6 +286,7 @@ pub async fn ensure_object_store(
         .with_context(|| what.clone())
     })
     .await
+    .map_err(|e| crate::storage::explain(e, bucket, s.plugins_max_bytes, s))
 }
 
 /// Connects to NATS: `url` may list several servers of a cluster, comma-separated. Refuses a

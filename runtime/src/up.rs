@@ -48,12 +48,49 @@ fn check_nats_binary(settings: &Settings) -> anyhow::Result<()> {
         .with_context(|| format!("{} (nats_server_bin)", settings.nats_server_bin))
 }
 
+/// The server's configuration file, written at each start.
+pub const NATS_CONFIG_FILE: &str = "nats-server.conf";
+
+/// Writes the configuration of `nudge up`'s own server: a JetStream file store budget of what
+/// nudge's settings reserve and a quarter more (buckets made under larger settings keep their
+/// size), so the server takes nudge's streams whatever the disk had free when it started — the
+/// default budget, 75% of that, refuses them on a disk with less than about 24 GiB free. Warns
+/// when the disk cannot hold the streams at their limits.
+fn write_nats_config(settings: &Settings, store_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let reserved = crate::storage::reserved_bytes(settings);
+    let budget = reserved + reserved / 4;
+    if let Ok(disk) = nix::sys::statvfs::statvfs(store_dir) {
+        let free =
+            i64::try_from(disk.blocks_available() * disk.fragment_size()).unwrap_or(i64::MAX);
+        if free < reserved {
+            tracing::warn!(
+                store = %store_dir.display(),
+                free = %crate::storage::human_bytes(free),
+                reserved = %crate::storage::human_bytes(reserved),
+                "the disk under the NATS store has less free space than nudge's streams may grow \
+                 to; free space or lower the *_max_bytes settings"
+            );
+        }
+    }
+    let path = settings.data_dir.join(NATS_CONFIG_FILE);
+    let text = format!(
+        "# Written by `nudge up` at each start.\n\
+         # nudge's streams and buckets reserve {} per replica.\n\
+         jetstream {{ max_file_store: {budget} }}\n",
+        crate::storage::human_bytes(reserved)
+    );
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 fn spawn_nats(settings: &Settings, port: u16, store_dir: &Path) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(settings.data_dir.join("nats-server.log"))?;
     Command::new(&settings.nats_server_bin)
+        .arg("--config")
+        .arg(write_nats_config(settings, store_dir)?)
         .args(["--jetstream", "--addr", "127.0.0.1", "--port", &port.to_string(), "--store_dir"])
         .arg(store_dir)
         .stdin(Stdio::null())

@@ -68,6 +68,11 @@ impl NatsCluster {
         let log =
             std::fs::File::create(self.dir.path().join(format!("n{index}.log"))).expect("node log");
         let child = std::process::Command::new(nats_server_binary())
+            .arg("--config")
+            .arg(crate::jetstream_budget_config(
+                self.dir.path(),
+                crate::JETSTREAM_BUDGET,
+            ))
             .args(["--jetstream", "--addr", "127.0.0.1"])
             .args(["--port", &node.client_port.to_string()])
             .args(["--server_name", &format!("n{index}")])

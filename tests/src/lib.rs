@@ -2,13 +2,17 @@
 //! pattern of the async-nats repository's own test helper) and the real `nudge` binary as a child
 //! process that tests can SIGKILL.
 
+pub use nats_server::{JETSTREAM_BUDGET, NatsServer, jetstream_budget_config, nats_server_binary};
 pub use wait::{WAIT, until};
 
 pub mod bench;
 pub mod cluster;
 pub mod matrix;
+mod nats_server;
+pub mod prometheus;
 pub mod receiver;
 pub mod secure;
+pub mod signin;
 pub mod smtp;
 mod wait;
 pub mod workload;
@@ -27,112 +31,6 @@ use tokio::process::{Child, Command};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const WRITE_KEY: &str = "test-write-key";
-
-/// A `nats-server` with JetStream, private to one test.
-pub struct NatsServer {
-    child: std::process::Child,
-    pub url: String,
-    dir: tempfile::TempDir,
-}
-
-pub fn nats_server_binary() -> String {
-    std::env::var("NUDGE_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into())
-}
-
-fn spawn_nats_server(dir: &std::path::Path, port: &str) -> std::process::Child {
-    spawn_nats_server_binary(&nats_server_binary(), dir, port)
-}
-
-fn spawn_nats_server_binary(
-    binary: &str,
-    dir: &std::path::Path,
-    port: &str,
-) -> std::process::Child {
-    std::process::Command::new(binary)
-        .args([
-            "--jetstream",
-            "--addr",
-            "127.0.0.1",
-            "--port",
-            port,
-            "--store_dir",
-        ])
-        .arg(dir.join("store"))
-        .arg("--ports_file_dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("starting {binary}: {e} (install nats-server or set NUDGE_TEST_NATS_SERVER)")
-        })
-}
-
-impl NatsServer {
-    /// The server's process id (to read its CPU time).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Starts the binary named by `NUDGE_TEST_NATS_SERVER`, else `nats-server` from PATH.
-    pub fn start() -> NatsServer {
-        Self::start_binary(&nats_server_binary())
-    }
-
-    /// Starts the `nats-server` at `binary` (an older one, say).
-    pub fn start_binary(binary: &str) -> NatsServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let child = spawn_nats_server_binary(binary, dir.path(), "-1");
-        let name = binary.rsplit('/').next().unwrap_or("nats-server");
-        let ports_file = dir.path().join(format!("{name}_{}.ports", child.id()));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let url = loop {
-            if let Ok(text) = std::fs::read_to_string(&ports_file)
-                && let Ok(ports) = serde_json::from_str::<Value>(&text)
-                && let Some(url) = ports["nats"][0].as_str()
-            {
-                break url.to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server wrote no ports file at {}",
-                ports_file.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        NatsServer { child, url, dir }
-    }
-
-    /// SIGKILLs the server, then starts it again on the same port with the same store.
-    pub fn crash_and_restart(&mut self, down_for: Duration) {
-        self.child.kill().expect("SIGKILL nats-server");
-        self.child.wait().ok();
-        std::thread::sleep(down_for);
-        let port = self.url.rsplit(':').next().expect("port").to_owned();
-        self.child = spawn_nats_server(self.dir.path(), &port);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().expect("port")))
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "nats-server did not come back");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub async fn jetstream(&self) -> jetstream::Context {
-        let client = async_nats::connect(&self.url)
-            .await
-            .expect("connecting to the test nats-server");
-        jetstream::new(client)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
 
 /// The `nudge` binary built by `cargo build` next to the test executable, or `NUDGE_BIN`.
 pub fn nudge_binary() -> PathBuf {

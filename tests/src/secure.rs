@@ -1,6 +1,7 @@
-//! A nats-server that requires TLS with client certificates and a user and password, for the
-//! tests of nudge's NATS credentials and TLS settings: its own CA and certificates (made with
-//! the `openssl` command), a random port, a temporary store, killed on drop.
+//! Test certificates (a CA and certificates it signs, made with the `openssl` command), and a
+//! nats-server that requires TLS with client certificates and a user and password, for the
+//! tests of nudge's NATS credentials and TLS settings: a random port, a temporary store, killed
+//! on drop.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,8 +52,27 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A P-256 key and a certificate signed by the test CA, for `name`, valid for `usage`.
-fn issue(dir: &Path, name: &str, usage: &str) {
+/// A test CA in `dir`: `ca.key` and `ca.pem`, valid for a day.
+pub fn make_ca(dir: &Path) {
+    new_key(
+        dir,
+        &[
+            "-x509",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=nudge test CA",
+        ],
+    );
+}
+
+/// A P-256 key and a certificate signed by the CA in `dir` (see [`make_ca`]), for `name`
+/// (`<name>.key`, `<name>.pem`; 127.0.0.1 and localhost), valid for `usage` (`serverAuth`).
+pub fn issue(dir: &Path, name: &str, usage: &str) {
     let key = format!("{name}.key");
     let csr = format!("{name}.csr");
     let ext = format!("{name}.ext");
@@ -89,28 +109,16 @@ impl SecureNats {
     pub fn start() -> SecureNats {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path();
-        new_key(
-            path,
-            &[
-                "-x509",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=nudge test CA",
-            ],
-        );
+        make_ca(path);
         issue(path, "server", "serverAuth");
         issue(path, "client", "clientAuth");
         let config = format!(
-            "host: 127.0.0.1\nport: -1\njetstream {{ store_dir: \"{store}\" }}\n\
+            "host: 127.0.0.1\nport: -1\njetstream {{ store_dir: \"{store}\", max_file_store: {budget} }}\n\
              tls {{ cert_file: \"{dir}/server.pem\", key_file: \"{dir}/server.key\", \
              ca_file: \"{dir}/ca.pem\", verify: true }}\n\
              authorization {{ user: \"{USER}\", password: \"{PASSWORD}\" }}\n",
             store = path.join("store").display(),
+            budget = crate::JETSTREAM_BUDGET,
             dir = path.display(),
         );
         std::fs::write(path.join("nats.conf"), config).unwrap();

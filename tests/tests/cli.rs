@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+use futures::StreamExt;
 use nudge_tests::*;
 use serde_json::{Value, json};
 
@@ -118,10 +119,47 @@ async fn nudge_up_runs_its_own_nats_server_and_loads_the_examples() {
         !nats_pid.is_empty(),
         "nudge up runs nats-server as its child"
     );
+    own_server_budget_holds_every_stream(&nudge, &nats_pid).await;
     assert!(nudge.stop().await, "nudge up exits cleanly on SIGTERM");
     assert!(
         !std::path::Path::new(&format!("/proc/{nats_pid}")).exists(),
         "nats-server was stopped with nudge"
+    );
+}
+
+/// `nudge up` gives its server a file store budget from what nudge's settings reserve (so it
+/// starts on a nearly full disk); the reservation it computes is what the server holds.
+async fn own_server_budget_holds_every_stream(nudge: &Nudge, nats_pid: &str) {
+    let config_path = nudge
+        .log_path
+        .with_file_name("data")
+        .join("nats-server.conf");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let reserved: i64 = config
+        .split_once(" GiB (")
+        .and_then(|(_, rest)| rest.split_once(" bytes)"))
+        .map(|(number, _)| number.parse().unwrap())
+        .unwrap_or_else(|| panic!("no reservation in {config}"));
+    assert!(
+        config.contains(&format!("max_file_store: {}", reserved + reserved / 4)),
+        "{config}"
+    );
+    let cmdline = std::fs::read_to_string(format!("/proc/{nats_pid}/cmdline")).unwrap();
+    let args: Vec<&str> = cmdline.split('\0').collect();
+    let port = args[args.iter().position(|a| *a == "--port").unwrap() + 1];
+    let client = async_nats::connect(format!("nats://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut names = js.stream_names();
+    let mut held = 0;
+    while let Some(name) = names.next().await {
+        let mut stream = js.get_stream(name.unwrap()).await.unwrap();
+        held += stream.info().await.unwrap().config.max_bytes;
+    }
+    assert_eq!(
+        held, reserved,
+        "storage::reserved_bytes must count every stream and bucket nudge makes"
     );
 }
 

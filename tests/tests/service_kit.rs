@@ -65,6 +65,12 @@ fn config_check_prints_the_effective_settings_with_secrets_masked() {
     );
     assert!(stdout.contains("listen = \"0.0.0.0:9090\""), "{stdout}");
     assert!(
+        stdout.starts_with("# nudge's streams and buckets reserve ")
+            && stdout.contains(" GiB (")
+            && stdout.contains(" per replica in JetStream's file store"),
+        "{stdout}"
+    );
+    assert!(
         !stdout.contains("very-secret"),
         "a secret printed: {stdout}"
     );
@@ -95,4 +101,37 @@ fn config_example_is_the_committed_example_file() {
     assert!(output.status.success());
     let committed = std::fs::read_to_string(repo_file("deploy/nudge.toml")).unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), committed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_without_room_for_the_streams_is_named_with_what_to_change() {
+    // nudge's defaults reserve about 18 GiB; this server's budget is 1 GB.
+    let nats = NatsServer::start_with_budget("1GB");
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(nudge_binary())
+            .arg("serve")
+            .current_dir(dir.path())
+            .env("NUDGE_NATS_URL", &nats.url)
+            .env("NUDGE_LISTEN", "127.0.0.1:0")
+            .env("NUDGE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("NUDGE_WRITE_KEY", WRITE_KEY)
+            .env("NUDGE_DATA_DIR", dir.path().join("data"))
+            .output(),
+    )
+    .await
+    .expect("nudge gives up at once")
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for part in [
+        "JetStream could not set aside 4.0 GiB",
+        "for NUDGE_EVENTS",
+        "max_file_store",
+        "nudge's settings reserve",
+        "*_max_bytes settings",
+    ] {
+        assert!(stderr.contains(part), "no `{part}` in: {stderr}");
+    }
 }

@@ -8,6 +8,7 @@ pub mod sessions;
 pub mod throttle;
 pub mod tokens;
 pub mod users;
+pub mod write_keys;
 
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +89,7 @@ pub struct Access {
     pub tokens: tokens::TokenStore,
     pub sessions: sessions::NatsSessionStore,
     pub login_throttle: std::sync::Arc<throttle::LoginThrottle>,
+    pub write_keys: write_keys::WriteKeyStore,
 }
 
 impl Access {
@@ -95,8 +97,23 @@ impl Access {
         js: &async_nats::jetstream::Context,
         settings: &crate::config::Settings,
     ) -> anyhow::Result<Access> {
-        use crate::topology::{SESSIONS_BUCKET, TOKENS_BUCKET, USERS_BUCKET, ensure_bucket};
+        use crate::topology::{
+            SESSIONS_BUCKET, TOKENS_BUCKET, USERS_BUCKET, WRITE_KEYS_BUCKET, ensure_bucket,
+        };
+        let write_keys = write_keys::WriteKeyStore::open(
+            ensure_bucket(js, WRITE_KEYS_BUCKET, settings).await?,
+            settings.write_key_limits(),
+            settings.write_key.as_deref(),
+        )
+        .await?;
+        let watched = write_keys.clone();
+        tokio::spawn(async move {
+            if let Err(error) = watched.watch().await {
+                tracing::error!(%error, "watching NUDGE_WRITE_KEYS stopped: key changes no longer reach this instance");
+            }
+        });
         Ok(Access {
+            write_keys,
             users: users::UserStore::new(ensure_bucket(js, USERS_BUCKET, settings).await?),
             tokens: tokens::TokenStore::new(ensure_bucket(js, TOKENS_BUCKET, settings).await?),
             sessions: sessions::NatsSessionStore::new(

@@ -173,6 +173,11 @@ impl Cluster {
 
     /// Who owns what, with each partition's committed position and lag against the stream's
     /// last sequence: what `GET /api/cluster` answers.
+    /// Partitions of the events stream, as the topology says.
+    pub fn partition_count(&self) -> usize {
+        self.view().partitions.len()
+    }
+
     pub fn status(&self, stream_last_seq: u64) -> ClusterStatus {
         let view = self.view();
         let partitions: Vec<PartitionStatus> = view

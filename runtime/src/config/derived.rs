@@ -55,10 +55,28 @@ impl Settings {
 
     /// Where people reach this service: `public_url`, else `http://` and the address the
     /// HTTP listener is bound to (`listen` with its port resolved).
+    pub fn write_key_limits(&self) -> crate::access::write_keys::Limits {
+        crate::access::write_keys::Limits {
+            keys_max: self.write_keys_max,
+            rate_per_s: self.write_key_rate_per_s,
+            burst: self.write_key_burst,
+            rotation_grace_s: self.write_key_rotation_grace_s,
+        }
+    }
+
+    /// `https` when nudge serves TLS itself, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     pub fn public_url(&self, bound: std::net::SocketAddr) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
-            None => format!("http://{bound}"),
+            None => format!("{}://{bound}", self.scheme()),
         }
     }
 
@@ -178,7 +196,17 @@ impl Settings {
             self.replicas
         );
         crate::connection::check(self)?;
+        anyhow::ensure!(
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            "tls_cert and tls_key go together: set both for HTTPS, or neither"
+        );
         crate::http::signed::signing_key(self.ingest_signing_secret.as_deref())?;
+        anyhow::ensure!(
+            self.write_key_rate_per_s >= 1 && self.write_key_burst >= 1,
+            "write_key_rate_per_s ({}) and write_key_burst ({}) must be at least 1",
+            self.write_key_rate_per_s,
+            self.write_key_burst
+        );
         // The relay's settings (URL, sender, credentials) must make a relay.
         crate::delivery::email::RelayPlan::from_settings(self)?;
         if let Some(url) = &self.public_url {

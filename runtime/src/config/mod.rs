@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use figment::Figment;
-use figment::providers::{Env, Serialized};
 use std::collections::BTreeMap;
 
 use nudge_rules::calendar::QuietHours;
@@ -34,10 +32,23 @@ pub struct Settings {
     pub nats_tls_required: bool,
     /// HTTP address of the API, ingest and metrics.
     pub listen: String,
+    /// HTTPS on `listen` (rustls): the certificate chain and its private key, PEM files, both
+    /// or neither. SIGHUP reloads them, so a renewed certificate needs no restart.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Bearer token with admin rights over the management API (and ingest).
     pub admin_token: Option<String>,
     /// Segment-style write key accepted by ingest (HTTP Basic user name).
     pub write_key: Option<String>,
+    /// Named write keys (`/api/write-keys`) at most, revoked ones included.
+    pub write_keys_max: usize,
+    /// A write key's rate limit when it is created without one: requests per second to one
+    /// instance, and how many at once. The `write_key` setting's key has this limit too.
+    pub write_key_rate_per_s: u32,
+    pub write_key_burst: u32,
+    /// How long a rotated write key's previous secret is still accepted, unless the rotation
+    /// says otherwise.
+    pub write_key_rotation_grace_s: u64,
     /// With it (a Standard Webhooks secret, `whsec_…`), every ingest request must be signed
     /// (`webhook-id`, `webhook-timestamp`, `webhook-signature`), fresh and not replayed.
     pub ingest_signing_secret: Option<String>,
@@ -307,24 +318,6 @@ const DAY_S: u64 = 86_400;
 /// room for a slow restore, a backlog, a broker restart in between.
 const REPLAY_WINDOW_FACTOR: u64 = 10;
 
-/// Settings of earlier versions that no longer mean anything; a file or environment that still
-/// sets them gets a warning naming what replaced them, not an error.
-const RETIRED: [(&str, &str); 8] = [
-    (
-        "consumer_name",
-        "partitions (instances share the work by partition)",
-    ),
-    ("lanes", "partitions"),
-    ("lane_queue", "partition_queue_batches"),
-    ("max_ack_pending", "max_pending_actions"),
-    ("ack_wait_ms", "partition_lease_ms"),
-    ("nak_backoff_ms", "retry_backoff_ms"),
-    ("profile_cache_entries", "partition_max_profiles"),
-    (
-        "profile_cas_retries",
-        "nothing: one owner per partition writes its profiles",
-    ),
-];
 const GIB: i64 = 1 << 30;
 
 impl Default for Settings {
@@ -342,10 +335,16 @@ impl Default for Settings {
             nats_tls_cert: None,
             nats_tls_key: None,
             nats_tls_required: false,
+            tls_cert: None,
+            tls_key: None,
             listen: "127.0.0.1:8080".into(),
             admin_token: None,
             write_key: None,
             ingest_signing_secret: None,
+            write_keys_max: 1_000,
+            write_key_rate_per_s: 1_000,
+            write_key_burst: 2_000,
+            write_key_rotation_grace_s: DAY_S,
             ingest_signature_tolerance_s: 300,
             data_dir: PathBuf::from("nudge-data"),
             nats_server_bin: "nats-server".into(),
@@ -477,119 +476,11 @@ impl Default for Settings {
     }
 }
 
-/// Settings given as command-line flags; unset flags leave lower layers alone.
-#[derive(Debug, Default, Clone, Serialize, clap::Args)]
-pub struct SettingsFlags {
-    /// TOML settings file (default: ./nudge.toml when it exists)
-    #[arg(long, env = "NUDGE_CONFIG")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-    /// NATS server URL [env: NUDGE_NATS_URL]
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nats_url: Option<String>,
-    /// HTTP listen address [env: NUDGE_LISTEN]
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub listen: Option<String>,
-    /// Admin bearer token [env: NUDGE_ADMIN_TOKEN]
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub admin_token: Option<String>,
-    /// Data directory for `nudge up` [env: NUDGE_DATA_DIR]
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_dir: Option<PathBuf>,
-}
-
-impl Settings {
-    pub fn load(flags: &SettingsFlags) -> Result<Settings, Box<figment::Error>> {
-        let file = flags
-            .config
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("nudge.toml"));
-        // Only known names are read from the environment: other NUDGE_* variables (of tools and
-        // tests around nudge) are not settings. The TOML file, in contrast, refuses unknown keys
-        // (retired ones only warn).
-        let known: Vec<String> = match serde_json::to_value(Settings::default()) {
-            Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
-            _ => Vec::new(),
-        };
-        let known: Vec<&str> = known.iter().map(String::as_str).collect();
-        let mut settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
-            .merge(Serialized::defaults(file_without_retired(&file)?))
-            .merge(Env::prefixed("NUDGE_").only(&known))
-            .merge(Serialized::defaults(flags))
-            .extract()
-            .map_err(Box::new)?;
-        settings.resolve_paths().map_err(|error| {
-            Box::new(figment::Error::from(format!(
-                "resolving relative paths against the working directory: {error}"
-            )))
-        })?;
-        for (name, replaced_by) in RETIRED {
-            if std::env::var_os(format!("NUDGE_{}", name.to_uppercase())).is_some() {
-                tracing::warn!(
-                    "NUDGE_{} is no longer a setting (see {replaced_by}); ignored",
-                    name.to_uppercase()
-                );
-            }
-        }
-        Ok(settings)
-    }
-}
-
-impl Settings {
-    /// Relative paths in the settings mean relative to the working directory at start-up;
-    /// made absolute once, so every part (the plugin code cache insists) sees the same path.
-    fn resolve_paths(&mut self) -> std::io::Result<()> {
-        self.data_dir = std::path::absolute(&self.data_dir)?;
-        for path in [
-            &mut self.plugin_cache_dir,
-            &mut self.plugins_dir,
-            &mut self.nats_creds_file,
-            &mut self.nats_tls_ca,
-            &mut self.nats_tls_cert,
-            &mut self.nats_tls_key,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            *path = std::path::absolute(&*path)?;
-        }
-        Ok(())
-    }
-}
-
-/// The TOML settings file as a table (empty when there is none), minus retired settings, each
-/// of which gets a warning.
-fn file_without_retired(path: &std::path::Path) -> Result<toml::Table, Box<figment::Error>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(toml::Table::new()),
-        Err(error) => {
-            return Err(Box::new(figment::Error::from(format!(
-                "reading {}: {error}",
-                path.display()
-            ))));
-        }
-    };
-    let mut table: toml::Table = toml::from_str(&text)
-        .map_err(|error| Box::new(figment::Error::from(format!("{}: {error}", path.display()))))?;
-    for (name, replaced_by) in RETIRED {
-        if table.remove(name).is_some() {
-            tracing::warn!(
-                "{}: `{name}` is no longer a setting (see {replaced_by}); ignored",
-                path.display()
-            );
-        }
-    }
-    Ok(table)
-}
-
 mod derived;
+mod load;
 mod render;
 
+pub use load::SettingsFlags;
 pub use render::SECRETS;
 
 #[cfg(test)]

@@ -126,7 +126,7 @@ mod tests {
             panic!("settings are a table");
         };
         // Paths to files that hold secrets: the path itself is not one.
-        const SECRET_FILES: [&str; 2] = ["nats_creds_file", "nats_tls_key"];
+        const SECRET_FILES: [&str; 3] = ["nats_creds_file", "nats_tls_key", "tls_key"];
         for name in fields.keys() {
             let looks_secret = ["token", "password", "secret", "key", "seed"]
                 .iter()

@@ -242,16 +242,11 @@ pub async fn require_ingest(
             Err(response) => response,
         };
     }
-    let Some(expected) = &state.settings.write_key else {
-        return unauthorized(
-            "send a bearer token (no write key is configured: set NUDGE_WRITE_KEY)",
-        );
-    };
     if let Some(user) = basic_user(request.headers()) {
-        if same_secret(&user, expected) {
-            return next.run(request).await;
-        }
-        return unauthorized("the write key is not valid");
+        return match write_key_refusal(&state, &user) {
+            None => next.run(request).await,
+            Some(refusal) => refusal,
+        };
     }
     if request.headers().contains_key(header::AUTHORIZATION) {
         return unauthorized("send the write key as the HTTP Basic user name, or a bearer token");
@@ -279,12 +274,51 @@ pub async fn require_ingest(
                 .and_then(|k| k.as_str())
                 .map(str::to_owned)
         });
-    match body_key {
-        Some(key) if same_secret(&key, expected) => {
+    match body_key.map(|key| write_key_refusal(&state, &key)) {
+        Some(None) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Some(_) => unauthorized("the write key is not valid"),
+        Some(Some(refusal)) => refusal,
         None => unauthorized("send the write key as the HTTP Basic user name, or a bearer token"),
+    }
+}
+
+/// Accepts a write key (the `write_key` setting's or a named one) and spends one request of its
+/// rate limit (`None`); or the refusal, naming the key.
+fn write_key_refusal(state: &AppState, presented: &str) -> Option<Response> {
+    use crate::access::write_keys::Refusal;
+    let now_ms = state.clock.now_ms();
+    match state.access.write_keys.authenticate(presented, now_ms) {
+        Ok(_) => None,
+        Err(Refusal::Unknown) => Some(unauthorized("the write key is not valid")),
+        Err(Refusal::Revoked { name }) => {
+            Some(unauthorized(&format!("the write key `{name}` is revoked")))
+        }
+        Err(Refusal::Rotated { name }) => Some(unauthorized(&format!(
+            "this secret of the write key `{name}` was rotated and its grace period is over: \
+             use the new one"
+        ))),
+        Err(Refusal::RateLimited {
+            name,
+            retry_after_ms,
+        }) => {
+            crate::telemetry::ingest_rate_limited(&name);
+            let retry_after_s = retry_after_ms.div_ceil(1_000).max(1);
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("write_key"),
+                format!(
+                    "the write key `{name}` is over its rate limit (rate_per_s and burst of the \
+                     key; write_key_rate_per_s for the write_key setting's): retry in \
+                     {retry_after_ms} ms"
+                ),
+            )
+            .into_response();
+            if let Ok(value) = header::HeaderValue::from_str(&retry_after_s.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            Some(response)
+        }
     }
 }

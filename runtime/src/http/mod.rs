@@ -21,9 +21,11 @@ mod rules;
 mod schemas;
 pub mod segment;
 pub mod signed;
+pub mod tls;
 mod ui;
 mod unsubscribe;
 mod webhooks;
+mod write_keys;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -160,6 +162,18 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(
             "/api/tokens/{id}",
             axum::routing::delete(access::revoke_token),
+        )
+        .route(
+            "/api/write-keys",
+            get(write_keys::list).post(write_keys::create),
+        )
+        .route(
+            "/api/write-keys/{name}",
+            axum::routing::patch(write_keys::update).delete(write_keys::revoke),
+        )
+        .route(
+            "/api/write-keys/{name}/rotate",
+            axum::routing::post(write_keys::rotate),
         )
         .route("/api/audit", get(access::audit_log))
         .route("/api/webhooks", get(webhooks::list))

@@ -1,6 +1,7 @@
-// Admin: users, API tokens (shown once, revocable) and the audit log.
+// Admin: users, API tokens (shown once, revocable), write keys and the audit log.
 import { useEffect, useState } from "preact/hooks";
 import { ROLES, api, describe, get } from "../api.js";
+import { WriteKeys } from "./write_keys.jsx";
 
 function Users({ session }) {
   const [users, setUsers] = useState([]);
@@ -150,6 +151,7 @@ export function AdminPage({ session }) {
       <h1>Admin</h1>
       <Users session={session} />
       <Tokens />
+      <WriteKeys />
       <Audit />
     </section>
   );
