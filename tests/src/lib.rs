@@ -32,6 +32,33 @@ use tokio::process::{Child, Command};
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const WRITE_KEY: &str = "test-write-key";
 
+/// Runs `nudge serve` against `nats_url` with `env`, expecting it to give up at start; answers
+/// what it printed on stderr (the reason).
+pub async fn serve_refused(nats_url: &str, env: &[(&str, &std::ffi::OsStr)]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = Command::new(nudge_binary());
+    command
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("NUDGE_NATS_URL", nats_url)
+        .env("NUDGE_LISTEN", "127.0.0.1:0")
+        .env("NUDGE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("NUDGE_WRITE_KEY", WRITE_KEY)
+        .env("NUDGE_DATA_DIR", dir.path().join("data"));
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("nudge gives up at once")
+        .expect("running nudge");
+    assert!(
+        !output.status.success(),
+        "nudge started, but should not have"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// The `nudge` binary built by `cargo build` next to the test executable, or `NUDGE_BIN`.
 pub fn nudge_binary() -> PathBuf {
     if let Ok(path) = std::env::var("NUDGE_BIN") {

@@ -210,19 +210,7 @@ async fn nudge_refuses_a_nats_server_too_old_for_fenced_checkpoints() {
         "NUDGE_TEST_OLD_NATS_SERVER names a nats-server older than 2.12 (scripts/test sets it)",
     );
     let nats = NatsServer::start_binary(&old);
-    let output = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        tokio::process::Command::new(nudge_binary())
-            .arg("serve")
-            .env("NUDGE_NATS_URL", &nats.url)
-            .env("NUDGE_LISTEN", "127.0.0.1:0")
-            .output(),
-    )
-    .await
-    .expect("nudge gives up at once")
-    .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = serve_refused(&nats.url, &[]).await;
     assert!(stderr.contains("too old"), "{stderr}");
     assert!(
         stderr.contains("2.12"),

@@ -156,22 +156,14 @@ async fn a_certificate_that_cannot_be_read_stops_start_up_naming_the_setting() {
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert, "not a certificate").unwrap();
     std::fs::write(&key, "not a key").unwrap();
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(nudge_binary())
-            .arg("serve")
-            .env("NUDGE_NATS_URL", &nats.url)
-            .env("NUDGE_LISTEN", "127.0.0.1:0")
-            .env("NUDGE_DATA_DIR", dir.path().join("data"))
-            .env("NUDGE_TLS_CERT", &cert)
-            .env("NUDGE_TLS_KEY", &key)
-            .output(),
+    let stderr = serve_refused(
+        &nats.url,
+        &[
+            ("NUDGE_TLS_CERT", cert.as_os_str()),
+            ("NUDGE_TLS_KEY", key.as_os_str()),
+        ],
     )
-    .await
-    .expect("nudge gives up at once")
-    .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    .await;
     assert!(
         stderr.contains("(tls_cert)") && stderr.contains("(tls_key)"),
         "{stderr}"

@@ -107,24 +107,7 @@ fn config_example_is_the_committed_example_file() {
 async fn a_server_without_room_for_the_streams_is_named_with_what_to_change() {
     // nudge's defaults reserve about 18 GiB; this server's budget is 1 GB.
     let nats = NatsServer::start_with_budget("1GB");
-    let dir = tempfile::tempdir().unwrap();
-    let output = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        tokio::process::Command::new(nudge_binary())
-            .arg("serve")
-            .current_dir(dir.path())
-            .env("NUDGE_NATS_URL", &nats.url)
-            .env("NUDGE_LISTEN", "127.0.0.1:0")
-            .env("NUDGE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("NUDGE_WRITE_KEY", WRITE_KEY)
-            .env("NUDGE_DATA_DIR", dir.path().join("data"))
-            .output(),
-    )
-    .await
-    .expect("nudge gives up at once")
-    .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = serve_refused(&nats.url, &[]).await;
     for part in [
         "JetStream could not set aside 4.0 GiB",
         "for NUDGE_EVENTS",

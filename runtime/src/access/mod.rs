@@ -82,6 +82,23 @@ pub fn digest(secret: &str) -> String {
     hex::encode(sha2::Sha256::digest(secret.as_bytes()))
 }
 
+/// A record stored as JSON under `key` in `kv`, with its revision; `None` when there is none
+/// (or it was deleted).
+async fn read_record<T: serde::de::DeserializeOwned>(
+    kv: &async_nats::jetstream::kv::Store,
+    key: &str,
+) -> Result<Option<(T, u64)>, users::AccessError> {
+    use async_nats::jetstream::kv::Operation;
+    let Some(entry) = kv.entry(key).await.map_err(users::AccessError::nats)? else {
+        return Ok(None);
+    };
+    if entry.operation != Operation::Put {
+        return Ok(None);
+    }
+    let record = serde_json::from_slice(&entry.value).map_err(users::AccessError::nats)?;
+    Ok(Some((record, entry.revision)))
+}
+
 /// The stores behind access control, opened (and created if missing) at start.
 #[derive(Clone)]
 pub struct Access {

@@ -57,14 +57,7 @@ impl TokenStore {
         if !valid_id(id) {
             return Ok(None);
         }
-        let Some(entry) = self.kv.entry(id).await.map_err(AccessError::nats)? else {
-            return Ok(None);
-        };
-        if entry.operation != kv::Operation::Put {
-            return Ok(None);
-        }
-        let token = serde_json::from_slice(&entry.value).map_err(AccessError::nats)?;
-        Ok(Some((token, entry.revision)))
+        super::read_record(&self.kv, id).await
     }
 
     /// Creates a token; answers the record and the secret token text (shown once).

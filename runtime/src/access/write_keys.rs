@@ -245,14 +245,7 @@ impl WriteKeyStore {
         if !valid_name(name) {
             return Ok(None);
         }
-        let Some(entry) = self.kv.entry(name).await.map_err(AccessError::nats)? else {
-            return Ok(None);
-        };
-        if entry.operation != kv::Operation::Put {
-            return Ok(None);
-        }
-        let key = serde_json::from_slice(&entry.value).map_err(AccessError::nats)?;
-        Ok(Some((key, entry.revision)))
+        super::read_record(&self.kv, name).await
     }
 
     async fn all(&self) -> Result<Vec<WriteKey>, AccessError> {

@@ -125,14 +125,20 @@ mod tests {
         let Value::Object(fields) = serde_json::to_value(Settings::default()).unwrap() else {
             panic!("settings are a table");
         };
-        // Paths to files that hold secrets: the path itself is not one.
-        const SECRET_FILES: [&str; 3] = ["nats_creds_file", "nats_tls_key", "tls_key"];
+        // Paths to files that hold secrets (the path itself is not one), and limits of keys.
+        const NOT_SECRETS: [&str; 5] = [
+            "nats_creds_file",
+            "nats_tls_key",
+            "tls_key",
+            "write_key_burst",
+            "write_keys_max",
+        ];
         for name in fields.keys() {
             let looks_secret = ["token", "password", "secret", "key", "seed"]
                 .iter()
                 .any(|word| name.contains(word))
                 && !name.ends_with("_s")
-                && !SECRET_FILES.contains(&name.as_str());
+                && !NOT_SECRETS.contains(&name.as_str());
             assert_eq!(
                 looks_secret,
                 SECRETS.contains(&name.as_str()),

@@ -32,16 +32,20 @@ fn to_value(key: &WriteKey) -> Value {
     serde_json::to_value(key).unwrap_or_default()
 }
 
-/// Records `action` on `name` in the audit log.
+/// Records `action` on `name` in the audit log (`before` absent for a creation); answers the
+/// key as it is now.
 async fn audited(
     state: &AppState,
     principal: &Principal,
     action: &str,
     name: &str,
-    before: Value,
-    after: Value,
-) {
-    audit::record(&state.js, principal, action, name, before, after).await;
+    before: Option<&WriteKey>,
+    after: &WriteKey,
+) -> Value {
+    let before = before.map(to_value).unwrap_or(Value::Null);
+    let after = to_value(after);
+    audit::record(&state.js, principal, action, name, before, after.clone()).await;
+    after
 }
 
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
@@ -69,14 +73,13 @@ pub async fn create(
         .create(&new.name, new.rate_per_s, new.burst, &principal.name)
         .await
         .map_err(refused)?;
-    let after = to_value(&key);
-    audited(
+    let after = audited(
         &state,
         &principal,
         "write_key.create",
         &key.name,
-        Value::Null,
-        after.clone(),
+        None,
+        &key,
     )
     .await;
     let mut answer = after;
@@ -104,14 +107,13 @@ pub async fn update(
         .set_rate(&name, change.rate_per_s, change.burst)
         .await
         .map_err(refused)?;
-    let after = to_value(&after);
-    audited(
+    let after = audited(
         &state,
         &principal,
         "write_key.update",
         &name,
-        to_value(&before),
-        after.clone(),
+        Some(&before),
+        &after,
     )
     .await;
     Ok(Json(after))
@@ -141,14 +143,13 @@ pub async fn rotate(
         .rotate(&name, rotation.grace_s, now_ms, &principal.name)
         .await
         .map_err(refused)?;
-    let after = to_value(&after);
-    audited(
+    let after = audited(
         &state,
         &principal,
         "write_key.rotate",
         &name,
-        to_value(&before),
-        after.clone(),
+        Some(&before),
+        &after,
     )
     .await;
     let mut answer = after;
@@ -167,14 +168,13 @@ pub async fn revoke(
         .revoke(&name, &principal.name)
         .await
         .map_err(refused)?;
-    let after = to_value(&after);
-    audited(
+    let after = audited(
         &state,
         &principal,
         "write_key.revoke",
         &name,
-        to_value(&before),
-        after.clone(),
+        Some(&before),
+        &after,
     )
     .await;
     Ok(Json(after))
