@@ -59,18 +59,26 @@ pub const NATS_CONFIG_FILE: &str = "nats-server.conf";
 fn write_nats_config(settings: &Settings, store_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     let reserved = crate::storage::reserved_bytes(settings);
     let budget = reserved + reserved / 4;
-    if let Ok(disk) = nix::sys::statvfs::statvfs(store_dir) {
-        let free =
-            i64::try_from(disk.blocks_available() * disk.fragment_size()).unwrap_or(i64::MAX);
-        if free < reserved {
-            tracing::warn!(
-                store = %store_dir.display(),
-                free = %crate::storage::human_bytes(free),
-                reserved = %crate::storage::human_bytes(reserved),
-                "the disk under the NATS store has less free space than nudge's streams may grow \
-                 to; free space or lower the *_max_bytes settings"
-            );
+    match nix::sys::statvfs::statvfs(store_dir) {
+        Ok(disk) => {
+            let free =
+                i64::try_from(disk.blocks_available() * disk.fragment_size()).unwrap_or(i64::MAX);
+            if free < reserved {
+                tracing::warn!(
+                    store = %store_dir.display(),
+                    free = %crate::storage::human_bytes(free),
+                    reserved = %crate::storage::human_bytes(reserved),
+                    "the disk under the NATS store has less free space than nudge's streams may \
+                     grow to; free space or lower the *_max_bytes settings"
+                );
+            }
         }
+        Err(error) => tracing::warn!(
+            store = %store_dir.display(),
+            %error,
+            "could not read the free space under the NATS store; not checked against what \
+             nudge's streams may grow to"
+        ),
     }
     let path = settings.data_dir.join(NATS_CONFIG_FILE);
     let text = format!(

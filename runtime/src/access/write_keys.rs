@@ -206,20 +206,17 @@ impl WriteKeyStore {
     }
 
     /// Accepts `presented` (a write key as sent) at `now_ms` and spends one request of its
-    /// rate; answers the key's name.
-    pub fn authenticate(&self, presented: &str, now_ms: i64) -> Result<String, Refusal> {
+    /// rate; a refusal names the key. Nothing is allocated for an accepted key.
+    pub fn authenticate(&self, presented: &str, now_ms: i64) -> Result<(), Refusal> {
         let presented_digest = digest(presented);
         let spend = |name: &str, limiter: &DefaultDirectRateLimiter| {
-            limiter
-                .check()
-                .map(|()| name.to_owned())
-                .map_err(|not_until| {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    Refusal::RateLimited {
-                        name: name.to_owned(),
-                        retry_after_ms: wait.as_millis().max(1) as u64,
-                    }
-                })
+            limiter.check().map_err(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Refusal::RateLimited {
+                    name: name.to_owned(),
+                    retry_after_ms: wait.as_millis().max(1) as u64,
+                }
+            })
         };
         // Digests, not secrets, are compared: a timing difference tells nothing of the key.
         if let Some((bootstrap, limiter)) = &self.bootstrap
@@ -231,13 +228,13 @@ impl WriteKeyStore {
         let Some(accepting) = live.by_digest.get(&presented_digest) else {
             return Err(Refusal::Unknown);
         };
-        let name = accepting.name.clone();
+        let name = || accepting.name.clone();
         match accepting.standing {
-            Standing::Revoked => Err(Refusal::Revoked { name }),
+            Standing::Revoked => Err(Refusal::Revoked { name: name() }),
             Standing::PreviousUntil(until_ms) if until_ms <= now_ms => {
-                Err(Refusal::Rotated { name })
+                Err(Refusal::Rotated { name: name() })
             }
-            _ => spend(&name, &accepting.limiter),
+            _ => spend(&accepting.name, &accepting.limiter),
         }
     }
 

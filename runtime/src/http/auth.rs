@@ -290,7 +290,7 @@ fn write_key_refusal(state: &AppState, presented: &str) -> Option<Response> {
     use crate::access::write_keys::Refusal;
     let now_ms = state.clock.now_ms();
     match state.access.write_keys.authenticate(presented, now_ms) {
-        Ok(_) => None,
+        Ok(()) => None,
         Err(Refusal::Unknown) => Some(unauthorized("the write key is not valid")),
         Err(Refusal::Revoked { name }) => {
             Some(unauthorized(&format!("the write key `{name}` is revoked")))

@@ -28,8 +28,10 @@ fn refused(error: AccessError) -> ApiError {
     }
 }
 
-fn to_value(key: &WriteKey) -> Value {
-    serde_json::to_value(key).unwrap_or_default()
+fn to_value(key: &WriteKey) -> Result<Value, ApiError> {
+    serde_json::to_value(key).map_err(|error| {
+        ApiError::internal(format!("serializing write key `{}`: {error}", key.name))
+    })
 }
 
 /// Records `action` on `name` in the audit log (`before` absent for a creation); answers the
@@ -41,11 +43,14 @@ async fn audited(
     name: &str,
     before: Option<&WriteKey>,
     after: &WriteKey,
-) -> Value {
-    let before = before.map(to_value).unwrap_or(Value::Null);
-    let after = to_value(after);
+) -> Result<Value, ApiError> {
+    let before = match before {
+        Some(key) => to_value(key)?,
+        None => Value::Null,
+    };
+    let after = to_value(after)?;
     audit::record(&state.js, principal, action, name, before, after.clone()).await;
-    after
+    Ok(after)
 }
 
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
@@ -81,7 +86,7 @@ pub async fn create(
         None,
         &key,
     )
-    .await;
+    .await?;
     let mut answer = after;
     answer["key"] = Value::String(secret);
     Ok((StatusCode::CREATED, Json(answer)))
@@ -115,7 +120,7 @@ pub async fn update(
         Some(&before),
         &after,
     )
-    .await;
+    .await?;
     Ok(Json(after))
 }
 
@@ -151,7 +156,7 @@ pub async fn rotate(
         Some(&before),
         &after,
     )
-    .await;
+    .await?;
     let mut answer = after;
     answer["key"] = Value::String(secret);
     Ok(Json(answer))
@@ -176,6 +181,6 @@ pub async fn revoke(
         Some(&before),
         &after,
     )
-    .await;
+    .await?;
     Ok(Json(after))
 }
