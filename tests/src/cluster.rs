@@ -22,36 +22,97 @@ pub struct NatsCluster {
     pub url: String,
 }
 
-/// A port nothing listens on right now.
+/// Cluster ports come from below Linux's ephemeral range (32768–60999), which is where every
+/// port-0 listener of the tests running beside this one lands: a port taken from there and
+/// released could be handed to another test before the node binds it (CI saw exactly that), and a
+/// restarted node needs its old ports still free.
+const CLUSTER_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// How many times a cluster is started on new ports when a node could not bind its own.
+const START_ATTEMPTS: usize = 5;
+
+/// A port in `CLUSTER_PORTS` nothing listens on right now, picked at random so that tests
+/// starting clusters at the same moment do not walk the same sequence.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let span = u64::from(CLUSTER_PORTS.end - CLUSTER_PORTS.start);
+        let port = CLUSTER_PORTS.start + (hasher.finish() % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn new_nodes(size: usize) -> Vec<Node> {
+    (0..size)
+        .map(|_| Node {
+            child: None,
+            client_port: free_port(),
+            cluster_port: free_port(),
+        })
+        .collect()
+}
+
+fn client_urls(nodes: &[Node]) -> String {
+    nodes
+        .iter()
+        .map(|n| format!("nats://127.0.0.1:{}", n.client_port))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl NatsCluster {
-    /// Starts `size` nodes and waits until JetStream answers through the first.
+    /// Starts `size` nodes and waits until JetStream answers through the first. A node that
+    /// exits at once (its port was taken in the meantime) restarts the cluster on new ports.
     pub async fn start(size: usize) -> NatsCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let nodes: Vec<Node> = (0..size)
-            .map(|_| Node {
-                child: None,
-                client_port: free_port(),
-                cluster_port: free_port(),
-            })
-            .collect();
-        let url = nodes
-            .iter()
-            .map(|n| format!("nats://127.0.0.1:{}", n.client_port))
-            .collect::<Vec<_>>()
-            .join(",");
+        let nodes = new_nodes(size);
+        let url = client_urls(&nodes);
         let mut cluster = NatsCluster { nodes, dir, url };
-        for index in 0..size {
-            cluster.spawn(index);
+        for attempt in 1..=START_ATTEMPTS {
+            for index in 0..size {
+                cluster.spawn(index);
+            }
+            if cluster.all_nodes_listening() {
+                break;
+            }
+            assert!(
+                attempt < START_ATTEMPTS,
+                "the cluster's nodes could not bind their ports:\n{}",
+                cluster.logs()
+            );
+            for index in 0..size {
+                cluster.kill(index);
+            }
+            cluster.nodes = new_nodes(size);
+            cluster.url = client_urls(&cluster.nodes);
         }
         cluster.wait_for_jetstream().await;
         cluster
+    }
+
+    /// Waits until every node accepts clients; false as soon as one has exited.
+    fn all_nodes_listening(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &mut self.nodes {
+            let child = node.child.as_mut().expect("spawned");
+            while std::net::TcpStream::connect(("127.0.0.1", node.client_port)).is_err() {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return false;
+                }
+                assert!(Instant::now() < deadline, "a cluster node never listened");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // A node binds its client port before its route port: give a failing route bind the
+        // moment it needs to show.
+        std::thread::sleep(Duration::from_millis(100));
+        self.nodes
+            .iter_mut()
+            .all(|node| matches!(node.child.as_mut().map(|c| c.try_wait()), Some(Ok(None))))
     }
 
     fn spawn(&mut self, index: usize) {
@@ -65,8 +126,12 @@ impl NatsCluster {
             .join(",");
         let node = &self.nodes[index];
         let store = self.dir.path().join(format!("n{index}"));
-        let log =
-            std::fs::File::create(self.dir.path().join(format!("n{index}.log"))).expect("node log");
+        // Appended to, so a restarted node's log keeps what it said before.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("n{index}.log")))
+            .expect("node log");
         let child = std::process::Command::new(nats_server_binary())
             .arg("--config")
             .arg(crate::jetstream_budget_config(
@@ -141,6 +206,35 @@ impl NatsCluster {
             assert!(Instant::now() < deadline, "node {index} did not come back");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stops every node with SIGTERM (a clean shutdown, as an operator's maintenance would) and
+    /// waits until they have exited; their stores stay.
+    pub fn stop_all(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = &node.child {
+                let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).ok();
+            }
+        }
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                child.wait().ok();
+            }
+        }
+    }
+
+    /// Starts every node again on its ports and store, and waits until JetStream answers.
+    pub async fn start_all(&mut self) {
+        for index in 0..self.nodes.len() {
+            self.spawn(index);
+        }
+        assert!(
+            self.all_nodes_listening(),
+            "a node did not come back:\n{}",
+            self.logs()
+        );
+        self.wait_for_jetstream().await;
     }
 
     /// A JetStream context on a connection that knows every node.
