@@ -6,9 +6,12 @@ pub use nats_server::{JETSTREAM_BUDGET, NatsServer, jetstream_budget_config, nat
 pub use wait::{WAIT, until};
 
 pub mod bench;
+pub mod chaos;
 pub mod cluster;
+pub mod fuzz;
 pub mod matrix;
 mod nats_server;
+pub mod ordered;
 pub mod prometheus;
 pub mod receiver;
 pub mod secure;
@@ -65,10 +68,13 @@ pub fn nudge_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
+    // Tests run from target/<profile>/deps, the chaos binary from target/<profile>.
+    let dir = exe.parent().expect("target/<profile>[/deps]");
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent().expect("target/<profile>")
+    } else {
+        dir
+    };
     let binary = profile_dir.join("nudge");
     assert!(
         binary.exists(),
@@ -389,6 +395,18 @@ pub async fn read_stream(
 
 /// Reads every message a stream holds now, in order, however many.
 pub async fn read_all(js: &jetstream::Context, name: &str) -> Vec<async_nats::Message> {
+    read_all_stored(js, name)
+        .await
+        .into_iter()
+        .map(|(message, _)| message)
+        .collect()
+}
+
+/// [`read_all`], with the time JetStream stored each message (ns since the Unix epoch).
+pub async fn read_all_stored(
+    js: &jetstream::Context,
+    name: &str,
+) -> Vec<(async_nats::Message, i128)> {
     let mut stream: stream::Stream = js.get_stream(name).await.expect("stream exists");
     let last = stream
         .info()
@@ -406,8 +424,9 @@ pub async fn read_all(js: &jetstream::Context, name: &str) -> Vec<async_nats::Me
         .expect("ordered consumer");
     let mut messages = consumer.messages().await.expect("messages");
     while let Some(Ok(message)) = messages.next().await {
-        let seq = message.info().expect("metadata").stream_sequence;
-        out.push(message.split().0);
+        let info = message.info().expect("metadata");
+        let (seq, stored_ns) = (info.stream_sequence, info.published.unix_timestamp_nanos());
+        out.push((message.split().0, stored_ns));
         if seq >= last {
             break;
         }

@@ -3,21 +3,12 @@
 //! under load. Each event of a profile carries its number; the rule checks it follows the last
 //! one the profile saw and fires a `webhook("order-violation", …)` if not.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use nudge_tests::cluster::NatsCluster;
+use nudge_tests::ordered::{self, assert_in_order_and_once, put_order_rule};
 use nudge_tests::*;
-use serde_json::{Value, json};
-
-const ORDER_RULE: &str = r#"
-let last = profile.attributes.last ?? 0;
-if event.data.n != last + 1 {
-    webhook("order-violation", #{ n: event.data.n, last: last });
-}
-set_attribute("last", event.data.n);
-push(#{ n: event.data.n });
-"#;
+use serde_json::json;
 
 /// Short leases and checkpoints, so failovers happen within the test.
 const FAST: [(&str, &str); 2] = [
@@ -27,110 +18,9 @@ const FAST: [(&str, &str); 2] = [
 
 const DRAIN: Duration = Duration::from_secs(120);
 
-async fn put_order_rule(nudge: &Nudge) {
-    nudge
-        .put_rule(
-            "order",
-            json!({"name": "order", "triggers": ["step.taken"], "script": ORDER_RULE}),
-        )
-        .await;
-}
-
-/// Publishes event number `n` of every profile in `profiles`, in that order, each with its id as
-/// `Nats-Msg-Id`; what a broker hiccup refused is sent again before the next round starts, so
-/// each profile's events stay in order in the stream.
+/// One round of ordered events, as fast as the broker takes them.
 async fn publish_round(js: &async_nats::jetstream::Context, profiles: u32, n: u32) {
-    for chunk in (0..profiles).collect::<Vec<_>>().chunks(500) {
-        let mut pending: Vec<(String, Vec<u8>)> = chunk
-            .iter()
-            .map(|p| {
-                let id = format!("p{p}-{n}");
-                let e = event(&id, "step.taken", &format!("user-{p}"), json!({ "n": n }));
-                (id, serde_json::to_vec(&e).unwrap())
-            })
-            .collect();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !pending.is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the broker never took the events"
-            );
-            let mut acks = Vec::with_capacity(pending.len());
-            for (id, body) in &pending {
-                let message = async_nats::jetstream::message::PublishMessage::build()
-                    .payload(body.clone().into())
-                    .message_id(id);
-                acks.push(js.send_publish("events.step.taken", message).await);
-            }
-            let mut stored = Vec::with_capacity(acks.len());
-            for ack in acks {
-                stored.push(match ack {
-                    Ok(ack) => ack.await.is_ok(),
-                    Err(_) => false,
-                });
-            }
-            let mut again = Vec::new();
-            for (ok, event) in stored.into_iter().zip(pending) {
-                if !ok {
-                    again.push(event);
-                }
-            }
-            pending = again;
-            if !pending.is_empty() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-}
-
-/// Every action in `NUDGE_ACTIONS` by channel, and the pushes by causing event.
-async fn actions(js: &async_nats::jetstream::Context) -> (Vec<Value>, HashMap<String, usize>) {
-    let mut violations = Vec::new();
-    let mut pushes: HashMap<String, usize> = HashMap::new();
-    for message in read_all(js, "NUDGE_ACTIONS").await {
-        let action = json_payload(&message);
-        match action["type"].as_str() {
-            Some("nudge.action.webhook") => violations.push(action["data"].clone()),
-            Some("nudge.action.push") => {
-                *pushes
-                    .entry(action["causationid"].as_str().unwrap().to_owned())
-                    .or_default() += 1;
-            }
-            other => panic!("unexpected action type {other:?}"),
-        }
-    }
-    (violations, pushes)
-}
-
-/// Every profile's events were decided once each, in order: no violation, one push per event.
-async fn assert_in_order_and_once(js: &async_nats::jetstream::Context, profiles: u32, rounds: u32) {
-    let (violations, pushes) = actions(js).await;
-    assert!(
-        violations.is_empty(),
-        "{} events were decided out of order, e.g. {:?}",
-        violations.len(),
-        &violations[..violations.len().min(5)]
-    );
-    let expected = (profiles * rounds) as usize;
-    let missing: Vec<String> = (0..profiles)
-        .flat_map(|p| (1..=rounds).map(move |n| format!("p{p}-{n}")))
-        .filter(|id| !pushes.contains_key(id))
-        .take(10)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "events without their action: {missing:?}…"
-    );
-    assert_eq!(pushes.len(), expected, "one push per event");
-    assert!(
-        pushes.values().all(|count| *count == 1),
-        "an event's action stored twice"
-    );
-    assert_eq!(
-        stream_len(js, "NUDGE_DLQ").await,
-        0,
-        "nothing dead-lettered"
-    );
+    ordered::publish_round(js, profiles, n, None, Duration::from_secs(60)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
