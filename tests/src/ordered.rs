@@ -3,6 +3,7 @@
 //! `webhook("order-violation", …)` if not), and each event's push action proves it was decided.
 
 use std::collections::HashMap;
+use std::future::IntoFuture as _;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -24,6 +25,9 @@ pub const STEP_TYPE: &str = "step.taken";
 
 /// How many events are sent before their acks are awaited.
 const CHUNK: usize = 500;
+
+/// How long handing one publish to the client may take before it counts as refused.
+pub const SEND_LIMIT: Duration = Duration::from_secs(10);
 
 pub async fn put_order_rule(nudge: &Nudge) {
     nudge
@@ -72,21 +76,27 @@ pub async fn publish_round(
                 let message = jetstream::message::PublishMessage::build()
                     .payload(body.clone().into())
                     .message_id(id);
-                acks.push(
-                    js.send_publish(format!("events.{STEP_TYPE}"), message)
-                        .await,
-                );
-            }
-            let mut again = Vec::new();
-            for (ack, event) in acks.into_iter().zip(pending) {
-                let stored = match ack {
-                    Ok(ack) => ack.await.is_ok(),
-                    Err(_) => false,
-                };
-                if !stored {
-                    again.push(event);
+                // A publish the client cannot take (it is reconnecting) ends this attempt: the
+                // rest are sent again with it, rather than each waiting out the limit in turn.
+                let sent = tokio::time::timeout(
+                    SEND_LIMIT,
+                    js.send_publish(format!("events.{STEP_TYPE}"), message),
+                )
+                .await;
+                match sent {
+                    Ok(Ok(ack)) => acks.push(ack.into_future()),
+                    _ => break,
                 }
             }
+            // Awaited together: each ack has its own timeout, and answers lost with a broker
+            // node must not be waited out one after another.
+            let stored = futures::future::join_all(acks).await;
+            let again: Vec<(String, Vec<u8>)> = pending
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !matches!(stored.get(*i), Some(Ok(_))))
+                .map(|(_, event)| event)
+                .collect();
             pending = again;
             if !pending.is_empty() {
                 tokio::time::sleep(Duration::from_millis(200)).await;

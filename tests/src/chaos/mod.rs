@@ -141,6 +141,17 @@ fn panic_lines(nudge: &Nudge) -> Vec<String> {
         .collect()
 }
 
+/// How long one step of the run (a fault and the catching up after it, a rule change, the last
+/// round of load) may take before the run stops, naming the step, instead of hanging.
+const STEP_LIMIT: Duration = Duration::from_secs(360);
+
+async fn within<T>(step: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(STEP_LIMIT, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("chaos: {step} did not finish within {STEP_LIMIT:?}"),
+    }
+}
+
 /// Runs `plan` from a fresh cluster to its report. Panics only when the harness itself cannot
 /// go on (an instance that does not start again is such a finding).
 pub async fn run(plan: &Plan) -> Report {
@@ -156,35 +167,54 @@ pub async fn run(plan: &Plan) -> Report {
         let nudge = fleet.start_instance().await;
         fleet.instances.push(Some(nudge));
     }
+    // The load, the side traffic and the judge each on a connection of their own, so one
+    // connection's trouble shows as that task's, not everyone's.
     let js = fleet.cluster.jetstream().await;
+    let (load_js, side_js) = (
+        fleet.cluster.jetstream().await,
+        fleet.cluster.jetstream().await,
+    );
     ordered::put_order_rule(fleet.live()).await;
     let hostile = traffic::install_hostile(fleet.live()).await;
     // Every instance runs the rule before the first event.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(traffic::ordered_load(
-        js.clone(),
-        plan.clone(),
-        stop.clone(),
-    ));
-    let side = tokio::spawn(traffic::poison_and_hostile_events(js.clone(), stop.clone()));
+    let load = tokio::spawn(traffic::ordered_load(load_js, plan.clone(), stop.clone()));
+    let side = tokio::spawn(traffic::poison_and_hostile_events(side_js, stop.clone()));
     // A steady state to compare the recoveries with.
     tokio::time::sleep(plan.fault_gap * 2).await;
     let mut changes = traffic::RuleChanges::default();
     let mut records = Vec::new();
     let mut injected: HashMap<Fault, usize> = HashMap::new();
-    for fault in faults::schedule(plan) {
+    let schedule = faults::schedule(plan);
+    for (i, fault) in schedule.iter().copied().enumerate() {
         // Each kind goes round its targets: every broker node restarts in turn.
         let nth = injected.entry(fault).or_default();
-        records.push(faults::inject(&mut fleet, &js, plan, fault, *nth).await);
+        let step = faults::inject(&mut fleet, &js, plan, fault, *nth);
+        let record = within(&format!("fault {} ({fault:?})", i + 1), step).await;
         *nth += 1;
-        changes.make_one(fleet.live(), &hostile).await;
+        eprintln!(
+            "chaos: {}/{}: {} (target {}): back after {} ms, caught up {} ms later",
+            i + 1,
+            schedule.len(),
+            fault.label(),
+            record.target,
+            (record.restored_ns - record.started_ns) / 1_000_000,
+            (record.caught_up_ns - record.restored_ns) / 1_000_000
+        );
+        records.push(record);
+        let change = changes.make_one(fleet.live(), &hostile);
+        within(&format!("the change after fault {}", i + 1), change).await;
         tokio::time::sleep(plan.fault_gap).await;
     }
     stop.store(true, Ordering::Relaxed);
-    let load = load.await.expect("the load task");
-    let side = side.await.expect("the poison and hostile task");
+    let load = within("the load's last round", load)
+        .await
+        .expect("the load task");
+    let side = within("the side traffic", side)
+        .await
+        .expect("the side task");
 
     let drain_started = Instant::now();
     wait_drained_or(&js, Duration::from_secs(300), || {

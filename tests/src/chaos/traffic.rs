@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::Plan;
 use super::faults::now_ns;
+use crate::ordered::SEND_LIMIT;
 use crate::{Nudge, event, ordered, plugin_wasm};
 
 /// How long a publish may go unacknowledged (retried) before the run gives up: longer than the
@@ -115,7 +116,8 @@ async fn publish_until_stored(js: &jetstream::Context, subject: &str, id: &str, 
         let message = jetstream::message::PublishMessage::build()
             .payload(payload.to_vec().into())
             .message_id(id);
-        if let Ok(ack) = js.send_publish(subject.to_owned(), message).await
+        let sent = tokio::time::timeout(SEND_LIMIT, js.send_publish(subject.to_owned(), message));
+        if let Ok(Ok(ack)) = sent.await
             && ack.await.is_ok()
         {
             return;
