@@ -119,12 +119,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let message = error.inner().to_string();
-        let named = message.split('`').nth(1).filter(|_| {
-            message.starts_with("missing field") || message.starts_with("unknown field")
+        // An empty key (`{"": 1}`) names nothing: the path (or the body) is named instead.
+        let named = message.split('`').nth(1).filter(|name| {
+            !name.is_empty()
+                && (message.starts_with("missing field") || message.starts_with("unknown field"))
         });
         let field = match (path.as_str(), named) {
             (".", Some(name)) => name.to_owned(),
-            (".", None) | ("?", _) => "body".to_owned(),
+            (".", None) | ("?", _) | ("", _) => "body".to_owned(),
             (path, Some(name)) if message.starts_with("missing field") => format!("{path}.{name}"),
             (path, _) => path.to_owned(),
         };
@@ -175,5 +177,7 @@ mod tests {
             "colour"
         );
         assert_eq!(field(r#"{"name":"n","#), "body");
+        // Found by the http_json fuzz target: an empty unknown key named no field at all.
+        assert_eq!(field(r#"{"name":"n","":1}"#), "body");
     }
 }
