@@ -76,3 +76,18 @@ ensure_chromium() {
     fi
     export CHROMIUM=/usr/bin/chromium
 }
+
+# cargo-fuzz (libFuzzer) for scripts/fuzz, into .tools/; it runs on the stable toolchain with
+# `--sanitizer none`. libfuzzer-sys compiles libFuzzer itself with the C++ compiler.
+CARGO_FUZZ_VERSION="0.13.2"
+ensure_cargo_fuzz() {
+    local root="$TOOLS_DIR/cargo-fuzz-$CARGO_FUZZ_VERSION"
+    if [ ! -x "$root/bin/cargo-fuzz" ]; then
+        if ! command -v c++ >/dev/null; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null
+        fi
+        echo "installing cargo-fuzz $CARGO_FUZZ_VERSION into $root" >&2
+        cargo install --quiet --locked --version "$CARGO_FUZZ_VERSION" --root "$root" cargo-fuzz
+    fi
+    export PATH="$root/bin:$PATH"
+}

@@ -8,7 +8,7 @@ mod backtest;
 mod catalog;
 mod dlq;
 mod email_templates;
-mod error;
+pub mod error;
 mod ingest;
 mod live;
 mod openapi;
