@@ -478,6 +478,17 @@ pub async fn partition_positions(js: &jetstream::Context) -> Vec<u64> {
     positions
 }
 
+/// Whether every partition has committed every event up to stream sequence `last`; if not, the
+/// partitions' positions.
+pub async fn committed_through(js: &jetstream::Context, last: u64) -> Result<(), Vec<u64>> {
+    let positions = partition_positions(js).await;
+    if !positions.is_empty() && positions.iter().all(|p| *p >= last) {
+        Ok(())
+    } else {
+        Err(positions)
+    }
+}
+
 /// Waits until every partition has committed every event in `NUDGE_EVENTS`: decided, actions
 /// stored, profiles and traces written.
 pub async fn wait_drained(js: &jetstream::Context, timeout: Duration) {
@@ -499,10 +510,9 @@ pub async fn wait_drained_or(
             .expect("stream info")
             .state
             .last_sequence;
-        let positions = partition_positions(js).await;
-        if !positions.is_empty() && positions.iter().all(|p| *p >= last) {
+        let Err(positions) = committed_through(js, last).await else {
             return;
-        }
+        };
         assert!(
             Instant::now() < deadline,
             "not drained (stream at {last}); partition positions: {positions:?}\n{}",

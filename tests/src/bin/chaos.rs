@@ -39,10 +39,13 @@ fn main() -> ExitCode {
     let report = runtime.block_on(chaos::run(&plan));
     let markdown = report.markdown();
     println!("{markdown}");
-    if let Some(dir) = report_path.parent() {
-        std::fs::create_dir_all(dir).ok();
-    }
-    if let Err(e) = std::fs::write(&report_path, &markdown) {
+    let written = match report_path.parent() {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&report_path, &markdown))
+        }
+        None => std::fs::write(&report_path, &markdown),
+    };
+    if let Err(e) = written {
         eprintln!("writing {}: {e}", report_path.display());
         return ExitCode::FAILURE;
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream;
 
 use super::{Fleet, Plan, panic_lines};
-use crate::partition_positions;
+use crate::committed_through;
 
 /// How long the pipeline may take to catch up after a fault before the run gives up.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(300);
@@ -157,10 +157,9 @@ async fn wait_caught_up(js: &jetstream::Context) -> i128 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     loop {
-        let positions = partition_positions(js).await;
-        if !positions.is_empty() && positions.iter().all(|p| *p >= last) {
+        let Err(positions) = committed_through(js, last).await else {
             return now_ns();
-        }
+        };
         assert!(
             Instant::now() < deadline,
             "the partitions never caught up with sequence {last}: {positions:?}"

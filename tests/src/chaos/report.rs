@@ -320,14 +320,15 @@ impl Report {
 /// Every poison event must be in `NUDGE_DLQ` with its reason, and nothing else may be: answers
 /// how many were, and what is wrong.
 async fn check_dead_letters(js: &jetstream::Context, side: &SideOutcome) -> (usize, Vec<String>) {
-    let mut reasons: HashMap<Vec<u8>, Vec<String>> = HashMap::new();
+    // `None`: a letter without its reason header.
+    let mut reasons: HashMap<Vec<u8>, Vec<Option<String>>> = HashMap::new();
     for (letter, _) in read_all_stored(js, "NUDGE_DLQ").await {
         let reason = letter
             .headers
             .as_ref()
             .and_then(|h| h.get("Nudge-Dlq-Reason"))
             .map(|r| r.to_string())
-            .unwrap_or_default();
+            .filter(|r| !r.is_empty());
         reasons
             .entry(letter.payload.to_vec())
             .or_default()
@@ -341,7 +342,7 @@ async fn check_dead_letters(js: &jetstream::Context, side: &SideOutcome) -> (usi
                 "poison event not in the DLQ: {}",
                 String::from_utf8_lossy(payload)
             )),
-            Some([reason]) if !reason.is_empty() => dead_lettered += 1,
+            Some([Some(_)]) => dead_lettered += 1,
             Some(reasons) => failures.push(format!(
                 "poison event dead-lettered {} times or without a reason ({reasons:?}): {}",
                 reasons.len(),
