@@ -13,6 +13,8 @@ use serde_json::Value;
 use crate::action::{Action, Channel};
 use crate::calendar::rfc3339;
 use crate::event::{CloudEvent, digest};
+use crate::experiment::touch::{Conversion, attribute};
+use crate::experiment::{Outcome, split_verdict};
 use crate::policy::{Candidate, OriginPolicy, Policy, Reason, Verdict};
 use crate::profile::Profile;
 use crate::ruleset::{CompiledRule, RuleFailure, evaluate_rules};
@@ -78,6 +80,9 @@ pub struct Trace {
     pub timers_cancelled: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Conversions this event made: the rule (version) credited, with how long after its action.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub converted: Vec<TraceItem>,
     /// How the event breaks its type's schema (validated with `mode = "warn"`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub schema_violations: Vec<crate::schema::Violation>,
@@ -100,6 +105,8 @@ pub struct Decision {
     pub logs: Vec<String>,
     /// Attributes rules set or removed (`set_attribute`): how much the profile may have grown.
     pub attributes_set: usize,
+    /// What the event did to experimenting rules: exposures and conversions, for the results.
+    pub outcomes: Vec<Outcome>,
     pub trace: Trace,
 }
 
@@ -154,6 +161,10 @@ impl Decider<'_> {
             decision.trace.notes = state.identify(&event.data, self.limits);
         }
         state.record(event, now_ms, self.limits);
+        if let Some(conversion) = attribute(&mut state.touches, event, now_ms) {
+            decision.trace.converted.push(conversion_item(&conversion));
+            decision.outcomes.push(Outcome::Converted(conversion));
+        }
 
         let mut candidates = Vec::new();
         if !rules.is_empty() {
@@ -205,7 +216,9 @@ impl Decider<'_> {
             policy: plugin_policy.clone(),
         }));
 
-        let verdict = self.policy.apply(state, candidates, now_ms);
+        let mut verdict = self.policy.apply(state, candidates, now_ms);
+        let exposures = split_verdict(&mut verdict, rules, state, now_ms, self.limits.max_touches);
+        decision.outcomes.extend(exposures);
         self.record_verdict(event, now_ms, verdict, &state.profile, &mut decision);
         state.remember_applied(Applied { event: identity }, self.limits);
         decision
@@ -348,6 +361,23 @@ fn addressed(mut action: Action, profile: &Profile) -> Action {
         data.insert("profile".into(), crate::sandbox::profile_value(profile));
     }
     action
+}
+
+/// The trace's line about a conversion: the rule version credited, its group, how long after
+/// the action, and the value.
+fn conversion_item(conversion: &Conversion) -> TraceItem {
+    TraceItem {
+        rule: format!("{}@v{}", conversion.rule, conversion.version),
+        detail: Some(format!(
+            "goal reached {} s after the action ({} group, last touch)",
+            conversion.after_ms / 1_000,
+            conversion.arm.as_str()
+        )),
+        data: conversion
+            .value
+            .map_or(Value::Null, |v| serde_json::json!({ "value": v })),
+        ..TraceItem::empty()
+    }
 }
 
 impl TraceItem {

@@ -13,6 +13,7 @@ pub mod context;
 pub mod decide;
 pub mod duration;
 pub mod event;
+pub mod experiment;
 pub mod file;
 pub mod partition;
 pub mod policy;

@@ -51,6 +51,8 @@ pub enum Reason {
     QuietHours,
     Error,
     Limit,
+    /// The profile is in the rule's control group: decided and counted, not published.
+    Holdout,
 }
 
 impl Reason {
@@ -63,6 +65,7 @@ impl Reason {
             Reason::QuietHours => "quiet_hours",
             Reason::Error => "error",
             Reason::Limit => "limit",
+            Reason::Holdout => "holdout",
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::action::Channel;
 use crate::calendar::QuietHours;
 use crate::duration::parse_duration;
+use crate::experiment::GoalSpec;
 use crate::trigger::Pattern;
 
 pub const MAX_RULE_ID_BYTES: usize = 64;
@@ -39,6 +40,12 @@ pub struct RuleSpec {
     /// This rule's quiet hours, replacing the global ones for its actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_hours: Option<QuietHours>,
+    /// What counts as this rule working: a goal event within a window after its action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<GoalSpec>,
+    /// Percent of profiles held out as the control group (decided, never published).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<f64>,
 }
 
 /// How many actions one profile may get per day and per ISO week (in its time zone).
@@ -80,6 +87,8 @@ impl RuleSpec {
             cooldown: None,
             caps: BTreeMap::new(),
             quiet_hours: None,
+            goal: None,
+            holdout: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::action::{Action, Origin};
 use crate::context::Effects;
 use crate::event::CloudEvent;
+use crate::experiment::Experiment;
 use crate::policy::OriginPolicy;
 use crate::profile::Profile;
 use crate::rule::{Rule, RuleError, validate_rule_id};
@@ -24,6 +25,7 @@ pub struct CompiledRule {
     patterns: Vec<Pattern>,
     origin: Arc<Origin>,
     policy: Arc<OriginPolicy>,
+    experiment: Option<Arc<Experiment>>,
 }
 
 impl CompiledRule {
@@ -31,6 +33,7 @@ impl CompiledRule {
     pub fn compile(sandbox: &Sandbox, rule: Rule) -> Result<CompiledRule, RuleError> {
         validate_rule_id(&rule.id)?;
         let patterns = rule.spec.validate()?;
+        let experiment = Experiment::compile(rule.spec.goal.as_ref(), rule.spec.holdout)?;
         let ast = sandbox.compile(&rule.spec.script)?;
         let origin = Arc::new(Origin::new(&rule.id, rule.version));
         let policy = Arc::new(OriginPolicy {
@@ -45,7 +48,13 @@ impl CompiledRule {
             patterns,
             origin,
             policy,
+            experiment: experiment.map(Arc::new),
         })
+    }
+
+    /// The rule's goal and holdout, when it declares either.
+    pub fn experiment(&self) -> Option<&Arc<Experiment>> {
+        self.experiment.as_ref()
     }
 
     /// Whether this rule, enabled, runs for events of `event_type`.

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::decide::{Decider, PluginOutcome, Trace, TraceItem};
 use crate::event::CloudEvent;
+use crate::experiment::results::{Counts, Results};
 use crate::ruleset::RuleSet;
 use crate::state::{Outgoing, ProfileState};
 
@@ -36,6 +37,11 @@ pub struct Report {
     pub sample: Vec<Value>,
     /// The first suppressions, with their reasons.
     pub sample_suppressed: Vec<TraceItem>,
+    /// Per rule with a goal or holdout: how often it ran and acted, and how many of those
+    /// exposures the goal followed within its window in these events. Without a holdout this is
+    /// a correlation, not the rule's effect.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub goals: BTreeMap<String, Counts>,
 }
 
 /// The simulation. `sample_size` bounds both samples.
@@ -51,6 +57,8 @@ pub struct Simulation<'a> {
     matched: HashSet<String>,
     actioned: HashSet<String>,
     pub report: Report,
+    /// What experimenting rules did, per version and day of the simulated clock.
+    pub results: Results,
     /// Every decision's trace, when kept (tests); off for backtests.
     pub traces: Option<Vec<Trace>>,
 }
@@ -69,6 +77,7 @@ impl<'a> Simulation<'a> {
             matched: HashSet::new(),
             actioned: HashSet::new(),
             report: Report::default(),
+            results: Results::default(),
             traces: None,
         }
     }
@@ -128,6 +137,7 @@ impl<'a> Simulation<'a> {
             .decide(state, event, now_ms, &rules, &mut |_, _| {
                 PluginOutcome::default()
             });
+        self.results.record(&decision.outcomes, now_ms);
         if !decision.trace.matched.is_empty() {
             self.report.events_matched += 1;
             self.matched.insert(event.subject.clone());
@@ -177,6 +187,12 @@ impl<'a> Simulation<'a> {
     pub fn finish(mut self) -> (Report, Option<Vec<Trace>>) {
         self.report.profiles_matched = self.matched.len() as u64;
         self.report.profiles_actioned = self.actioned.len() as u64;
+        for (rule, versions) in &self.results.rules {
+            let counts = self.report.goals.entry(rule.clone()).or_default();
+            for version in versions.values() {
+                counts.add(&version.total);
+            }
+        }
         (self.report, self.traces)
     }
 }

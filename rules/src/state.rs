@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::{CloudEvent, EventDigest};
+use crate::experiment::touch::Touch;
 use crate::partition::Fnv1a32;
 use crate::profile::Profile;
 use crate::window::Window;
@@ -38,6 +39,9 @@ pub struct StateLimits {
     /// Recently applied events remembered to recognise a duplicate (the same `source` + `id`
     /// published again).
     pub applied_events: usize,
+    /// Rules with a goal or holdout whose latest exposure a profile remembers (for
+    /// attribution); the stalest is forgotten first.
+    pub max_touches: usize,
 }
 
 impl Default for StateLimits {
@@ -50,6 +54,7 @@ impl Default for StateLimits {
             max_attribute_bytes: 4_096,
             max_timers: 16,
             applied_events: 8,
+            max_touches: 16,
         }
     }
 }
@@ -122,6 +127,9 @@ pub struct ProfileState {
     /// When each rule last fired for this profile (for `cooldown`).
     #[serde(default)]
     pub fired_ms: StateMap<i64>,
+    /// Each experimenting rule's latest exposure of this profile, keyed by rule id.
+    #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
+    pub touches: StateMap<Touch>,
     #[serde(default)]
     pub applied: VecDeque<Applied>,
     /// Stream sequence of the last event applied to this state (0: none, or decided outside a

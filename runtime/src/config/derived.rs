@@ -131,6 +131,7 @@ impl Settings {
             max_attribute_bytes: self.profile_max_attribute_bytes,
             max_timers: self.profile_max_timers,
             applied_events: self.profile_applied_events,
+            max_touches: self.profile_max_touches,
         }
     }
 

@@ -174,6 +174,9 @@ pub struct Settings {
     pub profile_max_timers: usize,
     /// Recent events per profile remembered to recognise a duplicate (same `source` + `id`).
     pub profile_applied_events: usize,
+    /// Rules with a goal or holdout whose latest action a profile remembers, to attribute
+    /// conversions; the stalest is forgotten first.
+    pub profile_max_touches: usize,
     /// Largest stored profile state; an event that would grow it further goes to the DLQ.
     pub profile_max_bytes: usize,
     /// Caps the profiles bucket as a whole.
@@ -408,6 +411,7 @@ impl Default for Settings {
             profile_max_attributes: state.max_attributes,
             profile_max_attribute_bytes: state.max_attribute_bytes,
             profile_max_timers: state.max_timers,
+            profile_max_touches: state.max_touches,
             profile_applied_events: state.applied_events,
             profile_max_bytes: 1024 * 1024,
             profiles_max_bytes: 2 * GIB,
