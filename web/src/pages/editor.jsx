@@ -27,7 +27,7 @@ export function specOf(rule) {
     priority: Number(rule.priority) || 0,
     script: rule.script,
   };
-  for (const key of ["cooldown", "caps", "quiet_hours"]) {
+  for (const key of ["cooldown", "caps", "quiet_hours", "goal", "holdout"]) {
     if (rule[key] !== undefined && rule[key] !== null && rule[key] !== "") spec[key] = rule[key];
   }
   return spec;
