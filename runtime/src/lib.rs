@@ -17,6 +17,7 @@ pub mod plugin_new;
 pub mod plugin_test;
 pub mod profiles;
 pub mod replay;
+pub mod results;
 pub mod rule_test;
 pub mod rulestore;
 pub mod rulesync;

@@ -99,52 +99,91 @@ impl ProfileStore {
         Ok(bytes)
     }
 
-    /// Writes encoded states atomically, in batches of at most [`ATOMIC_BATCH_MESSAGES`], the
-    /// first message of each carrying the owner's `fence` headers: a batch is stored whole, or —
-    /// once another instance fenced the partition — not at all. Batches go one after the other:
-    /// a clustered stream refuses fence checks while another write on it is in flight.
+    /// Writes `chunks` of `(KV key, value)` one after the other, each as one atomic batch (at
+    /// most [`ATOMIC_BATCH_MESSAGES`]), the first message of each carrying the owner's `fence`
+    /// headers: a chunk is stored whole, or — once another instance fenced the partition — not
+    /// at all. One after the other: a clustered stream refuses fence checks while another write
+    /// on it is in flight. The error says how many chunks were stored before it.
     pub async fn write_atomically(
         &self,
-        writes: &[(String, Bytes)],
+        chunks: &[&[(String, Bytes)]],
         fence: &HeaderMap,
         batch_prefix: &str,
-    ) -> Result<(), WriteError> {
-        let client = self.js.client();
-        for (chunk_index, chunk) in writes.chunks(ATOMIC_BATCH_MESSAGES).enumerate() {
+    ) -> Result<(), (usize, WriteError)> {
+        for (chunk_index, chunk) in chunks.iter().enumerate() {
             let batch_id = format!("{batch_prefix}-{chunk_index}");
-            let last = chunk.len();
-            let mut reply = None;
-            for (index, (id, bytes)) in chunk.iter().enumerate() {
-                let sequence = index + 1;
-                let mut headers = if sequence == 1 {
-                    fence.clone()
-                } else {
-                    HeaderMap::new()
-                };
-                headers.insert("Nats-Batch-Id", batch_id.as_str());
-                headers.insert("Nats-Batch-Sequence", sequence.to_string().as_str());
-                let subject = format!("{}{}", self.kv.prefix, key(id));
-                let payload = bytes.clone();
-                if sequence == last {
-                    headers.insert("Nats-Batch-Commit", "1");
-                    reply = Some(
-                        client
-                            .request_with_headers(subject, headers, payload)
-                            .await
-                            .map_err(|e| WriteError::Failed(e.to_string()))?,
-                    );
-                } else {
-                    client
-                        .publish_with_headers(subject, headers, payload)
-                        .await
-                        .map_err(|e| WriteError::Failed(e.to_string()))?;
-                }
-            }
-            if let Some(reply) = reply {
-                batch_outcome(&reply.payload)?;
-            }
+            self.write_batch(chunk, fence, &batch_id)
+                .await
+                .map_err(|error| (chunk_index, error))?;
         }
         Ok(())
+    }
+
+    async fn write_batch(
+        &self,
+        chunk: &[(String, Bytes)],
+        fence: &HeaderMap,
+        batch_id: &str,
+    ) -> Result<(), WriteError> {
+        debug_assert!(chunk.len() <= ATOMIC_BATCH_MESSAGES);
+        let client = self.js.client();
+        let last = chunk.len();
+        let mut reply = None;
+        for (index, (key, bytes)) in chunk.iter().enumerate() {
+            let sequence = index + 1;
+            let mut headers = if sequence == 1 {
+                fence.clone()
+            } else {
+                HeaderMap::new()
+            };
+            headers.insert("Nats-Batch-Id", batch_id);
+            headers.insert("Nats-Batch-Sequence", sequence.to_string().as_str());
+            let subject = format!("{}{key}", self.kv.prefix);
+            let payload = bytes.clone();
+            if sequence == last {
+                headers.insert("Nats-Batch-Commit", "1");
+                reply = Some(
+                    client
+                        .request_with_headers(subject, headers, payload)
+                        .await
+                        .map_err(|e| WriteError::Failed(e.to_string()))?,
+                );
+            } else {
+                client
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+                    .map_err(|e| WriteError::Failed(e.to_string()))?;
+            }
+        }
+        match reply {
+            Some(reply) => batch_outcome(&reply.payload),
+            None => Ok(()),
+        }
+    }
+
+    /// Every stored value whose key matches `pattern` (KV wildcards), as `(key, value)`: the
+    /// stream lists its subjects under the pattern (without reading any profile), then each is
+    /// read.
+    pub async fn scan(&self, pattern: &str) -> anyhow::Result<Vec<(String, Bytes)>> {
+        use futures::TryStreamExt as _;
+        let stream = self.js.get_stream(&self.kv.stream_name).await?;
+        let subjects: Vec<(String, usize)> = stream
+            .info_with_subjects(format!("{}{pattern}", self.kv.prefix))
+            .await?
+            .try_collect()
+            .await?;
+        let mut found = Vec::with_capacity(subjects.len());
+        for (subject, _) in subjects {
+            let Some(key) = subject.strip_prefix(self.kv.prefix.as_str()) else {
+                continue;
+            };
+            if let Some(entry) = self.kv.entry(key).await?
+                && matches!(entry.operation, kv::Operation::Put)
+            {
+                found.push((key.to_owned(), entry.value));
+            }
+        }
+        Ok(found)
     }
 }
 

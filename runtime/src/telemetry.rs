@@ -46,10 +46,11 @@ pub const READY: &str = "nudge_ready";
 pub const PARTITION_COUNT: &str = "nudge_partition_count";
 pub const DLQ_EVENTS: &str = "nudge_dlq_events";
 pub const INGEST_RATE_LIMITED: &str = "nudge_ingest_rate_limited_total";
+pub const RESULTS_TRIMMED: &str = "nudge_results_trimmed_total";
 
 /// Every metric nudge exports under its own name (a closed set: the README's metrics table is
 /// held equal to it, with the `process_*` metrics of [`PROCESS_METRICS`]).
-pub const ALL: [&str; 42] = [
+pub const ALL: [&str; 43] = [
     EVENTS_IN,
     EVENTS_PROCESSED,
     EVENTS_INGESTED,
@@ -92,6 +93,7 @@ pub const ALL: [&str; 42] = [
     PARTITION_COUNT,
     DLQ_EVENTS,
     INGEST_RATE_LIMITED,
+    RESULTS_TRIMMED,
 ];
 
 /// The process metrics of `metrics-process` nudge exports (Linux), collected at each scrape.
@@ -289,6 +291,10 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(
         INGEST_RATE_LIMITED,
         "Ingest requests refused with 429 because their write key was over its rate, by key."
+    );
+    describe_counter!(
+        RESULTS_TRIMMED,
+        "Times a partition's results record for a rule outgrew profile_max_bytes and lost its oldest days."
     );
     PROCESS.describe();
     Ok(handle)

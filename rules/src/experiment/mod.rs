@@ -7,6 +7,7 @@
 //! usual, but does not publish them: those profiles are the control group, measured exactly
 //! like the treated ones, so the difference of their conversion rates is what the rule caused.
 
+pub mod report;
 pub mod results;
 pub mod touch;
 pub mod uplift;

@@ -1,6 +1,7 @@
 //! What the settings mean to each part: its limits, the policy, the retry delays, and the
 //! checks of settings that must agree with each other.
 
+use nudge_rules::experiment::results::ResultsLimits;
 use nudge_rules::{Channel, Limits, Policy, StateLimits};
 
 use super::{REPLAY_WINDOW_FACTOR, Settings};
@@ -117,6 +118,14 @@ impl Settings {
                     .clone()
                     .unwrap_or_else(|| self.data_dir.join("plugin-cache")),
             ),
+        }
+    }
+
+    /// What a partition's results record keeps.
+    pub fn results_limits(&self) -> ResultsLimits {
+        ResultsLimits {
+            retention_days: i64::from(self.results_retention_days.max(1)),
+            max_versions: self.results_max_versions.max(1),
         }
     }
 

@@ -182,6 +182,13 @@ pub struct Settings {
     /// Caps the profiles bucket as a whole.
     pub profiles_max_bytes: i64,
 
+    /// Days of per-day rule results kept (totals are kept for good).
+    pub results_retention_days: u32,
+    /// Versions per rule whose results are kept; the least recently active go first.
+    pub results_max_versions: usize,
+    /// Profiles each group needs before the uplift is shown.
+    pub results_min_profiles: u64,
+
     /// Global frequency caps per channel, per profile, e.g. `push = { per_day = 3 }`.
     pub caps: BTreeMap<String, CapLimits>,
     /// Global quiet hours in each profile's time zone, e.g. `{ start = "21:00", end = "08:00" }`.
@@ -415,6 +422,9 @@ impl Default for Settings {
             profile_applied_events: state.applied_events,
             profile_max_bytes: 1024 * 1024,
             profiles_max_bytes: 2 * GIB,
+            results_retention_days: 90,
+            results_max_versions: 20,
+            results_min_profiles: 50,
             caps: BTreeMap::new(),
             quiet_hours: None,
             quiet_channels: vec!["push".into()],

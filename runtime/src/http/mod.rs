@@ -15,6 +15,7 @@ mod openapi;
 mod ops;
 mod plugins;
 mod profiles;
+mod results;
 mod review;
 pub mod routes;
 mod rules;
@@ -110,6 +111,7 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .delete(rules::delete),
         )
         .route("/api/rules/{id}/versions", get(rules::versions))
+        .route("/api/rules/{id}/results", get(results::results))
         .route("/api/rules/{id}/versions/{version}", get(rules::version))
         .route("/api/rules/{id}/restore", post(rules::restore))
         .route("/api/rules/{id}/check", post(rules::check))

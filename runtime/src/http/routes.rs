@@ -122,6 +122,14 @@ pub const API_ROUTES: &[RoutePolicy] = &[
     ),
     route(
         "GET",
+        "/api/rules/{id}/results",
+        Some(Viewer),
+        "rules",
+        "A rule's results: funnel, conversions and uplift per version and overall (`from`, `to`: YYYY-MM-DD; `version`)",
+        None,
+    ),
+    route(
+        "GET",
         "/api/rules/{id}/versions/{version}",
         Some(Viewer),
         "rules",

@@ -14,6 +14,7 @@ use nudge_rules::decide::Scheduled;
 use super::Shared;
 use super::outbox::Outbox;
 use super::partition::Exit;
+use super::results::Chunk;
 use crate::cluster::lease::{Lease, LeaseError};
 use crate::profiles;
 
@@ -24,8 +25,9 @@ pub struct Snapshot {
     pub outbox: Outbox,
     pub schedule: Vec<Scheduled>,
     pub unschedule: Vec<String>,
-    /// The changed profiles, encoded (shared with the publishes, not copied into them).
-    pub writes: Vec<(String, Bytes)>,
+    /// The changed profiles, encoded (shared with the publishes, not copied into them), in
+    /// atomic batches with the results records their outcomes change.
+    pub chunks: Vec<Chunk>,
     /// The atomic batch's id.
     pub batch_id: String,
     pub started: Instant,
@@ -40,14 +42,19 @@ pub enum Written {
         committed: bool,
         profiles: usize,
         started: Instant,
+        /// Every chunk, stored.
+        chunks: Vec<Chunk>,
     },
     /// Storing failed for now: what was not written goes back to the partition, to be written
     /// by the next checkpoint with whatever changed since.
     Retry {
         schedule: Vec<Scheduled>,
         unschedule: Vec<String>,
-        /// The profiles not written.
+        /// The profiles to write again (all of them: a state written twice is still right).
         changed: Vec<String>,
+        /// The chunks stored before the failure, and those not stored (their outcomes wait).
+        stored: Vec<Chunk>,
+        not_stored: Vec<Chunk>,
     },
 }
 
@@ -59,10 +66,21 @@ pub async fn write(
 ) -> Result<Written, Exit> {
     let partition = lease.partition;
     snapshot.outbox.confirm(&lease, &shared.settings).await?;
-    let retry = |snapshot: Snapshot| Written::Retry {
-        schedule: snapshot.schedule,
-        unschedule: snapshot.unschedule,
-        changed: snapshot.writes.into_iter().map(|(id, _)| id).collect(),
+    let retry = |snapshot: Snapshot, stored_chunks: usize| {
+        let mut not_stored = snapshot.chunks;
+        let stored: Vec<Chunk> = not_stored.drain(..stored_chunks).collect();
+        let changed = stored
+            .iter()
+            .chain(&not_stored)
+            .flat_map(|chunk| chunk.pending.iter().map(|(id, _)| id.clone()))
+            .collect();
+        Written::Retry {
+            schedule: snapshot.schedule,
+            unschedule: snapshot.unschedule,
+            changed,
+            stored,
+            not_stored,
+        }
     };
     // Timers before the state that lists them: a timer whose state is lost is dropped by the
     // profile when it fires, but a state listing a lost timer would wait forever.
@@ -73,25 +91,30 @@ pub async fn write(
                 error = format!("{error:#}"),
                 "storing timers failed; the checkpoint is retried"
             );
-            return Ok(retry(snapshot));
+            return Ok(retry(snapshot, 0));
         }
         snapshot.schedule.clear();
     }
-    if !snapshot.writes.is_empty() {
+    if !snapshot.chunks.is_empty() {
         let fence = lease.fence.profile_headers();
+        let chunks: Vec<&[(String, Bytes)]> = snapshot
+            .chunks
+            .iter()
+            .map(|c| c.writes.as_slice())
+            .collect();
         match shared
             .profiles
-            .write_atomically(&snapshot.writes, &fence, &snapshot.batch_id)
+            .write_atomically(&chunks, &fence, &snapshot.batch_id)
             .await
         {
             Ok(()) => {}
-            Err(profiles::WriteError::Fenced) => {
+            Err((_, profiles::WriteError::Fenced)) => {
                 lease.mark_lost();
                 return Err(Exit::Lost);
             }
-            Err(profiles::WriteError::Failed(error)) => {
+            Err((stored, profiles::WriteError::Failed(error))) => {
                 tracing::warn!(partition, %error, "writing profiles failed; the checkpoint is retried");
-                return Ok(retry(snapshot));
+                return Ok(retry(snapshot, stored));
             }
         }
     }
@@ -109,7 +132,8 @@ pub async fn write(
     Ok(Written::Done {
         position: snapshot.position,
         committed,
-        profiles: snapshot.writes.len(),
+        profiles: snapshot.chunks.iter().map(|c| c.pending.len()).sum(),
         started: snapshot.started,
+        chunks: snapshot.chunks,
     })
 }

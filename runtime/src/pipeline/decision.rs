@@ -46,6 +46,9 @@ pub struct Decided {
     pub unschedule: Vec<String>,
     /// The decision trace, serialized.
     pub trace: Vec<u8>,
+    /// What it did to experimenting rules, and when (for the partition's results).
+    pub outcomes: Vec<nudge_rules::experiment::Outcome>,
+    pub at_ms: i64,
 }
 
 /// Why an event is not decided but dead-lettered.
@@ -87,7 +90,8 @@ impl Decisions {
         // it can be put back if it does.
         let before = (held.size_bound_bytes + growth_bound + attribute_growth > max_bytes)
             .then(|| held.state.clone());
-        let mut decision = self.decide_now(&mut held.state, event);
+        let at_ms = self.clock.now_ms();
+        let mut decision = self.decide_now(&mut held.state, event, at_ms);
         if let Some(verdict) = verdict {
             decision.trace.schema_violations = verdict.violations;
         }
@@ -122,11 +126,13 @@ impl Decisions {
             schedule: decision.schedule,
             unschedule: decision.unschedule,
             trace,
+            outcomes: decision.outcomes,
+            at_ms,
         }))
     }
 
-    /// The core's decision with the live rules and plugins, at the clock's now.
-    fn decide_now(&self, state: &mut ProfileState, event: &CloudEvent) -> Decision {
+    /// The core's decision with the live rules and plugins, at `now_ms`.
+    fn decide_now(&self, state: &mut ProfileState, event: &CloudEvent, now_ms: i64) -> Decision {
         let rules = self.rules.load();
         let decider = Decider {
             sandbox: rules.sandbox(),
@@ -136,7 +142,6 @@ impl Decisions {
         let matching = rules.matching(&event.event_type);
         let started = (!matching.is_empty()).then(Instant::now);
         let mut plugins = |event: &CloudEvent, profile: &Profile| self.run_plugins(event, profile);
-        let now_ms = self.clock.now_ms();
         let decision = if matching.is_empty() {
             decider.decide(state, event, now_ms, &matching, &mut plugins)
         } else {

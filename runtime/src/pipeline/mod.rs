@@ -20,6 +20,7 @@ mod outbox;
 mod partition;
 mod pool;
 mod reader;
+mod results;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -24,6 +24,7 @@ use super::decision::{Outcome, decide_all};
 use super::memory::ProfileMemory;
 use super::outbox::{Halt, Outbox, dead_letter};
 use super::reader::{Batch, Delivered};
+use super::results::PartitionResults;
 use crate::cluster::lease::{Lease, LeaseError};
 use crate::profiles;
 use crate::telemetry;
@@ -98,6 +99,8 @@ pub struct Partition {
     meters: Meters,
     /// Checkpoints written, for the atomic batches' ids.
     checkpoints: u64,
+    /// This partition's rule results: what KV holds and what waits for its profiles.
+    results: PartitionResults,
 }
 
 impl Partition {
@@ -108,6 +111,12 @@ impl Partition {
         stop: CancellationToken,
     ) -> Partition {
         let resume_after = lease.resume_after;
+        let results = PartitionResults::new(
+            lease.partition,
+            shared.settings.results_limits(),
+            shared.settings.profile_max_bytes,
+            HashMap::new(),
+        );
         Partition {
             partition_label: lease.partition.to_string(),
             memory: Some(ProfileMemory::new(shared.settings.partition_max_profiles)),
@@ -124,11 +133,24 @@ impl Partition {
             committed: resume_after,
             meters: Meters::new(),
             checkpoints: 0,
+            results,
         }
     }
 
     /// Runs until released, lost or lapsed.
     pub async fn run(mut self) -> Exit {
+        // The results its former owner stored: what this one counts on from.
+        match crate::results::of_partition(&self.shared.profiles, self.lease.partition).await {
+            Ok(stored) => self.results.restore(stored),
+            Err(error) => {
+                tracing::warn!(
+                    partition = self.lease.partition,
+                    error = format!("{error:#}"),
+                    "reading the partition's results failed; it starts again"
+                );
+                return Exit::Lapsed;
+            }
+        }
         let interval = Duration::from_millis(self.shared.settings.checkpoint_interval_ms.max(1));
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -249,6 +271,7 @@ impl Partition {
                     self.outbox
                         .send(cause, decided.publish, &self.lease)
                         .await?;
+                    self.results.add(&profile, decided.at_ms, decided.outcomes);
                     // A profile's first trace since the last store marks it changed too.
                     match self.traces.entry(profile) {
                         Slot::Occupied(slot) => slot.into_mut().push(decided.trace),
@@ -362,6 +385,9 @@ impl Partition {
         let untraced = self.store_traces().await;
         let changed: Vec<String> = self.changed.drain().collect();
         let writes = self.encode_changed(changed).await?;
+        let chunks = self
+            .results
+            .chunks(writes, self.shared.decisions.clock.now_ms());
         // Written now, and again once their traces are stored and pointed at.
         self.changed.extend(untraced);
         self.checkpoints += 1;
@@ -370,7 +396,7 @@ impl Partition {
             outbox: self.outbox.take(),
             schedule: std::mem::take(&mut self.schedule),
             unschedule: std::mem::take(&mut self.unschedule),
-            writes,
+            chunks,
             batch_id: format!(
                 "{}-{}-{}",
                 self.lease.partition, self.lease.epoch, self.checkpoints
@@ -403,7 +429,9 @@ impl Partition {
                 committed,
                 profiles,
                 started,
+                chunks,
             } => {
+                self.results.stored(chunks);
                 if committed {
                     tracing::debug!(
                         partition = self.lease.partition,
@@ -430,7 +458,11 @@ impl Partition {
                 mut schedule,
                 mut unschedule,
                 changed,
+                stored,
+                not_stored,
             } => {
+                self.results.stored(stored);
+                self.results.not_stored(not_stored);
                 schedule.append(&mut self.schedule);
                 self.schedule = schedule;
                 unschedule.append(&mut self.unschedule);

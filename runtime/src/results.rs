@@ -1,0 +1,51 @@
+//! Rule results in NATS (what `nudge_rules::experiment` counts): each partition's counts per
+//! rule, stored as `results.<partition>.<rule>` in `NUDGE_PROFILES` beside the profiles whose
+//! decisions they count — the pipeline writes them in the same atomic batches as those
+//! profiles, so each outcome is counted once — and summed over every partition when asked, so
+//! every instance answers the same. (Profile keys are base64url and never hold a `.`, so these
+//! keys cannot meet one.)
+
+use std::collections::HashMap;
+
+use anyhow::Context as _;
+use nudge_rules::experiment::results::Results;
+
+use crate::profiles::ProfileStore;
+
+/// The key of partition `partition`'s counts for rule `rule`.
+pub fn record_key(partition: u32, rule: &str) -> String {
+    format!("results.{partition}.{rule}")
+}
+
+/// The stored form: MessagePack with field names, like the profiles.
+pub fn encode(results: &Results) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    rmp_serde::to_vec_named(results)
+}
+
+pub fn decode(bytes: &[u8]) -> anyhow::Result<Results> {
+    Ok(rmp_serde::from_slice(bytes)?)
+}
+
+/// Rule `rule`'s results, summed over every partition's record.
+pub async fn of_rule(profiles: &ProfileStore, rule: &str) -> anyhow::Result<Results> {
+    let mut sum = Results::default();
+    for (key, bytes) in profiles.scan(&format!("results.*.{rule}")).await? {
+        sum.merge(&decode(&bytes).with_context(|| format!("{key}: unreadable"))?);
+    }
+    Ok(sum)
+}
+
+/// Partition `partition`'s records, per rule: what its new owner counts on from.
+pub async fn of_partition(
+    profiles: &ProfileStore,
+    partition: u32,
+) -> anyhow::Result<HashMap<String, Results>> {
+    let prefix = format!("results.{partition}.");
+    let mut records = HashMap::new();
+    for (key, bytes) in profiles.scan(&format!("{prefix}*")).await? {
+        let rule = key.strip_prefix(&prefix).unwrap_or(&key).to_owned();
+        let results = decode(&bytes).with_context(|| format!("{key}: unreadable"))?;
+        records.insert(rule, results);
+    }
+    Ok(records)
+}
