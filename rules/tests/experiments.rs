@@ -40,12 +40,8 @@ fn event(id: &str, event_type: &str, subject: &str, data: Value) -> CloudEvent {
     .unwrap()
 }
 
-fn control(i: usize) -> bool {
-    nudge_rules::experiment::holdout_bucket("cart", &format!("user-{i}")) < 1_000
-}
-
-#[test]
-fn a_thousand_profiles_with_a_ten_percent_holdout_come_out_as_computed_by_hand() {
+/// Runs `test` with a simulation of the cart rule (traces kept).
+fn with_cart_rule(test: impl FnOnce(Simulation)) {
     let sandbox = Arc::new(Sandbox::new(Limits::default()));
     let (policy, limits) = (Policy::default(), StateLimits::default());
     let rules = cart_rule(&sandbox);
@@ -54,7 +50,19 @@ fn a_thousand_profiles_with_a_ten_percent_holdout_come_out_as_computed_by_hand()
         policy: &policy,
         limits: &limits,
     };
-    let mut simulation = Simulation::new(decider, &rules, 0).keep_traces();
+    test(Simulation::new(decider, &rules, 0).keep_traces());
+}
+
+fn control(i: usize) -> bool {
+    nudge_rules::experiment::holdout_bucket("cart", &format!("user-{i}")) < 1_000
+}
+
+#[test]
+fn a_thousand_profiles_with_a_ten_percent_holdout_come_out_as_computed_by_hand() {
+    with_cart_rule(a_thousand_profiles);
+}
+
+fn a_thousand_profiles(mut simulation: Simulation) {
     for i in 0..PROFILES {
         let user = format!("user-{i}");
         simulation.feed(
@@ -156,36 +164,19 @@ fn a_thousand_profiles_with_a_ten_percent_holdout_come_out_as_computed_by_hand()
 fn membership_is_the_documented_draw_whatever_the_state() {
     // A fresh state (another instance, after a restart) puts every profile in the same group:
     // the draw reads only the rule and profile ids.
-    let sandbox = Arc::new(Sandbox::new(Limits::default()));
-    let (policy, limits) = (Policy::default(), StateLimits::default());
-    let rules = cart_rule(&sandbox);
-    let decider = Decider {
-        sandbox: &sandbox,
-        policy: &policy,
-        limits: &limits,
+    let groups = |id: &'static str| {
+        let mut held = Vec::new();
+        with_cart_rule(|mut simulation| {
+            for i in 0..200 {
+                let user = format!("user-{i}");
+                simulation.feed(&event(id, "cart.updated", &user, json!({})), START_MS);
+                let last = simulation.traces.as_ref().unwrap().last().unwrap();
+                held.push(last.suppressed.iter().any(|s| s.reason == Some("holdout")));
+            }
+        });
+        held
     };
-    let held_out = |simulation: &mut Simulation, i: usize, id: &str| {
-        let user = format!("user-{i}");
-        simulation.feed(&event(id, "cart.updated", &user, json!({})), START_MS);
-        simulation
-            .traces
-            .as_ref()
-            .unwrap()
-            .last()
-            .unwrap()
-            .suppressed
-            .iter()
-            .any(|s| s.reason == Some("holdout"))
-    };
-    let mut first = Simulation::new(decider, &rules, 0).keep_traces();
-    let groups: Vec<bool> = (0..200).map(|i| held_out(&mut first, i, "a")).collect();
-    assert_eq!(groups, (0..200).map(control).collect::<Vec<_>>());
-    let decider = Decider {
-        sandbox: &sandbox,
-        policy: &policy,
-        limits: &limits,
-    };
-    let mut restarted = Simulation::new(decider, &rules, 0).keep_traces();
-    let again: Vec<bool> = (0..200).map(|i| held_out(&mut restarted, i, "b")).collect();
-    assert_eq!(groups, again);
+    let first = groups("a");
+    assert_eq!(first, (0..200).map(control).collect::<Vec<_>>());
+    assert_eq!(first, groups("b"));
 }

@@ -10,6 +10,8 @@
 //! (`plugins/fixtures/tiny`, built by `scripts/build-plugins`) on every event type, so each event
 //! runs the 10 rules and one WebAssembly plugin call. `DRAIN_SCHEMAS=1` registers a schema for
 //! every event type (drafted from the workload, mode `warn`), so every event is validated.
+//! `DRAIN_EXPERIMENTS=1` gives every rule a goal (`order.placed` within 3 days, valued) and a
+//! 10 % holdout, so profiles carry touches, orders are attributed and results are written.
 
 use std::time::{Duration, Instant};
 
@@ -138,6 +140,7 @@ fn main() {
             "rules": RULES.len(),
             "plugin_on_every_event": std::env::var("DRAIN_PLUGIN").is_ok(),
             "schema_on_every_event": std::env::var("DRAIN_SCHEMAS").is_ok(),
+            "experiments": std::env::var("DRAIN_EXPERIMENTS").is_ok(),
             "median_bare_loop_events_per_s": bare.round(),
             "median_nudge_events_per_s": nudge.round(),
             "median_ratio": (nudge / bare * 100.0).round() / 100.0,

@@ -184,13 +184,14 @@ pub async fn bare_loop(js: &jetstream::Context, round: u64, count: u64) -> (Dura
 /// short-lived instance.
 pub async fn store_rules(nats: &NatsServer, tiny_plugin: bool) {
     let setup = Nudge::start(nats, &[]).await;
+    let experiments = std::env::var("DRAIN_EXPERIMENTS").is_ok();
     for (id, trigger, script) in RULES {
-        setup
-            .put_rule(
-                id,
-                json!({"name": id, "triggers": [trigger], "script": script}),
-            )
-            .await;
+        let mut rule = json!({"name": id, "triggers": [trigger], "script": script});
+        if experiments {
+            rule["goal"] = json!({"event": "order.placed", "within": "3d", "value": "data.total"});
+            rule["holdout"] = json!(10);
+        }
+        setup.put_rule(id, rule).await;
     }
     if std::env::var("DRAIN_SCHEMAS").is_ok() {
         store_schemas(&setup).await;
