@@ -1,6 +1,7 @@
 // Browser test of the marketer's path through the UI, in Debian's Chromium driven by
 // playwright-core: sign in, rule from a template, an error shown inline, fixed, dry run shows
-// the push, save, an event published to NATS shows its action in the live view, restore an
+// the push, save, an event published to NATS shows its action in the live view, a second version
+// with a goal and a holdout set in the editor, restore an
 // older version, a viewer cannot edit (no control, API 403), a webhook endpoint with its secret
 // shown once and rotated, an e-mail template previewed as it is typed, an event schema drafted
 // from recent events and blocking a bad one (its value marked in the violations report, the
@@ -198,9 +199,17 @@ try {
   await row.locator("a").first().click();
   await page.waitForURL(/\/rules\/welcome$/);
   await byTest("rule-name").fill("Welcome series v2");
+  // Version 2 declares a goal and holds one profile in ten out.
+  await byTest("goal-event").fill("order.placed");
+  await byTest("goal-within").fill("3d");
+  await byTest("goal-value").fill("data.total");
+  await byTest("holdout").fill("10");
   await page.waitForFunction(() => document.querySelector('[data-testid="lint"]')?.textContent === "Compiles.");
   await byTest("save").click();
   await byTest("notice").filter({ hasText: "Saved version 2." }).waitFor();
+  const v2 = await page.evaluate(() => fetch("/api/rules/welcome/versions/2").then((r) => r.json()));
+  assert.deepEqual(v2.goal, { event: "order.placed", within: "3d", value: "data.total" });
+  assert.equal(v2.holdout, 10);
   await byTest("tab-versions").click();
   await byTest("version-1").click();
   await byTest("restore").click();

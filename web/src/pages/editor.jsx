@@ -131,6 +131,16 @@ export function EditorPage({ session, id, template, newId }) {
   if (!rule) return <p class="loading">Loading…</p>;
 
   const set = (field) => (e) => setRule({ ...rule, [field]: e.currentTarget.value });
+  // A goal field emptied leaves the goal; a goal with no field left is no goal.
+  const setGoal = (field) => (e) => {
+    const goal = { ...(rule.goal ?? {}), [field]: e.currentTarget.value.trim() };
+    if (!goal[field]) delete goal[field];
+    setRule({ ...rule, goal: Object.keys(goal).length ? goal : undefined });
+  };
+  const setHoldout = (e) => {
+    const text = e.currentTarget.value;
+    setRule({ ...rule, holdout: text === "" ? undefined : Number(text) });
+  };
 
   const save = async () => {
     setError(null);
@@ -239,6 +249,22 @@ export function EditorPage({ session, id, template, newId }) {
             <label>
               Cooldown
               <input value={rule.cooldown ?? ""} onInput={set("cooldown")} readOnly={!mayEdit} placeholder="e.g. 1d" />
+            </label>
+            <label>
+              Goal: event type
+              <input value={rule.goal?.event ?? ""} onInput={setGoal("event")} readOnly={!mayEdit} placeholder="e.g. order.placed" data-testid="goal-event" />
+            </label>
+            <label>
+              Goal: within
+              <input value={rule.goal?.within ?? ""} onInput={setGoal("within")} readOnly={!mayEdit} placeholder="e.g. 3d" data-testid="goal-within" />
+            </label>
+            <label>
+              Goal: value
+              <input value={rule.goal?.value ?? ""} onInput={setGoal("value")} readOnly={!mayEdit} placeholder="e.g. data.total" data-testid="goal-value" />
+            </label>
+            <label>
+              Holdout (% of profiles)
+              <input type="number" min="0" max="50" step="0.01" value={rule.holdout ?? ""} onInput={setHoldout} readOnly={!mayEdit} placeholder="e.g. 10" data-testid="holdout" />
             </label>
             <label class="wide">
               Description
