@@ -84,6 +84,7 @@ async fn a_marketer_edits_tests_saves_watches_and_restores_a_rule_in_the_browser
         "live",
         "profile",
         "versions",
+        "results",
         "plugins",
         "dlq",
         "schemas",

@@ -1,7 +1,7 @@
 // Browser test of the marketer's path through the UI, in Debian's Chromium driven by
 // playwright-core: sign in, rule from a template, an error shown inline, fixed, dry run shows
 // the push, save, an event published to NATS shows its action in the live view, a second version
-// with a goal and a holdout set in the editor, restore an
+// with a goal and a holdout set in the editor and its Results tab (funnel, chart), restore an
 // older version, a viewer cannot edit (no control, API 403), a webhook endpoint with its secret
 // shown once and rotated, an e-mail template previewed as it is typed, an event schema drafted
 // from recent events and blocking a bad one (its value marked in the violations report, the
@@ -210,6 +210,21 @@ try {
   const v2 = await page.evaluate(() => fetch("/api/rules/welcome/versions/2").then((r) => r.json()));
   assert.deepEqual(v2.goal, { event: "order.placed", within: "3d", value: "data.total" });
   assert.equal(v2.holdout, 10);
+
+  step("the Results tab: registrations counted, the funnel, the chart and the uplift's reason");
+  for (const n of [1, 2, 3, 4, 5, 6]) {
+    const registered = { specversion: "1.0", id: `ui-reg-${n}`, source: "ui-test", type: "user.registered",
+      subject: `user-r${n}`, time: new Date().toISOString(), data: { first_name: "Grace" } };
+    await publishToNats("events.user.registered", JSON.stringify(registered));
+  }
+  await byTest("tab-results").click();
+  await page.waitForFunction(() => /Triggered\s*6/.test(document.querySelector('[data-testid="results-funnel"]')?.textContent ?? ""), null, { timeout: 20000 });
+  await byTest("results-chart").locator("svg").waitFor();
+  assert.equal(await byTest("results-chart").locator("polyline").count(), 2, "a line per group");
+  assert.match(await byTest("results-uplift").textContent(), /not enough data yet/);
+  await byTest("results-version").selectOption("2");
+  assert.match(await byTest("results-funnel").textContent(), /Triggered\s*6/);
+  await shot("results");
   await byTest("tab-versions").click();
   await byTest("version-1").click();
   await byTest("restore").click();

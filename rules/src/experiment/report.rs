@@ -105,10 +105,9 @@ pub fn version_report(
         sum
     };
     let (uplift, reason) = if counts.control.profiles == 0 && counts.treatment.profiles > 0 {
-        (
-            None,
-            Some("no control group: the rule holds no profiles out (set `holdout`)".to_owned()),
-        )
+        let reason = "not enough data yet: no profile is in the control group (a rule without \
+                      `holdout` never has one)";
+        (None, Some(reason.to_owned()))
     } else {
         match uplift(
             counts.treatment.group(),

@@ -6,6 +6,7 @@ import { api, can, describe, get } from "../api.js";
 import { createEditor, setDoc } from "../rhai.js";
 import { navigate } from "../main.jsx";
 import { TestPanel } from "./test_panel.jsx";
+import { ResultsPanel } from "./results_panel.jsx";
 import { BacktestPanel, VersionsPanel, ReviewPanel } from "./panels.jsx";
 
 const BLANK = {
@@ -285,7 +286,7 @@ export function EditorPage({ session, id, template, newId }) {
         </div>
         <aside class="side-col">
           <div role="tablist" class="tabs">
-            {[["test", "Test"], ["backtest", "Backtest"], ["versions", "Versions"], ...(draft ? [["review", "Review"]] : [])].map(([key, label]) => (
+            {[["test", "Test"], ["backtest", "Backtest"], ["versions", "Versions"], ...(isNew ? [] : [["results", "Results"]]), ...(draft ? [["review", "Review"]] : [])].map(([key, label]) => (
               <button type="button" role="tab" aria-selected={panel === key} class={panel === key ? "active" : ""} onClick={() => setPanel(key)} data-testid={`tab-${key}`}>
                 {label}
               </button>
@@ -295,6 +296,7 @@ export function EditorPage({ session, id, template, newId }) {
           {panel === "backtest" && <BacktestPanel session={session} ruleId={ruleId} rule={rule} />}
           {panel === "versions" && !isNew && <VersionsPanel session={session} id={id} current={rule} currentVersion={version} onRestored={reload} onDraft={setDraft} />}
           {panel === "versions" && isNew && <p class="empty">Save the rule to start its history.</p>}
+          {panel === "results" && !isNew && <ResultsPanel id={id} />}
           {panel === "review" && draft && (
             <ReviewPanel session={session} id={id} draft={draft} current={rule} onDone={(r) => { setDraft(null); if (r) reload(r); }} />
           )}
