@@ -8,6 +8,22 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Pattern(String);
 
+/// Whether `event_type` matches `pattern`, a pattern text [`Pattern::parse`] accepted before
+/// (a touch's goal, stored with the profile): matched as it is, nothing parsed or allocated.
+pub fn pattern_matches(pattern: &str, event_type: &str) -> bool {
+    let mut pattern = pattern.split('.');
+    let mut subject = event_type.split('.');
+    loop {
+        match (pattern.next(), subject.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(p), Some(s)) if p == s => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 impl Pattern {
     pub fn parse(text: &str) -> Result<Pattern, String> {
         if text.is_empty() {
@@ -40,17 +56,7 @@ impl Pattern {
 
     /// Reference matcher; the index must agree with it (checked by a property test).
     pub fn matches(&self, event_type: &str) -> bool {
-        let mut pattern = self.0.split('.');
-        let mut subject = event_type.split('.');
-        loop {
-            match (pattern.next(), subject.next()) {
-                (Some(">"), Some(_)) => return true,
-                (Some("*"), Some(_)) => {}
-                (Some(p), Some(s)) if p == s => {}
-                (None, None) => return true,
-                _ => return false,
-            }
-        }
+        pattern_matches(&self.0, event_type)
     }
 }
 

@@ -23,7 +23,7 @@ use serde_json::Value;
 use super::{Arm, Experiment};
 use crate::event::CloudEvent;
 use crate::state::{StateMap, field_hash};
-use crate::trigger::Pattern;
+use crate::trigger::pattern_matches;
 
 /// A profile's latest exposure to one rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,27 +107,16 @@ pub fn expose(
     let earlier = touches.get(rule);
     let first = earlier.is_none_or(|t| t.version != version);
     let converted = !first && earlier.is_some_and(|t| t.converted);
-    let touch = match &experiment.goal {
-        Some(goal) => Touch {
-            version,
-            arm,
-            at_ms: now_ms,
-            until_ms: now_ms.saturating_add(goal.within_ms),
-            goal: goal.event.clone(),
-            filter: goal.filter.clone(),
-            value: goal.value.clone(),
-            converted,
-        },
-        None => Touch {
-            version,
-            arm,
-            at_ms: now_ms,
-            until_ms: 0,
-            goal: CompactString::default(),
-            filter: Vec::new(),
-            value: None,
-            converted,
-        },
+    let goal = experiment.goal.as_ref();
+    let touch = Touch {
+        version,
+        arm,
+        at_ms: now_ms,
+        until_ms: goal.map_or(0, |g| now_ms.saturating_add(g.within_ms)),
+        goal: goal.map(|g| g.event.clone()).unwrap_or_default(),
+        filter: goal.map(|g| g.filter.clone()).unwrap_or_default(),
+        value: goal.and_then(|g| g.value.clone()),
+        converted,
     };
     touches.insert(rule.into(), touch);
     while touches.len() > max_touches.max(1) {
@@ -167,7 +156,7 @@ pub fn attribute(
         if chosen.is_some_and(|(_, at_ms)| at_ms >= touch.at_ms) {
             continue;
         }
-        if !Pattern::parse(&touch.goal).is_ok_and(|p| p.matches(&event.event_type)) {
+        if !pattern_matches(&touch.goal, &event.event_type) {
             continue;
         }
         if !touch.filter.is_empty() {

@@ -125,24 +125,40 @@ impl PartitionResults {
                 continue;
             };
             let mut record = record.clone();
-            let bytes = self.bounded(&rule, &mut record, now_ms);
-            chunk
-                .writes
-                .push((results::record_key(self.partition, &rule), bytes));
-            chunk.records.push((rule, record));
+            match self.bounded(&rule, &mut record, now_ms) {
+                Ok(bytes) => {
+                    chunk
+                        .writes
+                        .push((results::record_key(self.partition, &rule), bytes));
+                    chunk.records.push((rule, record));
+                }
+                // Not written, the stored record stays as it was: this chunk's counts for the
+                // rule are lost, and said so.
+                Err(error) => tracing::error!(
+                    partition = self.partition,
+                    rule,
+                    %error,
+                    "a rule's results record cannot be encoded; this checkpoint's counts for it are lost"
+                ),
+            }
         }
         chunk
     }
 
     /// The record trimmed to its bounds and encoded; past `profile_max_bytes` its oldest days
     /// go first (counted and logged), so a record can always be stored.
-    fn bounded(&self, rule: &str, record: &mut Results, now_ms: i64) -> Bytes {
+    fn bounded(
+        &self,
+        rule: &str,
+        record: &mut Results,
+        now_ms: i64,
+    ) -> Result<Bytes, rmp_serde::encode::Error> {
         let mut limits = self.limits;
         loop {
             record.trim(limits, now_ms);
-            let bytes = results::encode(record).unwrap_or_default();
+            let bytes = results::encode(record)?;
             if bytes.len() <= self.max_record_bytes || limits.retention_days <= 1 {
-                return Bytes::from(bytes);
+                return Ok(Bytes::from(bytes));
             }
             limits.retention_days /= 2;
             metrics::counter!(crate::telemetry::RESULTS_TRIMMED).increment(1);
