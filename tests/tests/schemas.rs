@@ -175,6 +175,20 @@ async fn bad_events_are_flagged_or_blocked_and_re_driven_once_fixed() {
     assert_eq!(violation["kind"], "wrong_type", "{decision}");
     assert_eq!(violation["instance_path"], "/total");
     assert_eq!(violation["schema_path"], "/properties/total/type");
+    // warn over HTTP: accepted (not a 400), decided, the violation in the trace.
+    let http_warned = event("warned-2", "cart.updated", "cy", bad.clone());
+    let (status, body) = nudge
+        .api(Method::POST, "/v1/events", Some(http_warned))
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
+    let decision = until("warned-2 decided", async || {
+        let (_, trace) = nudge.api_get("/api/profiles/cy/trace").await;
+        let latest = trace["decisions"][0].clone();
+        (latest["event_id"] == "warned-2").then_some(latest)
+    })
+    .await;
+    assert_eq!(decision["fired"][0]["rule"], "cart-push@v1", "{decision}");
+    assert_eq!(decision["schema_violations"][0]["instance_path"], "/total");
     // An unplanned type (unplanned_events = warn) is flagged too.
     publish(
         &js,
@@ -241,8 +255,9 @@ async fn bad_events_are_flagged_or_blocked_and_re_driven_once_fixed() {
     .await;
     let (carts, pages) = report;
     // The seeds may have been decided before their schema existed (unplanned, warned).
-    assert!(carts["warned"].as_u64() >= Some(1), "{carts}");
-    assert_eq!(carts["kinds"]["wrong_type"], 5, "{carts}");
+    assert!(carts["warned"].as_u64() >= Some(2), "{carts}");
+    // Two warned (over NATS and over HTTP), four blocked.
+    assert_eq!(carts["kinds"]["wrong_type"], 6, "{carts}");
     assert_eq!(carts["samples"][0]["data"]["total"], "12", "{carts}");
     assert_eq!(
         carts["samples"][0]["violations"][0]["instance_path"],
@@ -253,7 +268,7 @@ async fn bad_events_are_flagged_or_blocked_and_re_driven_once_fixed() {
         .iter()
         .filter_map(|h| h["kinds"]["wrong_type"].as_u64())
         .sum();
-    assert_eq!(wrong_types, 5, "by kind per hour: {carts}");
+    assert_eq!(wrong_types, 6, "by kind per hour: {carts}");
     assert_eq!(pages["kinds"]["unplanned"], 1, "{pages}");
     let metrics = nudge.metrics().await;
     assert!(
