@@ -179,6 +179,19 @@ impl Origin {
     pub fn label(&self) -> &str {
         &self.label
     }
+
+    /// What a `rule` extension names: the kind, the rule id or plugin name, and the version;
+    /// `None` for anything [`Origin::new`] or [`Origin::plugin`] cannot have written.
+    pub fn parse_label(label: &str) -> Option<(OriginKind, &str, u64)> {
+        let (kind, rest) = match label.strip_prefix("plugin:") {
+            Some(rest) => (OriginKind::Plugin, rest),
+            None => (OriginKind::Rule, label),
+        };
+        let (id, version) = rest.rsplit_once("@v")?;
+        let version = version.parse().ok()?;
+        crate::rule::validate_key("rule", id).ok()?;
+        Some((kind, id, version))
+    }
 }
 
 /// An action's payload as the rule language shapes it: `personalize` adds `slot`, `price` adds
@@ -291,7 +304,23 @@ pub struct ActionEvent<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::Channel;
+    use super::{Channel, Origin};
+
+    #[test]
+    fn labels_read_back_as_written() {
+        for origin in [
+            Origin::new("cart-abandon", 3),
+            Origin::plugin("crm_sync", 12),
+        ] {
+            assert_eq!(
+                Origin::parse_label(origin.label()),
+                Some((origin.kind, origin.id.as_str(), origin.version))
+            );
+        }
+        for foreign in ["cart", "cart@3", "cart@vx", "plugin:@v1", "a.b@v1", ""] {
+            assert_eq!(Origin::parse_label(foreign), None, "{foreign}");
+        }
+    }
 
     #[test]
     fn the_channel_table_lists_every_channel_once_in_index_order() {

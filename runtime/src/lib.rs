@@ -9,6 +9,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod delivered;
 pub mod delivery;
 pub mod http;
 pub mod pipeline;

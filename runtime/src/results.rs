@@ -28,8 +28,17 @@ pub fn decode(bytes: &[u8]) -> anyhow::Result<Results> {
 
 /// Rule `rule`'s results, summed over every partition's record.
 pub async fn of_rule(profiles: &ProfileStore, rule: &str) -> anyhow::Result<Results> {
+    sum(profiles, &format!("results.*.{rule}")).await
+}
+
+/// Every rule's results, summed over every partition's records.
+pub async fn of_all(profiles: &ProfileStore) -> anyhow::Result<Results> {
+    sum(profiles, "results.*.*").await
+}
+
+async fn sum(profiles: &ProfileStore, pattern: &str) -> anyhow::Result<Results> {
     let mut sum = Results::default();
-    for (key, bytes) in profiles.scan(&format!("results.*.{rule}")).await? {
+    for (key, bytes) in profiles.scan(pattern).await? {
         sum.merge(&decode(&bytes).with_context(|| format!("{key}: unreadable"))?);
     }
     Ok(sum)

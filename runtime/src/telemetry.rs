@@ -47,10 +47,11 @@ pub const PARTITION_COUNT: &str = "nudge_partition_count";
 pub const DLQ_EVENTS: &str = "nudge_dlq_events";
 pub const INGEST_RATE_LIMITED: &str = "nudge_ingest_rate_limited_total";
 pub const RESULTS_TRIMMED: &str = "nudge_results_trimmed_total";
+pub const DELIVERED_UNCOUNTED: &str = "nudge_delivered_uncounted_total";
 
 /// Every metric nudge exports under its own name (a closed set: the README's metrics table is
 /// held equal to it, with the `process_*` metrics of [`PROCESS_METRICS`]).
-pub const ALL: [&str; 43] = [
+pub const ALL: [&str; 44] = [
     EVENTS_IN,
     EVENTS_PROCESSED,
     EVENTS_INGESTED,
@@ -94,6 +95,7 @@ pub const ALL: [&str; 43] = [
     DLQ_EVENTS,
     INGEST_RATE_LIMITED,
     RESULTS_TRIMMED,
+    DELIVERED_UNCOUNTED,
 ];
 
 /// The process metrics of `metrics-process` nudge exports (Linux), collected at each scrape.
@@ -295,6 +297,10 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(
         RESULTS_TRIMMED,
         "Times a partition's results record for a rule outgrew profile_max_bytes and lost its oldest days."
+    );
+    describe_counter!(
+        DELIVERED_UNCOUNTED,
+        "Delivered actions whose count in the results could not be stored (NUDGE_DELIVERED unreachable)."
     );
     PROCESS.describe();
     Ok(handle)

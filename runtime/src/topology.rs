@@ -73,6 +73,9 @@ pub const SECRETS_BUCKET: &str = "NUDGE_SECRETS";
 /// The delivery log: one message per delivery attempt on
 /// `deliveries.<channel>.<profile key>.<action id>`.
 pub const DELIVERIES_STREAM: &str = "NUDGE_DELIVERIES";
+/// One message per action nudge delivered, on `delivered.<rule|plugin>.<id>.<version>.<day>`:
+/// a rule's delivered count per version and day is its subjects' message counts.
+pub const DELIVERED_STREAM: &str = "NUDGE_DELIVERED";
 
 /// Every key-value bucket nudge keeps (a closed set: `storage::reserved_bytes` sums them, and
 /// the `nudge up` test holds the sum equal to what the server holds).
@@ -145,6 +148,16 @@ pub fn stream_configs(s: &Settings) -> Vec<stream::Config> {
             max_bytes: s.deliveries_max_bytes,
             // Attempts are counted from the last one logged per action.
             allow_direct: true,
+            ..Default::default()
+        },
+        stream::Config {
+            name: DELIVERED_STREAM.into(),
+            subjects: vec!["delivered.>".into()],
+            max_age: seconds(u64::from(s.results_retention_days) * 86_400),
+            max_bytes: s.delivered_max_bytes,
+            // A delivery redone after a crash (before its ack) is counted once: the action id
+            // is the message id.
+            duplicate_window: seconds(s.actions_duplicate_window_s),
             ..Default::default()
         },
         stream::Config {

@@ -109,6 +109,13 @@ pub fn cases(role: &str) -> Vec<Case> {
         ),
         c(
             M::GET,
+            "/api/results",
+            "/api/results".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
+            M::GET,
             "/api/rules/{id}/results",
             "/api/rules/base/results".into(),
             None,

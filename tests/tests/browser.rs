@@ -85,6 +85,7 @@ async fn a_marketer_edits_tests_saves_watches_and_restores_a_rule_in_the_browser
         "profile",
         "versions",
         "results",
+        "rules-results",
         "plugins",
         "dlq",
         "schemas",

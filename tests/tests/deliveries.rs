@@ -273,6 +273,22 @@ async fn a_delivery_cut_short_by_sigkill_is_delivered_by_another_instance() {
     );
     let (_, dlq) = second.api_get("/api/dlq").await;
     assert_eq!(dlq["total"], 0, "{dlq}");
+    // Counted once in the results; a count redone for the same action (a crash between the
+    // delivery and its ack) is still one.
+    let counted = until("the delivery counted", async || {
+        let counted = nudge::delivered::of_rule(&js, "crm-sync").await.unwrap();
+        (!counted.is_empty()).then_some(counted)
+    })
+    .await;
+    let (&day, &n) = counted[&1].iter().next().unwrap();
+    assert_eq!(n, 1, "{counted:?}");
+    let action_id = seen[0].header("webhook-id");
+    let subject = format!("delivered.rule.crm-sync.1.{day}");
+    nudge::delivered::record(&js, subject, action_id)
+        .await
+        .unwrap();
+    let again = nudge::delivered::of_rule(&js, "crm-sync").await.unwrap();
+    assert_eq!(again, counted);
 }
 
 /// One endpoint down, another up: the breaker of the first opens (and stops the attempts), the

@@ -2,16 +2,27 @@
 //! real nudge. Only the treated group is sent anything, and `GET /api/rules/{id}/results`
 //! counts each group and each conversion once — goal events delivered twice and a nudge
 //! SIGKILLed between them (a new one resumes from the checkpoint) included — exactly as the
-//! documented holdout draw and the orders sent say.
+//! documented holdout draw and the orders sent say; each treated profile's webhook is
+//! delivered and counted once under `delivered`; the rules list's summary agrees. On a 3-node
+//! cluster, the same counts hold when a partition's owner is SIGKILLed under load and another
+//! instance takes over from its checkpoint.
 
 use std::time::Duration;
 
 use nudge_rules::experiment::holdout_bucket;
+use nudge_tests::cluster::NatsCluster;
+use nudge_tests::receiver::Receiver;
 use nudge_tests::*;
-use serde_json::json;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 
 const PROFILES: usize = 300;
-const LEASE: [(&str, &str); 1] = [("NUDGE_PARTITION_LEASE_MS", "2000")];
+/// A short lease so the restarted nudge takes the partitions over at once, and a short ack wait
+/// for deliveries the SIGKILL cut short (twice the webhook timeout).
+const LEASE: [(&str, &str); 2] = [
+    ("NUDGE_PARTITION_LEASE_MS", "2000"),
+    ("NUDGE_WEBHOOK_TIMEOUT_MAX_MS", "2000"),
+];
 
 fn user(i: usize) -> String {
     format!("user-{i}")
@@ -35,51 +46,74 @@ async fn order(js: &async_nats::jetstream::Context, i: usize) {
     publish(js, &placed).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn results_count_each_group_and_conversion_once_across_a_sigkill() {
-    let nats = NatsServer::start();
-    let js = nats.jetstream().await;
-    let nudge = Nudge::start(&nats, &LEASE).await;
+async fn put_cart_rule(nudge: &Nudge, script: &str) {
     nudge
         .put_rule(
             "cart",
-            json!({"name": "Cart reminder", "triggers": ["cart.updated"],
-                   "script": "push(#{ title: \"Still thinking?\" });",
+            json!({"name": "Cart reminder", "triggers": ["cart.updated"], "script": script,
                    "goal": {"event": "order.placed", "within": "1d", "value": "data.total"},
                    "holdout": 10}),
         )
         .await;
+}
+
+/// A cart for every profile, then the orders of the first half, each delivered twice (the
+/// same CloudEvent id: a redelivery).
+async fn publish_carts_and_first_orders(js: &async_nats::jetstream::Context) {
     for i in 0..PROFILES {
         let cart = event(&format!("c{i}"), "cart.updated", &user(i), json!({}));
-        publish(&js, &cart).await;
+        publish(js, &cart).await;
     }
-    // Half of the orders, each delivered twice (the same CloudEvent id: a redelivery).
     for i in (0..PROFILES / 2).filter(|i| orders(*i)) {
-        order(&js, i).await;
-        order(&js, i).await;
+        order(js, i).await;
+        order(js, i).await;
     }
-    wait_drained(&js, Duration::from_secs(60)).await;
-    nudge.kill().await;
-    // A new nudge resumes; the first half is redelivered once more, then the rest arrives.
-    let nudge = Nudge::start(&nats, &LEASE).await;
-    for i in (0..PROFILES).filter(|i| orders(*i)) {
-        order(&js, i).await;
-    }
-    wait_drained_or(&js, Duration::from_secs(60), || nudge.logs()).await;
+}
 
+/// Every order, the first half once more: redeliveries after a restart or a failover.
+async fn publish_all_orders(js: &async_nats::jetstream::Context) {
+    for i in (0..PROFILES).filter(|i| orders(*i)) {
+        order(js, i).await;
+    }
+}
+
+/// Each group's profiles and conversions as the holdout draw and the orders say.
+struct Expected {
+    treated: u64,
+    control: u64,
+    treated_converted: u64,
+    control_converted: u64,
+}
+
+fn expected() -> Expected {
     let treated = (0..PROFILES).filter(|i| !held_out(*i)).count() as u64;
-    let control = PROFILES as u64 - treated;
-    let treated_converted = (0..PROFILES)
-        .filter(|i| !held_out(*i) && orders(*i))
-        .count() as u64;
-    let control_converted = (0..PROFILES).filter(|i| held_out(*i) && orders(*i)).count() as u64;
+    let converted = |held: bool| {
+        (0..PROFILES)
+            .filter(|i| held_out(*i) == held && orders(*i))
+            .count() as u64
+    };
+    let expected = Expected {
+        treated,
+        control: PROFILES as u64 - treated,
+        treated_converted: converted(false),
+        control_converted: converted(true),
+    };
     assert!(
-        control > 10 && control_converted > 0,
+        expected.control > 10 && expected.control_converted > 0,
         "a control group to measure"
     );
+    expected
+}
 
-    let (status, results) = nudge.api_get("/api/rules/cart/results").await;
-    assert_eq!(status, 200, "{results}");
+/// Version 1's counts are exact: every profile once in its group, every conversion once per
+/// action, its value once; too few held out for an uplift, and the reason says so.
+fn assert_counted_once(results: &Value) {
+    let Expected {
+        treated,
+        control,
+        treated_converted,
+        control_converted,
+    } = expected();
     let v1 = &results["versions"][0];
     assert_eq!(v1["version"], 1);
     assert_eq!(v1["triggered"], PROFILES as u64, "{results:#}");
@@ -104,9 +138,66 @@ async fn results_count_each_group_and_conversion_once_across_a_sigkill() {
             .contains("results_min_profiles"),
         "{v1}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn results_count_each_group_and_conversion_once_across_a_sigkill() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    let nudge = Nudge::start(&nats, &LEASE).await;
+    let receiver = Receiver::start().await;
+    let (status, created) = nudge
+        .api(
+            Method::PUT,
+            "/api/webhooks/crm",
+            Some(json!({"url": receiver.url, "timeout_ms": 1000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    put_cart_rule(
+        &nudge,
+        "push(#{ title: \"Still thinking?\" }); webhook(\"crm\", #{});",
+    )
+    .await;
+    publish_carts_and_first_orders(&js).await;
+    wait_drained(&js, Duration::from_secs(60)).await;
+    nudge.kill().await;
+    // A new nudge resumes; the first half is redelivered once more, then the rest arrives.
+    let nudge = Nudge::start(&nats, &LEASE).await;
+    publish_all_orders(&js).await;
+    wait_drained_or(&js, Duration::from_secs(60), || nudge.logs()).await;
+
+    let Expected {
+        treated,
+        control_converted,
+        ..
+    } = expected();
+
+    // Every treated profile's webhook delivered (some by the first nudge, some by the second).
+    until("the webhooks delivered", async || {
+        (receiver.count() >= treated as usize).then_some(())
+    })
+    .await;
+    let results = until("the deliveries counted", async || {
+        let (status, results) = nudge.api_get("/api/rules/cart/results").await;
+        assert_eq!(status, 200, "{results}");
+        (results["versions"][0]["delivered"] == treated).then_some(results)
+    })
+    .await;
+    assert_eq!(results["overall"]["delivered"], treated);
+    assert_counted_once(&results);
     assert_eq!(results["overall"]["treatment"]["profiles"], treated);
-    // Only the treated group got the push; the held-out decisions are traced as such.
-    assert_eq!(stream_len(&js, "NUDGE_ACTIONS").await, treated);
+    // The rules list's summary says the same.
+    let (status, summary) = nudge.api_get("/api/results").await;
+    assert_eq!(status, 200, "{summary}");
+    let cart = &summary["rules"]["cart"];
+    assert_eq!(cart["treatment"]["profiles"], treated, "{summary:#}");
+    assert_eq!(cart["control"]["converted"], control_converted);
+    assert_eq!(cart["reason"], results["versions"][0]["reason"]);
+    // Only the treated group got the push and the webhook; the held-out decisions are traced
+    // as such.
+    assert_eq!(stream_len(&js, "NUDGE_ACTIONS").await, 2 * treated);
+    assert!(receiver.count() >= treated as usize);
     let first_held_out = (0..PROFILES).find(|i| held_out(*i)).unwrap();
     let (_, trace) = nudge
         .api_get(&format!("/api/profiles/{}/trace", user(first_held_out)))
@@ -133,4 +224,43 @@ async fn results_count_each_group_and_conversion_once_across_a_sigkill() {
         (status.as_u16(), &error["error"]["field"]),
         (400, &json!("version"))
     );
+}
+
+/// On a 3-node cluster with replicated streams, two instances share the partitions; one is
+/// SIGKILLed while it decides and checkpoints under load (its checkpoints every 200 ms). The
+/// other takes its partitions over from their last checkpoint — replaying what that one had
+/// not covered, redelivered orders included — and the results still count every profile and
+/// every conversion once.
+#[tokio::test(flavor = "multi_thread")]
+async fn results_count_once_when_the_owner_fails_over_on_a_cluster() {
+    let cluster = NatsCluster::start(3).await;
+    let settings = [
+        ("NUDGE_REPLICAS", "3"),
+        ("NUDGE_PARTITION_LEASE_MS", "2000"),
+        ("NUDGE_CHECKPOINT_INTERVAL_MS", "200"),
+    ];
+    let a = Nudge::serve(&cluster.url, &settings).await;
+    let b = Nudge::serve(&cluster.url, &settings).await;
+    put_cart_rule(&a, "push(#{ title: \"Still thinking?\" });").await;
+    until("both instances own partitions", async || {
+        let (_, info) = b.api_get("/api/cluster").await;
+        let owning = info["instances"].as_array().map_or(0, |i| {
+            i.iter().filter(|i| i["partitions"] != json!([])).count()
+        });
+        (owning == 2).then_some(())
+    })
+    .await;
+    let js = cluster.jetstream().await;
+    publish_carts_and_first_orders(&js).await;
+    // A dies with its share of those events in hand, some decided, some checkpointed.
+    a.kill().await;
+    publish_all_orders(&js).await;
+    wait_drained_or(&js, Duration::from_secs(90), || {
+        format!("--- b\n{}\n{}", b.logs(), cluster.logs())
+    })
+    .await;
+    let (status, results) = b.api_get("/api/rules/cart/results").await;
+    assert_eq!(status, 200, "{results}");
+    assert_counted_once(&results);
+    assert_eq!(stream_len(&js, "NUDGE_ACTIONS").await, expected().treated);
 }

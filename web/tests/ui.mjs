@@ -1,12 +1,12 @@
 // Browser test of the marketer's path through the UI, in Debian's Chromium driven by
 // playwright-core: sign in, rule from a template, an error shown inline, fixed, dry run shows
 // the push, save, an event published to NATS shows its action in the live view, a second version
-// with a goal and a holdout set in the editor and its Results tab (funnel, chart), restore an
-// older version, a viewer cannot edit (no control, API 403), a webhook endpoint with its secret
+// with a goal and a holdout set in the editor and its Results tab (funnel, chart), the goal in
+// its backtest, conversion and uplift in the rules list, restore an older version, a viewer cannot edit (no control, API 403), a webhook endpoint with its secret
 // shown once and rotated, an e-mail template previewed as it is typed, an event schema drafted
 // from recent events and blocking a bad one (its value marked in the violations report, the
-// dead letters it went to), a rule reading a field the schema lacks warned about, sign-out ends
-// the session.
+// dead letters it went to), a rule reading a field the schema lacks warned about and
+// `event.data.` completed from the schema, sign-out ends the session.
 // Screenshots of each main page go to $SCREENSHOT_DIR. Run by tests/tests/browser.rs, which
 // starts nats-server and nudge and passes NUDGE_URL, NATS_URL and the users' passwords.
 import assert from "node:assert/strict";
@@ -225,6 +225,19 @@ try {
   await byTest("results-version").selectOption("2");
   assert.match(await byTest("results-funnel").textContent(), /Triggered\s*6/);
   await shot("results");
+  // The backtest of a rule with a goal says how often the goal followed (a correlation).
+  await byTest("tab-backtest").click();
+  await page.click('text="Last 24 hours"');
+  await byTest("backtest-goal-welcome").waitFor();
+  assert.match(await byTest("backtest-goal-welcome").textContent(), /0 of \d+ decisions.*correlation/);
+  // The rules list shows the conversion rate and why there is no uplift yet.
+  await page.click('nav >> text="Rules"');
+  await byTest("rule-conversion-welcome").waitFor();
+  assert.match(await byTest("rule-conversion-welcome").textContent(), /0\.0 %/);
+  assert.match(await byTest("rule-uplift-welcome").textContent(), /not enough data yet/);
+  await shot("rules-results");
+  await byTest("rule-row-welcome").locator("a").first().click();
+  await page.waitForURL(/\/rules\/welcome$/);
   await byTest("tab-versions").click();
   await byTest("version-1").click();
   await byTest("restore").click();
@@ -397,6 +410,12 @@ try {
   assert.equal(await byTest("lint").textContent(), "Compiles.", "a warning does not stop the save");
   assert.ok(!(await byTest("save").isDisabled()));
   await shot("editor-warning");
+  // `event.data.` completes with the fields of the triggering type's schema.
+  await page.locator(".cm-content").click();
+  await page.keyboard.press("Control+End");
+  await page.keyboard.type("\nlet u = event.data.cur");
+  await page.locator(".cm-tooltip-autocomplete").filter({ hasText: "currency" }).waitFor();
+  await page.keyboard.press("Escape");
 
   step("the admin page and its audit log");
   await page.goto(`${base}/admin`);

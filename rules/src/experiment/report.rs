@@ -2,6 +2,8 @@
 //! all versions, each group's profiles, conversions and rate, the uplift with its interval (or
 //! why there is none yet), and the days for the chart.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::results::{ArmCounts, Counts, VersionResults};
@@ -46,6 +48,8 @@ pub struct DayReport {
     /// `YYYY-MM-DD`.
     pub day: String,
     pub triggered: u64,
+    /// Actions of the day's decisions that nudge delivered (webhooks, e-mails).
+    pub delivered: u64,
     pub treatment: GroupReport,
     pub control: GroupReport,
 }
@@ -56,6 +60,9 @@ pub struct DayReport {
 pub struct VersionReport {
     pub version: Option<u64>,
     pub triggered: u64,
+    /// Actions nudge delivered itself (webhooks, e-mails: the channels with a delivery
+    /// worker), counted once each, by the day they were decided.
+    pub delivered: u64,
     pub treatment: GroupReport,
     pub control: GroupReport,
     /// Treatment's rate minus control's, with its 95 % interval; `null` with a `reason`.
@@ -64,6 +71,9 @@ pub struct VersionReport {
     pub reason: Option<String>,
     pub days: Vec<DayReport>,
 }
+
+/// Delivered actions per day number (since 1970-01-01, UTC), of one version.
+pub type DeliveredDays = BTreeMap<i64, u64>;
 
 /// Which days a report covers, as day numbers since 1970-01-01 (inclusive); `None`: all kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,6 +97,7 @@ impl Period {
 pub fn version_report(
     version: Option<u64>,
     results: &VersionResults,
+    delivered: &DeliveredDays,
     period: Period,
     min_profiles: u64,
 ) -> VersionReport {
@@ -104,6 +115,7 @@ pub fn version_report(
         }
         sum
     };
+    let delivered_on = |day: &i64| delivered.get(day).copied().unwrap_or(0);
     let (uplift, reason) = if counts.control.profiles == 0 && counts.treatment.profiles > 0 {
         let reason = "not enough data yet: no profile is in the control group (a rule without \
                       `holdout` never has one)";
@@ -121,6 +133,11 @@ pub fn version_report(
     VersionReport {
         version,
         triggered: counts.triggered,
+        delivered: delivered
+            .iter()
+            .filter(|(day, _)| period.contains(**day))
+            .map(|(_, n)| n)
+            .sum(),
         treatment: GroupReport::of(&counts.treatment),
         control: GroupReport::of(&counts.control),
         uplift,
@@ -130,6 +147,7 @@ pub fn version_report(
             .map(|(day, counts)| DayReport {
                 day: rfc3339(day * DAY_MS)[..10].to_owned(),
                 triggered: counts.triggered,
+                delivered: delivered_on(day),
                 treatment: GroupReport::of(&counts.treatment),
                 control: GroupReport::of(&counts.control),
             })
@@ -140,25 +158,33 @@ pub fn version_report(
 /// Every version of a rule (newest first), then all of them together.
 pub fn rule_report<'a>(
     versions: impl IntoIterator<Item = (&'a u64, &'a VersionResults)>,
+    delivered: &BTreeMap<u64, DeliveredDays>,
     period: Period,
     min_profiles: u64,
 ) -> (Vec<VersionReport>, VersionReport) {
     let mut all = VersionResults::default();
+    let mut all_delivered = DeliveredDays::new();
+    let none = DeliveredDays::new();
     let mut reports = Vec::new();
     for (version, results) in versions {
+        let version_delivered = delivered.get(version).unwrap_or(&none);
         reports.push(version_report(
             Some(*version),
             results,
+            version_delivered,
             period,
             min_profiles,
         ));
+        for (day, n) in version_delivered {
+            *all_delivered.entry(*day).or_default() += n;
+        }
         all.total.add(&results.total);
         for (day, counts) in &results.days {
             all.days.entry(*day).or_default().add(counts);
         }
     }
     reports.reverse();
-    let overall = version_report(None, &all, period, min_profiles);
+    let overall = version_report(None, &all, &all_delivered, period, min_profiles);
     (reports, overall)
 }
 
@@ -206,7 +232,9 @@ mod tests {
         // Day 2: version 2, no holdout.
         results.record(&[exposure(2, Arm::Treatment)], 2 * DAY_MS);
         let versions = &results.rules["cart"];
-        let (reports, overall) = rule_report(versions, Period::default(), 50);
+        // Version 1's actions: 50 delivered on day 0, 5 on day 1.
+        let delivered = BTreeMap::from([(1, DeliveredDays::from([(0, 50), (1, 5)]))]);
+        let (reports, overall) = rule_report(versions, &delivered, Period::default(), 50);
         assert_eq!(
             reports.iter().map(|r| r.version).collect::<Vec<_>>(),
             [Some(2), Some(1)]
@@ -225,6 +253,11 @@ mod tests {
             "{:?}",
             reports[0]
         );
+        assert_eq!(
+            (reports[1].delivered, reports[1].days[1].delivered),
+            (55, 5)
+        );
+        assert_eq!((reports[0].delivered, overall.delivered), (0, 55));
         assert_eq!(overall.version, None);
         assert_eq!(overall.treatment.profiles, 61);
         // A period sums its days only: day 1 has the conversions and no new profiles.
@@ -232,8 +265,9 @@ mod tests {
             from_day: Some(1),
             to_day: Some(1),
         };
-        let (reports, _) = rule_report(versions, day1, 50);
+        let (reports, _) = rule_report(versions, &delivered, day1, 50);
         assert_eq!(reports[1].treatment.conversions, 30);
+        assert_eq!(reports[1].delivered, 5);
         assert_eq!(reports[1].treatment.profiles, 0);
         assert!(reports[1].uplift.is_none());
         assert_eq!(reports[1].days.len(), 1);

@@ -188,6 +188,9 @@ pub struct Settings {
     pub results_max_versions: usize,
     /// Profiles each group needs before the uplift is shown.
     pub results_min_profiles: u64,
+    /// Caps `NUDGE_DELIVERED`, one small message per delivered action of a rule or plugin
+    /// (about 120 bytes), kept `results_retention_days`: the results' delivered counts.
+    pub delivered_max_bytes: i64,
 
     /// Global frequency caps per channel, per profile, e.g. `push = { per_day = 3 }`.
     pub caps: BTreeMap<String, CapLimits>,
@@ -425,6 +428,7 @@ impl Default for Settings {
             results_retention_days: 90,
             results_max_versions: 20,
             results_min_profiles: 50,
+            delivered_max_bytes: GIB / 4,
             caps: BTreeMap::new(),
             quiet_hours: None,
             quiet_channels: vec!["push".into()],

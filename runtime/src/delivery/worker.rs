@@ -38,11 +38,14 @@ use crate::topology::ACTIONS_STREAM;
 /// How long a delivery handed back for a busy target or a NATS hiccup waits.
 pub const BUSY_DELAY: Duration = Duration::from_secs(1);
 
-/// What the worker reads of an action; `data` is the transport's.
+/// What the worker reads of an action; `data` is the transport's, `rule` and `time` say what
+/// its delivery counts for in the results.
 #[derive(Deserialize)]
 struct ActionRef<D> {
     id: String,
     subject: String,
+    rule: String,
+    time: String,
     data: D,
 }
 
@@ -245,6 +248,15 @@ impl<T: Transport> Worker<T> {
                 };
             }
         };
+        let delivered_subject = match crate::delivered::subject(&action.rule, &action.time) {
+            Ok(subject) => subject,
+            Err(reason) => {
+                return Settled::DeadLetter {
+                    kind: "invalid_action",
+                    reason,
+                };
+            }
+        };
         let target = match self.transport.prepare(action.data).await {
             Ok(target) => target,
             Err(settled) => return settled,
@@ -306,8 +318,21 @@ impl<T: Transport> Worker<T> {
             latency_ms: answer.latency_ms,
             error: answer.error.clone(),
         };
-        if let Err(error) = self.log.append(subject, &entry).await {
+        // The attempt's log entry and, once delivered, its count in the results go out together.
+        let count = async {
+            if answer.outcome == Outcome::Delivered {
+                crate::delivered::record(&self.js, delivered_subject, &action.id).await
+            } else {
+                Ok(())
+            }
+        };
+        let (logged, counted) = tokio::join!(self.log.append(subject, &entry), count);
+        if let Err(error) = logged {
             tracing::warn!(%error, action = %action.id, "logging a delivery attempt failed");
+        }
+        if let Err(error) = counted {
+            counter!(telemetry::DELIVERED_UNCOUNTED).increment(1);
+            tracing::warn!(%error, action = %action.id, "counting a delivered action in the results failed");
         }
         counter!(telemetry::DELIVERIES, "channel" => channel.as_str(), "outcome" => answer.outcome.as_str())
             .increment(1);

@@ -1,7 +1,9 @@
 //! `GET /api/rules/{id}/results`: a rule's funnel, conversions and uplift per version and over
-//! all versions, summed from every partition's stored counts (see `crate::results`), so every
-//! instance answers the same.
+//! all versions, summed from every partition's stored counts (see `crate::results`) and the
+//! delivered counts (`crate::delivered`), so every instance answers the same; `GET
+//! /api/results`: every experimenting rule's conversion rates and uplift, for the rules list.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -44,9 +46,13 @@ pub async fn results(
         from_day: day("from", query.from.as_deref())?,
         to_day: day("to", query.to.as_deref())?,
     };
+    let unavailable = |e: anyhow::Error| ApiError::unavailable(format!("{e:#}"));
     let stored = crate::results::of_rule(&state.profiles, &id)
         .await
-        .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
+        .map_err(unavailable)?;
+    let delivered = crate::delivered::of_rule(&state.js, &id)
+        .await
+        .map_err(unavailable)?;
     let empty = Default::default();
     let versions = stored.rules.get(&id).unwrap_or(&empty);
     if let Some(version) = query.version
@@ -65,7 +71,7 @@ pub async fn results(
     let selected = versions
         .iter()
         .filter(|(version, _)| query.version.is_none_or(|v| v == **version));
-    let (versions, overall) = rule_report(selected, period, min_profiles);
+    let (versions, overall) = rule_report(selected, &delivered, period, min_profiles);
     Ok(Json(json!({
         "rule": id,
         "version": rule.version,
@@ -77,4 +83,30 @@ pub async fn results(
         "overall": to_json(&overall)?,
         "versions": to_json(&versions)?,
     })))
+}
+
+/// Every rule with results: over all its versions, each group's profiles, conversions and rate
+/// and the uplift (or why not yet) — what the rules list shows beside each rule.
+pub async fn summary(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let stored = crate::results::of_all(&state.profiles)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
+    let min_profiles = state.settings.results_min_profiles;
+    let mut rules = serde_json::Map::new();
+    for (rule, versions) in &stored.rules {
+        let (_, overall) = rule_report(versions, &BTreeMap::new(), Period::default(), min_profiles);
+        rules.insert(
+            rule.clone(),
+            json!({
+                "triggered": overall.triggered,
+                "treatment": to_json(&overall.treatment)?,
+                "control": to_json(&overall.control)?,
+                "uplift": to_json(overall.uplift)?,
+                "reason": overall.reason,
+            }),
+        );
+    }
+    Ok(Json(
+        json!({ "min_profiles": min_profiles, "rules": rules }),
+    ))
 }

@@ -39,6 +39,13 @@ export function Diff({ before, after }) {
   );
 }
 
+// "12 of 40 decisions (30.0 %), value 1,234.5": how often the goal followed the rule's action.
+function goalWords(arm) {
+  const share = arm.exposures ? ` (${((100 * arm.conversions) / arm.exposures).toFixed(1)} %)` : "";
+  const value = arm.value ? `, value ${arm.value.toLocaleString()}` : "";
+  return `${arm.conversions} of ${arm.exposures} decisions${share}${value}`;
+}
+
 export function BacktestPanel({ session, ruleId, rule }) {
   const [report, setReport] = useState(null);
   const [busy, setBusy] = useState(false);
@@ -76,6 +83,16 @@ export function BacktestPanel({ session, ruleId, rule }) {
             <tr><th>Profiles matched / actioned</th><td>{r.profiles_matched} / {r.profiles_actioned}</td></tr>
             <tr><th>Held by quiet hours</th><td>{r.held}</td></tr>
             <tr><th>Policy would suppress</th><td>{Object.keys(r.suppressed ?? {}).length ? Object.entries(r.suppressed).map(([k, n]) => `${k} ${n}`).join(" · ") : "nothing"}</td></tr>
+            {Object.entries(r.goals ?? {}).map(([id, g]) => (
+              <tr data-testid={`backtest-goal-${id}`}>
+                <th>Goal followed ({id})</th>
+                <td>
+                  {goalWords(g.treatment)}
+                  {g.control.exposures > 0 && <> · held out: {goalWords(g.control)}</>}
+                  <div class="muted small">A correlation in past events, not the rule's effect: only a holdout measures that.</div>
+                </td>
+              </tr>
+            ))}
           </tbody>
         </table>
       )}

@@ -1,12 +1,19 @@
-// The Results tab of a rule: did it work? The funnel (triggered → sent → converted) as bars,
-// the conversion rate of each group over time as a chart, and the uplift in words, for all
-// versions together or one version. The chart is a hand-drawn SVG: two lines over at most
+// The Results tab of a rule: did it work? The funnel (triggered → sent → delivered → converted)
+// as bars, the conversion rate of each group over time as a chart, and the uplift in words, for
+// all versions together or one version. The chart is a hand-drawn SVG: two lines over at most
 // `results_retention_days` points are smaller and simpler than a chart library's bundle.
 import { useEffect, useState } from "preact/hooks";
 import { describe, get } from "../api.js";
 
-const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)} %`);
+export const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)} %`);
 const pp = (x) => `${x >= 0 ? "+" : ""}${(x * 100).toFixed(1)} pp`;
+
+// "+2.1 pp (+0.4 to +3.8 pp)" for a table cell, or "not enough data yet".
+export function upliftShort(report) {
+  if (!report.uplift) return <span class="muted">not enough data yet</span>;
+  const { value, ci_low, ci_high } = report.uplift;
+  return `${pp(value)} (${pp(ci_low)} to ${pp(ci_high)})`;
+}
 
 // "+2.1 pp (+0.4 to +3.8), 95% confidence", or why there is no uplift yet.
 export function upliftWords(report) {
@@ -19,6 +26,8 @@ function Funnel({ report }) {
   const steps = [
     ["Triggered", report.triggered],
     ["Sent", report.treatment.exposures],
+    // Only where nudge delivers the actions itself (webhooks, e-mails).
+    ...(report.delivered > 0 ? [["Delivered (actions)", report.delivered]] : []),
     ["Converted", report.treatment.conversions],
     ["Held out", report.control.exposures],
     ["Held out, converted", report.control.conversions],

@@ -1,8 +1,10 @@
-// The rules list: status, triggers, last fired, fire and error counts; changes waiting for
-// review; and "New rule" from a template.
+// The rules list: status, triggers, last fired, fire and error counts, conversion rate and
+// uplift (rules with a goal or holdout); changes waiting for review; and "New rule" from a
+// template.
 import { useEffect, useState } from "preact/hooks";
 import { ago, can, describe, get } from "../api.js";
 import { Link, navigate } from "../main.jsx";
+import { pct, upliftShort } from "./results_panel.jsx";
 
 function NewRule({ onClose }) {
   const [templates, setTemplates] = useState(null);
@@ -53,12 +55,14 @@ export function RulesPage({ session }) {
   const [rules, setRules] = useState(null);
   const [stats, setStats] = useState({});
   const [drafts, setDrafts] = useState([]);
+  const [results, setResults] = useState({});
   const [error, setError] = useState(null);
   const [creating, setCreating] = useState(false);
   useEffect(() => {
     get("/api/rules").then(setRules).catch((e) => setError(describe(e)));
     get("/api/stats").then((s) => setStats(s.rules ?? {})).catch(() => {});
     get("/api/drafts").then((d) => setDrafts(d.drafts ?? [])).catch(() => {});
+    get("/api/results").then((r) => setResults(r.rules ?? {})).catch((e) => setError(describe(e)));
   }, []);
   return (
     <section>
@@ -97,12 +101,15 @@ export function RulesPage({ session }) {
               <th scope="col">Last fired</th>
               <th scope="col" class="num">Fired</th>
               <th scope="col" class="num">Errors</th>
+              <th scope="col" class="num" title="Treated profiles that reached the goal, all versions">Conversion</th>
+              <th scope="col" title="Treatment's conversion rate minus the holdout's, 95% confidence">Uplift</th>
               <th scope="col">Version</th>
             </tr>
           </thead>
           <tbody>
             {rules.map((r) => {
               const s = stats[r.id] ?? {};
+              const res = results[r.id];
               return (
                 <tr data-testid={`rule-row-${r.id}`}>
                   <td>
@@ -116,6 +123,10 @@ export function RulesPage({ session }) {
                   <td>{ago(s.last_fired)}</td>
                   <td class="num">{s.fired ?? 0}</td>
                   <td class={s.errors ? "num error-text" : "num"} title={s.last_error ?? ""}>{s.errors ?? 0}</td>
+                  <td class="num" data-testid={`rule-conversion-${r.id}`}>{res ? pct(res.treatment.rate) : "–"}</td>
+                  <td class="small" data-testid={`rule-uplift-${r.id}`} title={res?.reason ?? ""}>
+                    {res ? upliftShort(res) : <span class="muted">no goal</span>}
+                  </td>
                   <td>
                     v{r.version} <span class="muted small">by {r.updated_by}</span>
                   </td>

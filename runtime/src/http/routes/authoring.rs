@@ -54,6 +54,14 @@ pub const ROUTES: &[RoutePolicy] = &[
     ),
     route(
         "GET",
+        "/api/results",
+        Some(Viewer),
+        "rules",
+        "Every rule with results, over all its versions: each group's profiles, conversions and rate, and the uplift or why not yet (the rules list)",
+        None,
+    ),
+    route(
+        "GET",
         "/api/rules/{id}/results",
         Some(Viewer),
         "rules",
