@@ -180,6 +180,20 @@ impl Origin {
         &self.label
     }
 
+    /// The name its goal, holdout draw and results go by: the rule id, or `plugin:<name>`
+    /// (rule ids cannot contain `:`, so the two never meet).
+    pub fn key(&self) -> &str {
+        match self.kind {
+            OriginKind::Rule => &self.id,
+            // The label is `plugin:<name>@v<version>`.
+            OriginKind::Plugin => &self.label[..self.label.len() - self.version_suffix_len()],
+        }
+    }
+
+    fn version_suffix_len(&self) -> usize {
+        "@v".len() + self.version.to_string().len()
+    }
+
     /// What a `rule` extension names: the kind, the rule id or plugin name, and the version;
     /// `None` for anything [`Origin::new`] or [`Origin::plugin`] cannot have written.
     pub fn parse_label(label: &str) -> Option<(OriginKind, &str, u64)> {
@@ -317,6 +331,8 @@ mod tests {
                 Some((origin.kind, origin.id.as_str(), origin.version))
             );
         }
+        assert_eq!(Origin::new("cart", 3).key(), "cart");
+        assert_eq!(Origin::plugin("crm_sync", 12).key(), "plugin:crm_sync");
         for foreign in ["cart", "cart@3", "cart@vx", "plugin:@v1", "a.b@v1", ""] {
             assert_eq!(Origin::parse_label(foreign), None, "{foreign}");
         }

@@ -10,11 +10,11 @@ use compact_str::CompactString;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::action::{Action, Channel};
+use crate::action::{Action, Channel, Origin};
 use crate::calendar::rfc3339;
 use crate::event::{CloudEvent, digest};
 use crate::experiment::touch::{Conversion, attribute};
-use crate::experiment::{Outcome, split_verdict};
+use crate::experiment::{Experiment, Outcome, split_verdict};
 use crate::policy::{Candidate, OriginPolicy, Policy, Reason, Verdict};
 use crate::profile::Profile;
 use crate::ruleset::{CompiledRule, RuleFailure, evaluate_rules};
@@ -34,6 +34,8 @@ pub struct PluginOutcome {
     pub actions: Vec<Action>,
     /// `(plugin label, reason, message)`; reason is `error` or `limit`.
     pub failures: Vec<(String, Reason, String)>,
+    /// The matched plugins that declare a goal or holdout (in their manifest).
+    pub experiments: Vec<(Arc<Origin>, Arc<Experiment>)>,
 }
 
 /// A message to publish at `due_ms`: a timer event or an action held by quiet hours.
@@ -217,7 +219,22 @@ impl Decider<'_> {
         }));
 
         let mut verdict = self.policy.apply(state, candidates, now_ms);
-        let exposures = split_verdict(&mut verdict, rules, state, now_ms, self.limits.max_touches);
+        let experimenting = rules
+            .iter()
+            .filter_map(|r| Some((r.origin().as_ref(), r.experiment()?.as_ref())))
+            .chain(
+                from_plugins
+                    .experiments
+                    .iter()
+                    .map(|(origin, experiment)| (origin.as_ref(), experiment.as_ref())),
+            );
+        let exposures = split_verdict(
+            &mut verdict,
+            experimenting,
+            state,
+            now_ms,
+            self.limits.max_touches,
+        );
         decision.outcomes.extend(exposures);
         self.record_verdict(event, now_ms, verdict, &state.profile, &mut decision);
         state.remember_applied(Applied { event: identity }, self.limits);

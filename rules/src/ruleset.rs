@@ -52,6 +52,11 @@ impl CompiledRule {
         })
     }
 
+    /// The origin its actions carry.
+    pub fn origin(&self) -> &Arc<Origin> {
+        &self.origin
+    }
+
     /// The rule's goal and holdout, when it declares either.
     pub fn experiment(&self) -> Option<&Arc<Experiment>> {
         self.experiment.as_ref()

@@ -41,10 +41,14 @@ pub async fn record(js: &Context, subject: String, action_id: &str) -> anyhow::R
     Ok(())
 }
 
-/// Rule `rule`'s delivered actions per version and day.
-pub async fn of_rule(js: &Context, rule: &str) -> anyhow::Result<BTreeMap<u64, DeliveredDays>> {
+/// The delivered actions per version and day of `key`: a rule id, or `plugin:<name>` (an
+/// [`Origin::key`]).
+pub async fn of(js: &Context, key: &str) -> anyhow::Result<BTreeMap<u64, DeliveredDays>> {
     let stream = js.get_stream(DELIVERED_STREAM).await?;
-    let prefix = format!("delivered.rule.{rule}.");
+    let prefix = match key.strip_prefix("plugin:") {
+        Some(name) => format!("delivered.plugin.{name}."),
+        None => format!("delivered.rule.{key}."),
+    };
     let subjects: Vec<(String, usize)> = stream
         .info_with_subjects(format!("{prefix}>"))
         .await?

@@ -1,5 +1,6 @@
 //! Rule results in NATS (what `nudge_rules::experiment` counts): each partition's counts per
-//! rule, stored as `results.<partition>.<rule>` in `NUDGE_PROFILES` beside the profiles whose
+//! rule, stored as `results.<partition>.<rule>` (a plugin's, `plugin:<name>`, as
+//! `results.<partition>.plugin.<name>`: KV keys hold no `:`) in `NUDGE_PROFILES` beside the profiles whose
 //! decisions they count — the pipeline writes them in the same atomic batches as those
 //! profiles, so each outcome is counted once — and summed over every partition when asked, so
 //! every instance answers the same. (Profile keys are base64url and never hold a `.`, so these
@@ -12,9 +13,16 @@ use nudge_rules::experiment::results::Results;
 
 use crate::profiles::ProfileStore;
 
-/// The key of partition `partition`'s counts for rule `rule`.
+/// How a plugin's results key (`plugin:<name>`) is written in a KV key.
+const PLUGIN_KEY_PREFIX: (&str, &str) = ("plugin:", "plugin.");
+
+/// The key of partition `partition`'s counts for `rule` (a rule id, or `plugin:<name>`).
 pub fn record_key(partition: u32, rule: &str) -> String {
-    format!("results.{partition}.{rule}")
+    let (plugin, stored) = PLUGIN_KEY_PREFIX;
+    match rule.strip_prefix(plugin) {
+        Some(name) => format!("results.{partition}.{stored}{name}"),
+        None => format!("results.{partition}.{rule}"),
+    }
 }
 
 /// The stored form: MessagePack with field names, like the profiles.
@@ -31,7 +39,12 @@ pub async fn of_rule(profiles: &ProfileStore, rule: &str) -> anyhow::Result<Resu
     sum(profiles, &format!("results.*.{rule}")).await
 }
 
-/// Every rule's results, summed over every partition's records.
+/// Plugin `name`'s results (keyed `plugin:<name>`), summed over every partition's record.
+pub async fn of_plugin(profiles: &ProfileStore, name: &str) -> anyhow::Result<Results> {
+    sum(profiles, &format!("results.*.plugin.{name}")).await
+}
+
+/// Every rule's results (not plugins'), summed over every partition's records.
 pub async fn of_all(profiles: &ProfileStore) -> anyhow::Result<Results> {
     sum(profiles, "results.*.*").await
 }
@@ -51,10 +64,28 @@ pub async fn of_partition(
 ) -> anyhow::Result<HashMap<String, Results>> {
     let prefix = format!("results.{partition}.");
     let mut records = HashMap::new();
-    for (key, bytes) in profiles.scan(&format!("{prefix}*")).await? {
-        let rule = key.strip_prefix(&prefix).unwrap_or(&key).to_owned();
+    for (key, bytes) in profiles.scan(&format!("{prefix}>")).await? {
+        let stored = key.strip_prefix(&prefix).unwrap_or(&key);
+        let (plugin, stored_plugin) = PLUGIN_KEY_PREFIX;
+        let rule = match stored.strip_prefix(stored_plugin) {
+            Some(name) => format!("{plugin}{name}"),
+            None => stored.to_owned(),
+        };
         let results = decode(&bytes).with_context(|| format!("{key}: unreadable"))?;
         records.insert(rule, results);
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugins_results_keys_are_kv_keys_apart_from_the_rules() {
+        assert_eq!(record_key(3, "cart"), "results.3.cart");
+        assert_eq!(record_key(3, "plugin:pricing"), "results.3.plugin.pricing");
+        // A rule named `plugin` has one token fewer than any plugin's key.
+        assert_eq!(record_key(3, "plugin"), "results.3.plugin");
+    }
 }

@@ -297,6 +297,13 @@ pub fn cases(role: &str) -> Vec<Case> {
             Some("viewer"),
         ),
         c(
+            M::GET,
+            "/api/plugins/{name}/results",
+            "/api/plugins/missing/results".into(),
+            None,
+            Some("viewer"),
+        ),
+        c(
             M::POST,
             "/api/plugins/{name}/test",
             "/api/plugins/missing/test".into(),

@@ -28,7 +28,8 @@ async fn a_marketer_edits_tests_saves_watches_and_restores_a_rule_in_the_browser
         "web/node_modules is missing: building nudge runs `npm ci` in web/"
     );
     let nats = NatsServer::start();
-    let nudge = Nudge::start(&nats, &[]).await;
+    // The Results step shows an uplift from a dozen profiles.
+    let nudge = Nudge::start(&nats, &[("NUDGE_RESULTS_MIN_PROFILES", "1")]).await;
     for (username, role) in [("mia", "marketer"), ("vic", "viewer"), ("root", "admin")] {
         let (status, body) = nudge
             .api(

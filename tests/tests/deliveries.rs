@@ -276,7 +276,7 @@ async fn a_delivery_cut_short_by_sigkill_is_delivered_by_another_instance() {
     // Counted once in the results; a count redone for the same action (a crash between the
     // delivery and its ack) is still one.
     let counted = until("the delivery counted", async || {
-        let counted = nudge::delivered::of_rule(&js, "crm-sync").await.unwrap();
+        let counted = nudge::delivered::of(&js, "crm-sync").await.unwrap();
         (!counted.is_empty()).then_some(counted)
     })
     .await;
@@ -287,7 +287,7 @@ async fn a_delivery_cut_short_by_sigkill_is_delivered_by_another_instance() {
     nudge::delivered::record(&js, subject, action_id)
         .await
         .unwrap();
-    let again = nudge::delivered::of_rule(&js, "crm-sync").await.unwrap();
+    let again = nudge::delivered::of(&js, "crm-sync").await.unwrap();
     assert_eq!(again, counted);
 }
 

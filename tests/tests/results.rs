@@ -5,7 +5,7 @@
 //! documented holdout draw and the orders sent say; each treated profile's webhook is
 //! delivered and counted once under `delivered`; the rules list's summary agrees. On a 3-node
 //! cluster, the same counts hold when a partition's owner is SIGKILLed under load and another
-//! instance takes over from its checkpoint.
+//! instance takes over from its checkpoint. A plugin's manifest goal and holdout count alike.
 
 use std::time::Duration;
 
@@ -263,4 +263,87 @@ async fn results_count_once_when_the_owner_fails_over_on_a_cluster() {
     assert_eq!(status, 200, "{results}");
     assert_counted_once(&results);
     assert_eq!(stream_len(&js, "NUDGE_ACTIONS").await, expected().treated);
+}
+
+/// A plugin's manifest declares a goal and a 10 % holdout: its actions are held out, attributed
+/// and counted exactly as a rule's, under `GET /api/plugins/{name}/results`, with the draw of
+/// `plugin:<name>`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugins_goal_and_holdout_count_as_a_rules_do() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    let nudge = Nudge::start(&nats, &[]).await;
+    nudge
+        .put_plugin(
+            "pricing",
+            plugin_wasm("dynamic_pricing"),
+            json!({ "triggers": ["product.viewed"],
+                    "config": { "max_discount_pct": 20, "repeat_views": 2,
+                                "repeat_view_discount_pct": 7, "floor": 1 },
+                    "goal": { "event": "order.placed", "within": "1d", "value": "data.total" },
+                    "holdout": 10 }),
+        )
+        .await;
+    until("the plugin loaded", async || {
+        let logs = nudge.logs();
+        let loaded = |l: &&str| l.contains("plugin loaded") && l.contains("plugin=pricing");
+        logs.lines().any(|l| loaded(&l)).then_some(())
+    })
+    .await;
+    let held = |i: usize| holdout_bucket("plugin:pricing", &user(i)) < 1_000;
+    for i in 0..PROFILES {
+        let view = event(
+            &format!("v{i}"),
+            "product.viewed",
+            &user(i),
+            json!({ "product_id": "sku-7", "price": 50, "views": 3 }),
+        );
+        publish(&js, &view).await;
+    }
+    for i in (0..PROFILES).filter(|i| orders(*i)) {
+        order(&js, i).await;
+        order(&js, i).await;
+    }
+    wait_drained_or(&js, Duration::from_secs(60), || nudge.logs()).await;
+
+    let treated = (0..PROFILES).filter(|i| !held(*i)).count() as u64;
+    let converted = |control: bool| {
+        (0..PROFILES)
+            .filter(|i| held(*i) == control && orders(*i))
+            .count() as u64
+    };
+    let (status, results) = nudge.api_get("/api/plugins/pricing/results").await;
+    assert_eq!(status, 200, "{results}");
+    assert_eq!(results["plugin"], "pricing");
+    assert_eq!(results["holdout"], 10.0);
+    let v1 = &results["versions"][0];
+    assert_eq!(v1["version"], 1, "{results:#}");
+    assert_eq!(v1["triggered"], PROFILES as u64);
+    assert_eq!(v1["treatment"]["profiles"], treated);
+    assert_eq!(v1["control"]["profiles"], PROFILES as u64 - treated);
+    assert_eq!(v1["treatment"]["converted"], converted(false));
+    assert_eq!(v1["control"]["converted"], converted(true));
+    assert_eq!(v1["control"]["conversions"], converted(true), "once each");
+    // Only the treated profiles were sent a price; the others are traced as held out.
+    assert_eq!(stream_len(&js, "NUDGE_ACTIONS").await, treated);
+    let first_held = (0..PROFILES).find(|i| held(*i)).unwrap();
+    let (_, trace) = nudge
+        .api_get(&format!("/api/profiles/{}/trace", user(first_held)))
+        .await;
+    assert!(
+        trace
+            .to_string()
+            .contains("plugin:pricing@v1's 10% holdout"),
+        "{trace:#}"
+    );
+    // A rule by the same name would be another experiment: the rules' summary has no plugin.
+    let (_, summary) = nudge.api_get("/api/results").await;
+    assert_eq!(summary["rules"], json!({}), "{summary}");
+    let (status, error) = nudge
+        .api_get("/api/plugins/pricing/results?version=7")
+        .await;
+    assert_eq!(
+        (status.as_u16(), &error["error"]["field"]),
+        (400, &json!("version"))
+    );
 }

@@ -1,4 +1,4 @@
-//! Did a rule work? Its conversion goal and holdout group, pure: which profiles a rule holds
+//! Did a rule (or a plugin) work? Its conversion goal and holdout group, pure: which profiles a rule holds
 //! out (a deterministic function of the profile and the rule), what counts as a conversion,
 //! and — in [`touch`] — how conversions are attributed from the profile's state; [`uplift`]
 //! compares the treated group with the control group.
@@ -15,18 +15,16 @@ pub mod uplift;
 pub use touch::Outcome;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::action::{Action, OriginKind};
+use crate::action::{Action, Origin};
 use crate::duration::parse_duration;
 use crate::policy::{Reason, Suppressed, Verdict};
 use crate::rule::RuleError;
-use crate::ruleset::CompiledRule;
 use crate::state::{DAY_MS, ProfileState, field_hash};
 use crate::trigger::Pattern;
 
@@ -167,30 +165,28 @@ impl Goal {
     }
 }
 
-/// Splits the verdict on one event by each experimenting rule's group for this profile: a
-/// held-out profile's actions leave `fired` and `held` for `suppressed` with reason `holdout`
-/// (after policy, so the control group is the profiles the rule would have reached, and their
-/// caps and cooldowns count the same); every rule that acted, or would have, leaves a touch.
-/// Returns what happened to each experimenting rule in `rules` (the ones the event ran).
-pub fn split_verdict(
+/// Splits the verdict on one event by each experimenting rule's (or plugin's) group for this
+/// profile: a held-out profile's actions leave `fired` and `held` for `suppressed` with reason
+/// `holdout` (after policy, so the control group is the profiles the rule would have reached,
+/// and their caps and cooldowns count the same); every one that acted, or would have, leaves a
+/// touch. `experimenting`: the rules and plugins the event ran that declare a goal or holdout.
+/// Returns what happened to each.
+pub fn split_verdict<'a>(
     verdict: &mut Verdict,
-    rules: &[&Arc<CompiledRule>],
+    experimenting: impl IntoIterator<Item = (&'a Origin, &'a Experiment)>,
     state: &mut ProfileState,
     now_ms: i64,
     max_touches: usize,
 ) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
-    for rule in rules {
-        let Some(experiment) = rule.experiment() else {
-            continue;
-        };
-        let id = rule.rule.id.as_str();
+    for (origin, experiment) in experimenting {
+        let id = origin.key();
         outcomes.push(Outcome::Triggered {
             rule: id.to_owned(),
-            version: rule.rule.version,
+            version: origin.version,
         });
         let ours =
-            |action: &Action| action.origin.kind == OriginKind::Rule && action.origin.id == id;
+            |action: &Action| action.origin.kind == origin.kind && action.origin.id == origin.id;
         let actions = verdict.fired.iter().filter(|a| ours(a)).count()
             + verdict.held.iter().filter(|(a, _)| ours(a)).count();
         if actions == 0 {
@@ -199,7 +195,8 @@ pub fn split_verdict(
         let arm = experiment.arm(id, &state.profile.id);
         if arm == Arm::Control {
             let detail = format!(
-                "the profile is in this rule's {}% holdout (control group): decided, not sent",
+                "the profile is in {}'s {}% holdout (control group): decided, not sent",
+                origin.label(),
                 f64::from(experiment.holdout_bp) / 100.0
             );
             let held_out = |action: Action| Suppressed {
@@ -223,7 +220,7 @@ pub fn split_verdict(
         let actions = u32::try_from(actions).unwrap_or(u32::MAX);
         outcomes.push(touch::expose(
             &mut state.touches,
-            (id, rule.rule.version),
+            (id, origin.version),
             experiment,
             arm,
             actions,
@@ -259,8 +256,9 @@ pub fn holdout_basis_points(percent: f64) -> Result<u32, String> {
     Ok(basis_points as u32)
 }
 
-/// Where a profile falls in rule `rule_id`'s holdout draw, 0 to 9 999: the first eight bytes of
-/// SHA-256 over `holdout`, the rule id and the profile id (each followed by a zero byte) as a
+/// Where a profile falls in rule `rule_id`'s holdout draw, 0 to 9 999 (a plugin's: `rule_id` is
+/// `plugin:<name>`, its [`Origin::key`]): the first eight bytes of SHA-256 over `holdout`, the
+/// rule id and the profile id (each followed by a zero byte) as a
 /// big-endian number, modulo 10 000. The profile is held out when this is below the holdout in
 /// hundredths of a percent. It depends on nothing else — not the version, the instance, the
 /// partition or the time — so a profile stays in its group across events, restarts, failovers

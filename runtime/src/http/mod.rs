@@ -113,6 +113,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/rules/{id}/versions", get(rules::versions))
         .route("/api/rules/{id}/results", get(results::results))
         .route("/api/results", get(results::summary))
+        .route("/api/plugins/{name}/results", get(results::plugin_results))
         .route("/api/rules/{id}/versions/{version}", get(rules::version))
         .route("/api/rules/{id}/restore", post(rules::restore))
         .route("/api/rules/{id}/check", post(rules::check))

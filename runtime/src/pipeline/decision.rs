@@ -162,6 +162,7 @@ impl Decisions {
         CoreOutcome {
             matched: outcome.matched,
             actions: outcome.actions,
+            experiments: outcome.experiments,
             failures: outcome
                 .failures
                 .into_iter()

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nudge_rules::action::shape_payload;
+use nudge_rules::action::{Origin, shape_payload};
+use nudge_rules::experiment::Experiment;
 use nudge_rules::{Action, Channel, CloudEvent, PluginCallError, PluginCalls, Profile};
 use serde::Serialize;
 
@@ -32,6 +33,8 @@ pub struct PluginOutcome {
     pub actions: Vec<Action>,
     pub failures: Vec<PluginFault>,
     pub logs: Vec<String>,
+    /// The plugins that ran and declare a goal or holdout.
+    pub experiments: Vec<(Arc<Origin>, Arc<Experiment>)>,
 }
 
 /// The host plus the live plugin set: what the pipeline and the rule sandbox call.
@@ -58,6 +61,11 @@ impl Plugins {
         let (wit_event, wit_profile) = (wit_event(event), wit_profile(profile));
         for plugin in matching {
             outcome.matched.push(plugin.origin.label().to_owned());
+            if let Some(experiment) = &plugin.experiment {
+                outcome
+                    .experiments
+                    .push((plugin.origin.clone(), experiment.clone()));
+            }
             let result = self.guarded(plugin, || {
                 let (result, report) =
                     self.host

@@ -1,6 +1,7 @@
 //! What a plugin is, as stored: its manifest (subscriptions, configuration, switch) and the
 //! version record that ties a name to a code hash in the object store.
 
+use nudge_rules::experiment::{Experiment, GoalSpec};
 use nudge_rules::rule::validate_key;
 use nudge_rules::schema::FieldRead;
 use nudge_rules::{Pattern, RuleError};
@@ -32,6 +33,14 @@ pub struct Manifest {
     /// Handed to the plugin by the host's `config()` import.
     #[serde(default)]
     pub config: Map<String, Value>,
+    /// A conversion goal for the plugin's actions, as a rule declares one (`goal = { event =
+    /// "order.placed", within = "3d" }`): attributed and counted the same way, under
+    /// `plugin:<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<GoalSpec>,
+    /// The share of profiles (percent) whose actions from this plugin are decided but not sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<f64>,
     #[serde(default = "enabled")]
     pub enabled: bool,
 }
@@ -47,6 +56,8 @@ impl Default for Manifest {
             triggers: Vec::new(),
             reads: Vec::new(),
             config: Map::new(),
+            goal: None,
+            holdout: None,
             enabled: true,
         }
     }
@@ -74,6 +85,7 @@ impl Manifest {
             ));
         }
         self.data_reads()?;
+        self.experiment()?;
         let config_bytes = serde_json::to_vec(&self.config).map_or(0, |v| v.len());
         if config_bytes > MAX_CONFIG_BYTES {
             return Err(RuleError::invalid(
@@ -99,6 +111,11 @@ impl Manifest {
                 FieldRead::parse(path).map_err(|e| RuleError::invalid(format!("reads[{i}]"), e))
             })
             .collect()
+    }
+
+    /// The goal and holdout compiled, when the manifest declares either.
+    pub fn experiment(&self) -> Result<Option<Experiment>, RuleError> {
+        Experiment::compile(self.goal.as_ref(), self.holdout)
     }
 
     /// The configuration as the guest receives it.
@@ -166,6 +183,26 @@ mod tests {
         };
         let err = manifest.validate().unwrap_err();
         assert!(err.to_string().starts_with("triggers[1]"), "{err}");
+    }
+
+    #[test]
+    fn a_manifest_declares_a_goal_and_holdout_as_a_rule_does() {
+        let toml = "triggers = [\"product.viewed\"]\nholdout = 10\n\
+                    goal = { event = \"order.placed\", within = \"3d\", value = \"data.total\" }\n";
+        let manifest = parse_manifest(toml, true).unwrap();
+        let experiment = manifest.experiment().unwrap().unwrap();
+        assert_eq!(experiment.holdout_bp, 1_000);
+        assert!(experiment.goal.is_some());
+        for (bad, field) in [
+            ("holdout = 80", "holdout"),
+            (
+                "goal = { event = \"order.placed\", within = \"3 days\" }",
+                "goal.within",
+            ),
+        ] {
+            let err = parse_manifest(bad, true).unwrap().validate().unwrap_err();
+            assert!(err.to_string().starts_with(field), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use nudge_rules::TriggerIndex;
 use nudge_rules::action::Origin;
+use nudge_rules::experiment::Experiment;
 
 use super::breaker::Breaker;
 use super::host::Compiled;
@@ -19,6 +20,8 @@ pub struct LoadedPlugin {
     pub record: PluginRecord,
     pub instances: Instances,
     pub origin: Arc<Origin>,
+    /// The manifest's goal and holdout, compiled once per version.
+    pub experiment: Option<Arc<Experiment>>,
     pub meters: PluginMeters,
     /// Quarantine after repeated limit failures (see `breaker`).
     pub breaker: Breaker,
@@ -26,7 +29,15 @@ pub struct LoadedPlugin {
 
 impl LoadedPlugin {
     pub fn new(record: PluginRecord, code: Arc<Compiled>) -> LoadedPlugin {
+        // Stored manifests were validated when written; one that no longer compiles (a newer
+        // nudge's stricter check) measures nothing, and says so.
+        let experiment = record.manifest.experiment().unwrap_or_else(|error| {
+            tracing::warn!(plugin = %record.name, version = record.version, %error,
+                "the plugin's goal or holdout does not compile; its results are not counted");
+            None
+        });
         LoadedPlugin {
+            experiment: experiment.map(Arc::new),
             instances: Instances::new(code, record.manifest.config_json().into()),
             origin: Arc::new(Origin::plugin(&record.name, record.version)),
             meters: PluginMeters::new(&record.name),

@@ -296,7 +296,7 @@ export function EditorPage({ session, id, template, newId }) {
           {panel === "backtest" && <BacktestPanel session={session} ruleId={ruleId} rule={rule} />}
           {panel === "versions" && !isNew && <VersionsPanel session={session} id={id} current={rule} currentVersion={version} onRestored={reload} onDraft={setDraft} />}
           {panel === "versions" && isNew && <p class="empty">Save the rule to start its history.</p>}
-          {panel === "results" && !isNew && <ResultsPanel id={id} />}
+          {panel === "results" && !isNew && <ResultsPanel path={`/api/rules/${encodeURIComponent(id)}/results`} />}
           {panel === "review" && draft && (
             <ReviewPanel session={session} id={id} draft={draft} current={rule} onDone={(r) => { setDraft(null); if (r) reload(r); }} />
           )}

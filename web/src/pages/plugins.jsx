@@ -1,7 +1,8 @@
 // The plugins page: list with calls, errors, latency and fuel; upload a new version;
-// enable/disable; versions.
+// enable/disable; versions, and the results of a plugin whose manifest declares a goal.
 import { useEffect, useState } from "preact/hooks";
 import { api, can, describe, get } from "../api.js";
+import { ResultsPanel } from "./results_panel.jsx";
 
 function Versions({ name }) {
   const [versions, setVersions] = useState(null);
@@ -110,7 +111,12 @@ export function PluginsPage({ session }) {
                   </td>
                 </tr>,
                 open === p.name && (
-                  <tr><td colSpan="8"><Versions name={p.name} /></td></tr>
+                  <tr>
+                    <td colSpan="8">
+                      <Versions name={p.name} />
+                      {(m.goal || m.holdout) && <ResultsPanel path={`/api/plugins/${encodeURIComponent(p.name)}/results`} noun="plugin" />}
+                    </td>
+                  </tr>
                 ),
               ];
             })}

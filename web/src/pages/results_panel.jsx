@@ -78,14 +78,15 @@ function Chart({ days }) {
   );
 }
 
-export function ResultsPanel({ id }) {
+// `path`: the rule's (or a plugin's) results address; `noun`: what it is, for the words.
+export function ResultsPanel({ path, noun = "rule" }) {
   const [results, setResults] = useState(null);
   const [error, setError] = useState(null);
   const [which, setWhich] = useState("overall");
   useEffect(() => {
     let live = true;
     const load = () =>
-      get(`/api/rules/${encodeURIComponent(id)}/results`)
+      get(path)
         .then((r) => live && setResults(r))
         .catch((e) => live && setError(describe(e)));
     load();
@@ -95,13 +96,13 @@ export function ResultsPanel({ id }) {
       live = false;
       clearInterval(timer);
     };
-  }, [id]);
+  }, [path]);
   if (error) return <p class="error" role="alert">{error}</p>;
   if (!results) return <p class="loading">Loading…</p>;
   const report = which === "overall" ? results.overall : results.versions.find((v) => String(v.version) === which) ?? results.overall;
   return (
     <div class="panel" data-testid="results-panel">
-      {!results.goal && <p class="muted">This rule has no goal: set one (and a holdout) to measure what it brings.</p>}
+      {!results.goal && <p class="muted">This {noun} has no goal: set one (and a holdout) to measure what it brings.</p>}
       {results.goal && (
         <p class="muted">
           Goal: <code>{results.goal.event}</code> within {results.goal.within}

@@ -47,6 +47,14 @@ pub const ROUTES: &[RoutePolicy] = &[
     ),
     route(
         "GET",
+        "/api/plugins/{name}/results",
+        Some(Viewer),
+        "plugins",
+        "A plugin's results when its manifest declares a goal or holdout: as a rule's (`from`, `to`: YYYY-MM-DD; `version`)",
+        None,
+    ),
+    route(
+        "GET",
         "/api/plugins/{name}/versions",
         Some(Viewer),
         "plugins",
