@@ -143,6 +143,15 @@ pub enum OriginKind {
     Plugin,
 }
 
+impl OriginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OriginKind::Rule => "rule",
+            OriginKind::Plugin => "plugin",
+        }
+    }
+}
+
 /// What produced an action: a rule or plugin version. Built once per compiled rule or loaded
 /// plugin and shared by its actions, so no event formats or copies it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -194,13 +203,23 @@ impl Origin {
         "@v".len() + self.version.to_string().len()
     }
 
+    /// The results key of plugin `name`: `plugin:<name>`.
+    pub fn plugin_key(name: &str) -> String {
+        format!("plugin:{name}")
+    }
+
+    /// What a results key names: a rule (`cart`) or a plugin (`plugin:pricing` → `pricing`).
+    pub fn split_key(key: &str) -> (OriginKind, &str) {
+        match key.strip_prefix("plugin:") {
+            Some(name) => (OriginKind::Plugin, name),
+            None => (OriginKind::Rule, key),
+        }
+    }
+
     /// What a `rule` extension names: the kind, the rule id or plugin name, and the version;
     /// `None` for anything [`Origin::new`] or [`Origin::plugin`] cannot have written.
     pub fn parse_label(label: &str) -> Option<(OriginKind, &str, u64)> {
-        let (kind, rest) = match label.strip_prefix("plugin:") {
-            Some(rest) => (OriginKind::Plugin, rest),
-            None => (OriginKind::Rule, label),
-        };
+        let (kind, rest) = Origin::split_key(label);
         let (id, version) = rest.rsplit_once("@v")?;
         let version = version.parse().ok()?;
         crate::rule::validate_key("rule", id).ok()?;
@@ -245,14 +264,10 @@ impl Action {
     /// The *version* is left out on purpose, so an event redelivered after an edit still
     /// dedupes against the action its first delivery published.
     pub fn id(&self, cause: &CloudEvent) -> String {
-        let kind = match self.origin.kind {
-            OriginKind::Rule => "rule",
-            OriginKind::Plugin => "plugin",
-        };
         digest(&[
             &cause.source,
             &cause.id,
-            kind,
+            self.origin.kind.as_str(),
             &self.origin.id,
             &self.position.to_string(),
         ])
@@ -318,7 +333,7 @@ pub struct ActionEvent<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Channel, Origin};
+    use super::{Channel, Origin, OriginKind};
 
     #[test]
     fn labels_read_back_as_written() {
@@ -333,6 +348,12 @@ mod tests {
         }
         assert_eq!(Origin::new("cart", 3).key(), "cart");
         assert_eq!(Origin::plugin("crm_sync", 12).key(), "plugin:crm_sync");
+        assert_eq!(Origin::plugin_key("crm_sync"), "plugin:crm_sync");
+        assert_eq!(
+            Origin::split_key("plugin:crm_sync"),
+            (OriginKind::Plugin, "crm_sync")
+        );
+        assert_eq!(Origin::split_key("cart"), (OriginKind::Rule, "cart"));
         for foreign in ["cart", "cart@3", "cart@vx", "plugin:@v1", "a.b@v1", ""] {
             assert_eq!(Origin::parse_label(foreign), None, "{foreign}");
         }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use async_nats::HeaderMap;
 use async_nats::jetstream::Context;
 use futures::TryStreamExt as _;
-use nudge_rules::action::{Origin, OriginKind};
+use nudge_rules::action::Origin;
 use nudge_rules::calendar::parse_rfc3339;
 use nudge_rules::experiment::report::DeliveredDays;
 use nudge_rules::state::DAY_MS;
@@ -23,12 +23,8 @@ pub fn subject(label: &str, time: &str) -> Result<String, String> {
         .ok_or_else(|| format!("`rule` is `{label}`, not a rule or plugin version"))?;
     let decided_ms =
         parse_rfc3339(time).map_err(|_| format!("`time` is `{time}`, not an RFC 3339 time"))?;
-    let kind = match kind {
-        OriginKind::Rule => "rule",
-        OriginKind::Plugin => "plugin",
-    };
     let day = decided_ms.div_euclid(DAY_MS);
-    Ok(format!("delivered.{kind}.{id}.{version}.{day}"))
+    Ok(format!("delivered.{}.{id}.{version}.{day}", kind.as_str()))
 }
 
 /// Counts action `action_id` as delivered, once, and waits for JetStream's ack.
@@ -45,10 +41,8 @@ pub async fn record(js: &Context, subject: String, action_id: &str) -> anyhow::R
 /// [`Origin::key`]).
 pub async fn of(js: &Context, key: &str) -> anyhow::Result<BTreeMap<u64, DeliveredDays>> {
     let stream = js.get_stream(DELIVERED_STREAM).await?;
-    let prefix = match key.strip_prefix("plugin:") {
-        Some(name) => format!("delivered.plugin.{name}."),
-        None => format!("delivered.rule.{key}."),
-    };
+    let (kind, id) = Origin::split_key(key);
+    let prefix = format!("delivered.{}.{id}.", kind.as_str());
     let subjects: Vec<(String, usize)> = stream
         .info_with_subjects(format!("{prefix}>"))
         .await?

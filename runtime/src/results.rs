@@ -9,19 +9,16 @@
 use std::collections::HashMap;
 
 use anyhow::Context as _;
+use nudge_rules::action::{Origin, OriginKind};
 use nudge_rules::experiment::results::Results;
 
 use crate::profiles::ProfileStore;
 
-/// How a plugin's results key (`plugin:<name>`) is written in a KV key.
-const PLUGIN_KEY_PREFIX: (&str, &str) = ("plugin:", "plugin.");
-
 /// The key of partition `partition`'s counts for `rule` (a rule id, or `plugin:<name>`).
 pub fn record_key(partition: u32, rule: &str) -> String {
-    let (plugin, stored) = PLUGIN_KEY_PREFIX;
-    match rule.strip_prefix(plugin) {
-        Some(name) => format!("results.{partition}.{stored}{name}"),
-        None => format!("results.{partition}.{rule}"),
+    match Origin::split_key(rule) {
+        (OriginKind::Plugin, name) => format!("results.{partition}.plugin.{name}"),
+        (OriginKind::Rule, id) => format!("results.{partition}.{id}"),
     }
 }
 
@@ -66,9 +63,8 @@ pub async fn of_partition(
     let mut records = HashMap::new();
     for (key, bytes) in profiles.scan(&format!("{prefix}>")).await? {
         let stored = key.strip_prefix(&prefix).unwrap_or(&key);
-        let (plugin, stored_plugin) = PLUGIN_KEY_PREFIX;
-        let rule = match stored.strip_prefix(stored_plugin) {
-            Some(name) => format!("{plugin}{name}"),
+        let rule = match stored.strip_prefix("plugin.") {
+            Some(name) => Origin::plugin_key(name),
             None => stored.to_owned(),
         };
         let results = decode(&bytes).with_context(|| format!("{key}: unreadable"))?;

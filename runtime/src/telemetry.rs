@@ -300,7 +300,7 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     );
     describe_counter!(
         DELIVERED_UNCOUNTED,
-        "Delivered actions whose count in the results could not be stored (NUDGE_DELIVERED unreachable)."
+        "Delivered actions not counted in the results: NUDGE_DELIVERED unreachable, or an action without its rule version or time."
     );
     PROCESS.describe();
     Ok(handle)

@@ -153,7 +153,8 @@ pub fn stream_configs(s: &Settings) -> Vec<stream::Config> {
         stream::Config {
             name: DELIVERED_STREAM.into(),
             subjects: vec!["delivered.>".into()],
-            max_age: seconds(u64::from(s.results_retention_days) * 86_400),
+            // Kept as long as the results' days (0 would mean forever to JetStream).
+            max_age: seconds(u64::from(s.results_retention_days.max(1)) * 86_400),
             max_bytes: s.delivered_max_bytes,
             // A delivery redone after a crash (before its ack) is counted once: the action id
             // is the message id.

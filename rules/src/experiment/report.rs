@@ -115,7 +115,14 @@ pub fn version_report(
         }
         sum
     };
-    let delivered_on = |day: &i64| delivered.get(day).copied().unwrap_or(0);
+    // The chart's days: those with counts or deliveries (a rule without goal or holdout has
+    // only deliveries).
+    let no_counts = Counts::default();
+    let mut chart_days: BTreeMap<i64, &Counts> =
+        days.iter().map(|(day, counts)| (**day, *counts)).collect();
+    for day in delivered.keys().filter(|day| period.contains(**day)) {
+        chart_days.entry(*day).or_insert(&no_counts);
+    }
     let (uplift, reason) = if counts.control.profiles == 0 && counts.treatment.profiles > 0 {
         let reason = "not enough data yet: no profile is in the control group (a rule without \
                       `holdout` never has one)";
@@ -142,12 +149,12 @@ pub fn version_report(
         control: GroupReport::of(&counts.control),
         uplift,
         reason,
-        days: days
+        days: chart_days
             .into_iter()
             .map(|(day, counts)| DayReport {
                 day: rfc3339(day * DAY_MS)[..10].to_owned(),
                 triggered: counts.triggered,
-                delivered: delivered_on(day),
+                delivered: delivered.get(&day).copied().unwrap_or(0),
                 treatment: GroupReport::of(&counts.treatment),
                 control: GroupReport::of(&counts.control),
             })
@@ -155,18 +162,27 @@ pub fn version_report(
     }
 }
 
-/// Every version of a rule (newest first), then all of them together.
+/// Every version of a rule (newest first), then all of them together. A version appears when
+/// it has results or delivered actions (a rule without goal or holdout has only the latter).
 pub fn rule_report<'a>(
     versions: impl IntoIterator<Item = (&'a u64, &'a VersionResults)>,
     delivered: &BTreeMap<u64, DeliveredDays>,
     period: Period,
     min_profiles: u64,
 ) -> (Vec<VersionReport>, VersionReport) {
+    let no_results = VersionResults::default();
+    let mut merged: BTreeMap<u64, &VersionResults> = versions
+        .into_iter()
+        .map(|(version, results)| (*version, results))
+        .collect();
+    for version in delivered.keys() {
+        merged.entry(*version).or_insert(&no_results);
+    }
     let mut all = VersionResults::default();
     let mut all_delivered = DeliveredDays::new();
     let none = DeliveredDays::new();
     let mut reports = Vec::new();
-    for (version, results) in versions {
+    for (version, results) in &merged {
         let version_delivered = delivered.get(version).unwrap_or(&none);
         reports.push(version_report(
             Some(*version),
@@ -258,6 +274,13 @@ mod tests {
             (55, 5)
         );
         assert_eq!((reports[0].delivered, overall.delivered), (0, 55));
+        // A version with deliveries and no counts (no goal or holdout then) is reported too.
+        let mut with_plain = delivered.clone();
+        with_plain.insert(3, DeliveredDays::from([(4, 7)]));
+        let (plain, _) = rule_report(versions, &with_plain, Period::default(), 50);
+        assert_eq!((plain[0].version, plain[0].delivered), (Some(3), 7));
+        assert_eq!(plain[0].days.len(), 1);
+        assert_eq!(plain[0].days[0].day, "1970-01-05");
         assert_eq!(overall.version, None);
         assert_eq!(overall.treatment.profiles, 61);
         // A period sums its days only: day 1 has the conversions and no new profiles.

@@ -39,12 +39,14 @@ use crate::topology::ACTIONS_STREAM;
 pub const BUSY_DELAY: Duration = Duration::from_secs(1);
 
 /// What the worker reads of an action; `data` is the transport's, `rule` and `time` say what
-/// its delivery counts for in the results.
+/// its delivery counts for in the results (an action without them is still delivered).
 #[derive(Deserialize)]
 struct ActionRef<D> {
     id: String,
     subject: String,
+    #[serde(default)]
     rule: String,
+    #[serde(default)]
     time: String,
     data: D,
 }
@@ -248,15 +250,6 @@ impl<T: Transport> Worker<T> {
                 };
             }
         };
-        let delivered_subject = match crate::delivered::subject(&action.rule, &action.time) {
-            Ok(subject) => subject,
-            Err(reason) => {
-                return Settled::DeadLetter {
-                    kind: "invalid_action",
-                    reason,
-                };
-            }
-        };
         let target = match self.transport.prepare(action.data).await {
             Ok(target) => target,
             Err(settled) => return settled,
@@ -320,11 +313,12 @@ impl<T: Transport> Worker<T> {
         };
         // The attempt's log entry and, once delivered, its count in the results go out together.
         let count = async {
-            if answer.outcome == Outcome::Delivered {
-                crate::delivered::record(&self.js, delivered_subject, &action.id).await
-            } else {
-                Ok(())
+            if answer.outcome != Outcome::Delivered {
+                return Ok(());
             }
+            let subject = crate::delivered::subject(&action.rule, &action.time)
+                .map_err(|reason| anyhow::anyhow!("not counted: {reason}"))?;
+            crate::delivered::record(&self.js, subject, &action.id).await
         };
         let (logged, counted) = tokio::join!(self.log.append(subject, &entry), count);
         if let Err(error) = logged {

@@ -184,8 +184,8 @@ async fn read_multipart(request: Request, limit: usize) -> Result<PluginWrite, A
     Ok(write)
 }
 
-/// `PATCH /api/plugins/{name}`: changes manifest fields (`enabled`, `triggers`, `config`,
-/// `description`) and keeps the code; a new version.
+/// `PATCH /api/plugins/{name}`: changes manifest fields (`enabled`, `triggers`, `reads`,
+/// `config`, `description`, `goal`, `holdout`) and keeps the code; a new version.
 pub async fn patch(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use nudge_rules::action::Origin;
 use nudge_rules::calendar::parse_rfc3339;
 use nudge_rules::experiment::report::{Period, rule_report};
 use nudge_rules::experiment::results::Results;
@@ -66,7 +67,7 @@ pub async fn plugin_results(
 ) -> Result<Json<Value>, ApiError> {
     let plugin = state.plugins.get(&name).await?;
     let stored = crate::results::of_plugin(&state.profiles, &name).await;
-    let key = format!("plugin:{name}");
+    let key = Origin::plugin_key(&name);
     let experiment = Declared {
         key: &key,
         noun: "plugin",

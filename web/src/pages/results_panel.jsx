@@ -8,9 +8,9 @@ import { describe, get } from "../api.js";
 export const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)} %`);
 const pp = (x) => `${x >= 0 ? "+" : ""}${(x * 100).toFixed(1)} pp`;
 
-// "+2.1 pp (+0.4 to +3.8 pp)" for a table cell, or "not enough data yet".
+// "+2.1 pp (+0.4 to +3.8 pp)" for a table cell, or why not (the whole reason on hover).
 export function upliftShort(report) {
-  if (!report.uplift) return <span class="muted">not enough data yet</span>;
+  if (!report.uplift) return <span class="muted">{report.control.profiles === 0 ? "no control group" : "not enough data yet"}</span>;
   const { value, ci_low, ci_high } = report.uplift;
   return `${pp(value)} (${pp(ci_low)} to ${pp(ci_high)})`;
 }

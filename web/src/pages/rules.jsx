@@ -125,7 +125,7 @@ export function RulesPage({ session }) {
                   <td class={s.errors ? "num error-text" : "num"} title={s.last_error ?? ""}>{s.errors ?? 0}</td>
                   <td class="num" data-testid={`rule-conversion-${r.id}`}>{res ? pct(res.treatment.rate) : "–"}</td>
                   <td class="small" data-testid={`rule-uplift-${r.id}`} title={res?.reason ?? ""}>
-                    {res ? upliftShort(res) : <span class="muted">no goal</span>}
+                    {res ? upliftShort(res) : <span class="muted">–</span>}
                   </td>
                   <td>
                     v{r.version} <span class="muted small">by {r.updated_by}</span>
