@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_sessions::Session;
 
-use super::error::{Body, parse_json};
+use super::error::{Body, parse_json, to_json};
 use super::{ApiError, AppState};
 use crate::access::sessions::SessionAuth;
 use crate::access::users::AccessError;
@@ -254,7 +254,7 @@ pub async fn create_user(
         .users
         .create(&new.username, &new.password, role, &principal.name)
         .await?;
-    let after = serde_json::to_value(user.public()).unwrap_or_default();
+    let after = to_json(user.public())?;
     audit::record(
         &state.js,
         &principal,
@@ -279,7 +279,7 @@ pub async fn delete_user(
         ));
     }
     let removed = state.access.users.delete(&username).await?;
-    let before = serde_json::to_value(&removed).unwrap_or_default();
+    let before = to_json(&removed)?;
     audit::record(
         &state.js,
         &principal,
@@ -316,7 +316,7 @@ pub async fn create_token(
         .tokens
         .create(&new.name, role, &principal.name)
         .await?;
-    let after = serde_json::to_value(&record).unwrap_or_default();
+    let after = to_json(&record)?;
     audit::record(
         &state.js,
         &principal,
@@ -342,10 +342,7 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (before, after) = state.access.tokens.revoke(&id, &principal.name).await?;
-    let (before, after) = (
-        serde_json::to_value(before).unwrap_or_default(),
-        serde_json::to_value(after).unwrap_or_default(),
-    );
+    let (before, after) = (to_json(before)?, to_json(after)?);
     audit::record(
         &state.js,
         &principal,

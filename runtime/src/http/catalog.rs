@@ -10,7 +10,7 @@ use nudge_rules::{CloudEvent, rule::validate_rule_id};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{Body, parse_json};
+use super::error::{Body, parse_json, to_json};
 use super::{ApiError, AppState};
 use crate::access::{Principal, audit};
 use crate::tail::tail;
@@ -140,7 +140,7 @@ pub async fn put_samples(
         .put(&id, body.into())
         .await
         .map_err(unavailable)?;
-    let after = serde_json::to_value(&samples).unwrap_or_default();
+    let after = to_json(&samples)?;
     audit::record(&state.js, &who, "rule.samples", &id, before, after.clone()).await;
     Ok(Json(json!({ "samples": after })))
 }

@@ -258,6 +258,6 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn openapi() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::to_value(openapi::openapi()).unwrap_or_default())
+async fn openapi() -> Result<axum::Json<serde_json::Value>, ApiError> {
+    Ok(axum::Json(error::to_json(openapi::openapi())?))
 }

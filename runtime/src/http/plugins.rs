@@ -88,8 +88,8 @@ pub async fn put(
         &who,
         "plugin.put",
         &name,
-        to_value(&before),
-        to_value(&record),
+        to_json(&before)?,
+        to_json(&record)?,
     )
     .await;
     let status = if record.version == 1 {
@@ -126,10 +126,6 @@ fn read_check(state: &AppState, manifest: &Manifest) -> Result<Value, ApiError> 
         warnings.extend(found);
     }
     to_json(warnings)
-}
-
-fn to_value<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or_default()
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -195,7 +191,7 @@ pub async fn patch(
 ) -> Result<Json<Value>, ApiError> {
     let changes: Map<String, Value> = parse_json(&body)?;
     let current = state.plugins.get(&name).await?;
-    let mut manifest = serde_json::to_value(&current.manifest).unwrap_or_default();
+    let mut manifest = to_json(&current.manifest)?;
     for (field, value) in changes {
         manifest[field] = value;
     }
@@ -212,8 +208,8 @@ pub async fn patch(
         &who,
         "plugin.patch",
         &name,
-        to_value(&current),
-        to_value(&record),
+        to_json(&current)?,
+        to_json(&record)?,
     )
     .await;
     let mut answer = to_json(&record)?;
@@ -233,7 +229,7 @@ pub async fn delete(
         &who,
         "plugin.delete",
         &name,
-        to_value(&before),
+        to_json(&before)?,
         Value::Null,
     )
     .await;

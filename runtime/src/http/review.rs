@@ -12,6 +12,7 @@ use nudge_rules::{CompiledRule, Rule, RuleSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::error::to_json;
 use super::{ApiError, AppState};
 use crate::access::{Principal, Role, audit};
 use crate::rulestore::{StoreError, now_rfc3339};
@@ -45,10 +46,6 @@ async fn current(state: &AppState, id: &str) -> Result<Option<Rule>, ApiError> {
         Err(StoreError::NotFound { .. }) => Ok(None),
         Err(error) => Err(error.into()),
     }
-}
-
-fn to_value<T: Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or_default()
 }
 
 /// Saves a change as a new version — or, for a marketer in four-eyes mode, as a draft (202).
@@ -86,8 +83,8 @@ pub async fn change_rule(
             who,
             "draft.submit",
             id,
-            to_value(&before),
-            to_value(&draft),
+            to_json(&before)?,
+            to_json(&draft)?,
         )
         .await;
         return Ok((
@@ -102,8 +99,8 @@ pub async fn change_rule(
         who,
         action,
         id,
-        to_value(&before),
-        to_value(&rule),
+        to_json(&before)?,
+        to_json(&rule)?,
     )
     .await;
     let status = if rule.version == 1 {
@@ -111,7 +108,7 @@ pub async fn change_rule(
     } else {
         StatusCode::OK
     };
-    let mut answer = to_value(&rule);
+    let mut answer = to_json(&rule)?;
     answer["warnings"] = warnings;
     Ok((status, Json(answer)))
 }
@@ -193,7 +190,7 @@ pub async fn approve(
         &who,
         "draft.approve",
         &id,
-        to_value(&before),
+        to_json(&before)?,
         json!({ "draft": draft, "rule": rule }),
     )
     .await;
@@ -214,6 +211,6 @@ pub async fn reject(
     } else {
         "draft.reject"
     };
-    audit::record(&state.js, &who, action, &id, to_value(&draft), Value::Null).await;
+    audit::record(&state.js, &who, action, &id, to_json(&draft)?, Value::Null).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,7 +13,7 @@ use nudge_rules::{CloudEvent, CompiledRule, Decider, Profile, Rule, RuleSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{Body, parse_json};
+use super::error::{Body, parse_json, to_json};
 use super::review::change_rule;
 use super::{ApiError, AppState};
 use crate::access::{Principal, Role, audit};
@@ -114,7 +114,7 @@ pub async fn delete(
         &who,
         "rule.delete",
         &id,
-        serde_json::to_value(&before).unwrap_or_default(),
+        to_json(&before)?,
         Value::Null,
     )
     .await;
@@ -142,7 +142,7 @@ pub async fn versions(
 ) -> Result<Json<Value>, ApiError> {
     let limit = query.limit_or(100, MAX_VERSIONS_LISTED);
     let heads = state.store.versions(&id, limit).await?;
-    Ok(Json(serde_json::to_value(heads).unwrap_or_default()))
+    Ok(Json(to_json(heads)?))
 }
 
 pub async fn version(
@@ -150,7 +150,7 @@ pub async fn version(
     Path((id, version)): Path<(String, u64)>,
 ) -> Result<Json<Value>, ApiError> {
     let head = state.store.version(&id, version).await?;
-    Ok(Json(serde_json::to_value(head).unwrap_or_default()))
+    Ok(Json(to_json(head)?))
 }
 
 #[derive(Deserialize)]
