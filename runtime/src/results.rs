@@ -16,9 +16,22 @@ use crate::profiles::ProfileStore;
 
 /// The key of partition `partition`'s counts for `rule` (a rule id, or `plugin:<name>`).
 pub fn record_key(partition: u32, rule: &str) -> String {
+    format!("results.{partition}.{}", key_tail(rule))
+}
+
+/// How a results key is written after the partition in a KV key (which holds no `:`).
+fn key_tail(rule: &str) -> String {
     match Origin::split_key(rule) {
-        (OriginKind::Plugin, name) => format!("results.{partition}.plugin.{name}"),
-        (OriginKind::Rule, id) => format!("results.{partition}.{id}"),
+        (OriginKind::Plugin, name) => format!("plugin.{name}"),
+        (OriginKind::Rule, id) => id.to_owned(),
+    }
+}
+
+/// The results key a [`key_tail`] was written from.
+fn rule_of_tail(tail: &str) -> String {
+    match tail.strip_prefix("plugin.") {
+        Some(name) => Origin::plugin_key(name),
+        None => tail.to_owned(),
     }
 }
 
@@ -31,14 +44,9 @@ pub fn decode(bytes: &[u8]) -> anyhow::Result<Results> {
     Ok(rmp_serde::from_slice(bytes)?)
 }
 
-/// Rule `rule`'s results, summed over every partition's record.
-pub async fn of_rule(profiles: &ProfileStore, rule: &str) -> anyhow::Result<Results> {
-    sum(profiles, &format!("results.*.{rule}")).await
-}
-
-/// Plugin `name`'s results (keyed `plugin:<name>`), summed over every partition's record.
-pub async fn of_plugin(profiles: &ProfileStore, name: &str) -> anyhow::Result<Results> {
-    sum(profiles, &format!("results.*.plugin.{name}")).await
+/// The results of `rule` (a rule id, or `plugin:<name>`), summed over every partition's record.
+pub async fn of(profiles: &ProfileStore, rule: &str) -> anyhow::Result<Results> {
+    sum(profiles, &format!("results.*.{}", key_tail(rule))).await
 }
 
 /// Every rule's results (not plugins'), summed over every partition's records.
@@ -62,11 +70,7 @@ pub async fn of_partition(
     let prefix = format!("results.{partition}.");
     let mut records = HashMap::new();
     for (key, bytes) in profiles.scan(&format!("{prefix}>")).await? {
-        let stored = key.strip_prefix(&prefix).unwrap_or(&key);
-        let rule = match stored.strip_prefix("plugin.") {
-            Some(name) => Origin::plugin_key(name),
-            None => stored.to_owned(),
-        };
+        let rule = rule_of_tail(key.strip_prefix(&prefix).unwrap_or(&key));
         let results = decode(&bytes).with_context(|| format!("{key}: unreadable"))?;
         records.insert(rule, results);
     }
@@ -83,5 +87,8 @@ mod tests {
         assert_eq!(record_key(3, "plugin:pricing"), "results.3.plugin.pricing");
         // A rule named `plugin` has one token fewer than any plugin's key.
         assert_eq!(record_key(3, "plugin"), "results.3.plugin");
+        for rule in ["cart", "plugin:pricing", "plugin"] {
+            assert_eq!(rule_of_tail(&key_tail(rule)), rule);
+        }
     }
 }

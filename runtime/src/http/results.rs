@@ -12,7 +12,6 @@ use axum::extract::{Path, Query, State};
 use nudge_rules::action::Origin;
 use nudge_rules::calendar::parse_rfc3339;
 use nudge_rules::experiment::report::{Period, rule_report};
-use nudge_rules::experiment::results::Results;
 use nudge_rules::state::DAY_MS;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -45,7 +44,6 @@ pub async fn results(
     Query(query): Query<ResultsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let rule = state.store.get(&id).await?;
-    let stored = crate::results::of_rule(&state.profiles, &id).await;
     let experiment = Declared {
         key: &id,
         noun: "rule",
@@ -53,7 +51,7 @@ pub async fn results(
         goal: to_json(&rule.spec.goal)?,
         holdout: rule.spec.holdout,
     };
-    let mut answer = report(&state, experiment, stored, &query).await?;
+    let mut answer = report(&state, experiment, &query).await?;
     answer["rule"] = json!(id);
     Ok(Json(answer))
 }
@@ -66,7 +64,6 @@ pub async fn plugin_results(
     Query(query): Query<ResultsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let plugin = state.plugins.get(&name).await?;
-    let stored = crate::results::of_plugin(&state.profiles, &name).await;
     let key = Origin::plugin_key(&name);
     let experiment = Declared {
         key: &key,
@@ -75,7 +72,7 @@ pub async fn plugin_results(
         goal: to_json(&plugin.manifest.goal)?,
         holdout: plugin.manifest.holdout,
     };
-    let mut answer = report(&state, experiment, stored, &query).await?;
+    let mut answer = report(&state, experiment, &query).await?;
     answer["plugin"] = json!(name);
     Ok(Json(answer))
 }
@@ -94,7 +91,6 @@ struct Declared<'a> {
 async fn report(
     state: &AppState,
     declared: Declared<'_>,
-    stored: anyhow::Result<Results>,
     query: &ResultsQuery,
 ) -> Result<Value, ApiError> {
     let period = Period {
@@ -102,7 +98,9 @@ async fn report(
         to_day: day("to", query.to.as_deref())?,
     };
     let unavailable = |e: anyhow::Error| ApiError::unavailable(format!("{e:#}"));
-    let stored = stored.map_err(unavailable)?;
+    let stored = crate::results::of(&state.profiles, declared.key)
+        .await
+        .map_err(unavailable)?;
     let delivered = crate::delivered::of(&state.js, declared.key)
         .await
         .map_err(unavailable)?;
